@@ -1,0 +1,131 @@
+"""RMSprop, as ``torch.optim.RMSprop``."""
+from __future__ import annotations
+
+import numpy as np
+
+from .adam import lerp_
+from .optimizer import Optimizer, grad_array
+
+__all__ = ["RMSprop"]
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Hinton), PyTorch's update rule.
+
+    With ``g`` the gradient (negated when ``maximize``)::
+
+        g = g + weight_decay * p                 (if weight_decay != 0)
+        v = alpha * v + (1 - alpha) * g * g
+        avg = sqrt(v - gavg**2), gavg = lerp(gavg, g, 1 - alpha)   (centered)
+        avg = sqrt(v)                                              (otherwise)
+        avg = avg + eps
+        buf = momentum * buf + g / avg; p = p - lr * buf           (momentum > 0)
+        p = p - lr * g / avg                                       (otherwise)
+
+    Args:
+        params: iterable of parameters or of parameter-group dicts.
+        lr: learning rate (default 1e-2).
+        alpha: smoothing constant (default 0.99).
+        eps: term added to the denominator for stability (default 1e-8).
+        weight_decay: L2 penalty (default 0).
+        momentum: momentum factor (default 0).
+        centered: normalise by an estimate of the gradient's variance.
+        maximize: maximise the objective instead of minimising it.
+
+    State per parameter: ``step``, ``square_avg``, and ``momentum_buffer``
+    (momentum > 0) and ``grad_avg`` (centered).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient; returns ``closure()``'s loss if given."""
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            lr = float(group["lr"])
+            alpha = float(group["alpha"])
+            eps = float(group["eps"])
+            weight_decay = float(group["weight_decay"])
+            momentum = float(group["momentum"])
+            centered = bool(group["centered"])
+            maximize = bool(group["maximize"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                param = p._array
+                g = grad_array(p)
+                if maximize:
+                    g = np.negative(g)
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0.0
+                    state["square_avg"] = np.zeros_like(param)
+                    if momentum > 0:
+                        state["momentum_buffer"] = np.zeros_like(param)
+                    if centered:
+                        state["grad_avg"] = np.zeros_like(param)
+                state["step"] += 1.0
+                square_avg = state["square_avg"]
+
+                if weight_decay != 0:
+                    wd = np.multiply(param, weight_decay)
+                    g = np.add(g, wd, out=wd)
+
+                np.multiply(square_avg, alpha, out=square_avg)
+                sq = np.multiply(g, 1 - alpha)
+                np.multiply(sq, g, out=sq)
+                np.add(square_avg, sq, out=square_avg)
+
+                if centered:
+                    grad_avg = state["grad_avg"]
+                    lerp_(grad_avg, g, 1 - alpha)
+                    # addcmul(grad_avg, grad_avg, value=-1) then sqrt_
+                    avg = np.multiply(grad_avg, -1.0)
+                    np.multiply(avg, grad_avg, out=avg)
+                    np.add(square_avg, avg, out=avg)
+                    np.sqrt(avg, out=avg)
+                else:
+                    avg = np.sqrt(square_avg)
+                np.add(avg, eps, out=avg)
+
+                if momentum > 0:
+                    buf = state["momentum_buffer"]
+                    np.multiply(buf, momentum, out=buf)
+                    np.add(buf, np.divide(g, avg), out=buf)
+                    np.subtract(param, np.multiply(buf, lr), out=param)
+                else:
+                    upd = np.multiply(g, -lr)
+                    np.divide(upd, avg, out=upd)
+                    np.add(param, upd, out=param)
+        return loss

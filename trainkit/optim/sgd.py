@@ -1,0 +1,104 @@
+"""Stochastic gradient descent with momentum, as ``torch.optim.SGD``."""
+from __future__ import annotations
+
+import numpy as np
+
+from .optimizer import Optimizer, grad_array
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent (optionally with momentum), PyTorch's update rule.
+
+    For each parameter with a gradient ``g`` (negated when ``maximize``)::
+
+        g = g + weight_decay * p                    (if weight_decay != 0)
+        buf = g                                     (first step with momentum)
+        buf = momentum * buf + (1 - dampening) * g  (later steps)
+        g = g + momentum * buf  if nesterov else buf
+        p = p - lr * g
+
+    Args:
+        params: iterable of parameters or of parameter-group dicts.
+        lr: learning rate (default 1e-3, as in PyTorch 2).
+        momentum: momentum factor (default 0).
+        dampening: dampening of the momentum (default 0).
+        weight_decay: L2 penalty (default 0).
+        nesterov: use Nesterov momentum (requires momentum > 0, dampening 0).
+        maximize: maximise the objective instead of minimising it.
+
+    The state of a parameter holds ``momentum_buffer`` (an ndarray) once a step
+    with momentum has been taken.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient; returns ``closure()``'s loss if given."""
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            # float() keeps the scalars weak: a numpy float64 scalar would
+            # silently promote float32 parameters to float64 temporaries.
+            lr = float(group["lr"])
+            momentum = float(group["momentum"])
+            dampening = float(group["dampening"])
+            weight_decay = float(group["weight_decay"])
+            nesterov = bool(group["nesterov"])
+            maximize = bool(group["maximize"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                param = p._array
+                g = grad_array(p)
+                if maximize:
+                    g = np.negative(g)
+                if weight_decay != 0:
+                    # A new array: the user's .grad must stay untouched.
+                    wd = np.multiply(param, weight_decay)
+                    g = np.add(g, wd, out=wd)
+                if momentum != 0:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = np.array(g, dtype=param.dtype, copy=True)
+                        state["momentum_buffer"] = buf
+                    else:
+                        np.multiply(buf, momentum, out=buf)
+                        if dampening != 0:
+                            np.add(buf, np.multiply(g, 1 - dampening), out=buf)
+                        else:
+                            np.add(buf, g, out=buf)
+                    if nesterov:
+                        g = np.add(g, np.multiply(buf, momentum))
+                    else:
+                        g = buf
+                np.subtract(param, np.multiply(g, lr), out=param)
+        return loss
