@@ -1,0 +1,95 @@
+"""``Conv2d``: 2-D convolution over NCHW input (PyTorch's layout, arguments and initialisation)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trainkit.nn import functional as F
+from trainkit.nn import init
+from trainkit.nn._helpers import _pair, np_dtype
+from trainkit.nn.module import Module
+from trainkit.nn.parameter import Parameter
+
+__all__ = ["Conv2d"]
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels produced.
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or ``(sH, sW)``; default 1.
+        padding: int, ``(pH, pW)``, ``'valid'`` (no padding) or ``'same'``
+            (output size = input size; stride 1 and odd kernels only). Zero padding.
+        bias: if False the layer has no bias.
+        dtype: parameter dtype (float32 by default).
+
+    Int arguments are stored as tuples (``kernel_size=(5, 5)``), as PyTorch does.
+
+    Shape:
+        input ``(N, C_in, H, W)`` -> output ``(N, C_out, H_out, W_out)`` with
+        ``H_out = (H + 2*pH - kH) // sH + 1``.
+
+    Attributes:
+        weight: ``(out_channels, in_channels, kH, kW)``; kaiming_uniform_(a=sqrt(5)).
+        bias: ``(out_channels,)``; U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels*kH*kW.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, dtype=None):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            if padding == "same" and any(k % 2 == 0 for k in self.kernel_size):
+                raise ValueError("padding='same' needs odd kernel sizes in trainkit (symmetric zero padding)")
+            self.padding = padding
+        else:
+            self.padding = _pair(padding)
+        # Fixed attributes PyTorch users may read; trainkit supports only these values.
+        self.dilation = (1, 1)
+        self.groups = 1
+        self.padding_mode = "zeros"
+        dt = np_dtype(dtype)
+        self.weight = Parameter(np.empty((out_channels, in_channels) + self.kernel_size, dtype=dt))
+        if bias:
+            self.bias = Parameter(np.empty((out_channels,), dtype=dt))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def _padding_pair(self) -> tuple[int, int]:
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same":
+            return (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+        return self.padding
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default initialisation (see the class docstring)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        return F.conv2d(input, self.weight, self.bias, self.stride, self._padding_pair())
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

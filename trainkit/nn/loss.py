@@ -1,0 +1,134 @@
+"""Loss modules: ``MSELoss``, ``L1Loss``, ``CrossEntropyLoss``, ``NLLLoss``, ``BCEWithLogitsLoss``.
+
+Each wraps the function of the same name in ``trainkit.nn.functional``.
+``reduction`` is ``'mean'`` (default), ``'sum'`` or ``'none'``; with class
+``weight``\\ s, 'mean' divides by the summed weight of the targets, as PyTorch does.
+Arguments after ``weight`` are keyword-only (PyTorch's deprecated positional
+``size_average``/``reduce`` do not exist here, and must not be silently taken
+for something else).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trainkit.autograd.tensor import Tensor
+from trainkit.nn import functional as F
+from trainkit.nn._helpers import check_reduction
+from trainkit.nn.module import Module
+
+__all__ = ["MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss"]
+
+
+def _as_tensor(value) -> Tensor | None:
+    if value is None or isinstance(value, Tensor):
+        return value
+    return Tensor(np.asarray(value, dtype=np.float32))
+
+
+def _cast(weight: Tensor | None, like: Tensor) -> Tensor | None:
+    # A float32 weight buffer must not upcast a float64 gradcheck input (or the reverse).
+    if weight is None or weight.dtype == like.dtype:
+        return weight
+    return Tensor(weight._array.astype(like.dtype))
+
+
+class _Loss(Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = check_reduction(reduction)
+
+
+class _WeightedLoss(_Loss):
+    # The weight is a persistent buffer, so it appears in state_dict() as in PyTorch.
+    def __init__(self, weight=None, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.register_buffer("weight", _as_tensor(weight))
+
+
+class MSELoss(_Loss):
+    """Mean squared error ``(input - target)**2``, reduced.
+
+    Shape: input and target of the same (any) shape; scalar output unless reduction='none'.
+    """
+
+    def __init__(self, *, reduction: str = "mean"):
+        super().__init__(reduction)
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    """Mean absolute error ``|input - target|``, reduced."""
+
+    def __init__(self, *, reduction: str = "mean"):
+        super().__init__(reduction)
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Cross entropy between logits and class indices (or class probabilities); log-softmax is built in.
+
+    Args:
+        weight: optional per-class weights ``(C,)``.
+        ignore_index: targets equal to it contribute nothing (and are not counted in 'mean').
+        reduction: 'mean' | 'sum' | 'none'.
+        label_smoothing: in [0, 1]; mixes the target with the uniform distribution.
+
+    Shape:
+        input ``(N, C)`` or ``(N, C, d1, ...)`` logits; target ``(N,)`` / ``(N, d1, ...)``
+        int64 class indices in [0, C), or float probabilities shaped like input.
+    """
+
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        super().__init__(weight, reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, weight=_cast(self.weight, input), ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of class indices given log-probabilities (e.g. from ``LogSoftmax(dim=1)``).
+
+    Args: as :class:`CrossEntropyLoss`, without label smoothing.
+
+    Shape: input ``(N, C)``; target ``(N,)`` int64 in [0, C).
+    """
+
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__(weight, reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, weight=_cast(self.weight, input), ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross entropy on logits (sigmoid fused in, numerically stable).
+
+    Args:
+        weight: optional rescaling weight broadcast against each element's loss.
+        reduction: 'mean' | 'sum' | 'none'.
+        pos_weight: optional weight of positive examples, broadcast along the last dimension.
+
+    Shape: input and target of the same shape; target values in [0, 1].
+    """
+
+    def __init__(self, weight=None, *, reduction: str = "mean", pos_weight=None):
+        super().__init__(reduction)
+        self.register_buffer("weight", _as_tensor(weight))
+        self.register_buffer("pos_weight", _as_tensor(pos_weight))
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, weight=_cast(self.weight, input),
+                                                  reduction=self.reduction,
+                                                  pos_weight=_cast(self.pos_weight, input))
