@@ -1,0 +1,265 @@
+"""Graph nodes and the reverse-mode engine.
+
+Each differentiable operation is an :class:`Op` subclass with ``forward`` on
+ndarrays and ``backward`` returning one ndarray (or None) per input, in the
+spirit of DeZero. ``Op.apply`` records a node only when gradients are enabled
+and some input requires them, so inference and data batches cost nothing.
+:func:`backward` walks the graph in reverse topological order without
+recursion and frees each node's saved arrays as soon as it has been used.
+
+:class:`Function` is PyTorch's user-facing contract (``forward(ctx, ...)`` /
+``backward(ctx, ...)`` with ``ctx.save_for_backward``) built on the same engine.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations are currently recorded for backward."""
+    return _grad_enabled
+
+
+class _GradMode:
+    """Context manager and decorator setting whether operations are recorded."""
+
+    _mode = True
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = self._mode
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Disable graph recording inside a ``with`` block or a decorated function."""
+
+    _mode = False
+
+
+class enable_grad(_GradMode):
+    """Re-enable graph recording, e.g. inside a ``no_grad`` block."""
+
+    _mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Enable or disable graph recording according to ``mode``."""
+
+    def __init__(self, mode: bool):
+        self._mode = bool(mode)
+
+
+def sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Reduce a broadcast gradient ``g`` back to ``shape`` by summing broadcast axes."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if lead:
+        g = g.reshape(shape)
+    return g
+
+
+class Op:
+    """One differentiable operation: a node of the graph.
+
+    Subclasses implement ``forward(*arrays) -> ndarray`` and
+    ``backward(grad_output) -> tuple`` with one entry per input (None where no
+    gradient is needed; ``self.needs[i]`` says whether input i needs one).
+    Whatever ``forward`` stores on ``self`` is freed after backward.
+    """
+
+    inputs: tuple | None
+
+    def forward(self, *xs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, gy):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @classmethod
+    def apply(cls, *inputs, **kwargs):
+        """Run the op on Tensors and record it when a gradient will be needed."""
+        op = cls(**kwargs) if kwargs else cls()
+        y = op.forward(*[t._array for t in inputs])
+        if _grad_enabled:
+            for t in inputs:
+                if t.requires_grad:
+                    op.inputs = inputs
+                    op.needs = tuple(x.requires_grad for x in inputs)
+                    return Tensor._from_op(y, op)
+        return Tensor(y)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}Backward>"
+
+
+def _toposort(root_op: Op) -> list:
+    """Ops reachable from ``root_op``, each after all ops that consume its output."""
+    order, visited = [], {id(root_op)}
+    stack = [(root_op, False)]
+    while stack:
+        op, expanded = stack.pop()
+        if expanded:
+            order.append(op)
+            continue
+        stack.append((op, True))
+        inputs = getattr(op, "inputs", None)
+        if inputs is None:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                "graph are freed when you call .backward(). Specify retain_graph=True if you need "
+                "to backward through the graph a second time."
+            )
+        for t in inputs:
+            parent = t.grad_fn
+            if parent is not None and id(parent) not in visited:
+                visited.add(id(parent))
+                stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Propagate ``grad`` (d out / d root) to every leaf that requires grad."""
+    order = _toposort(root.grad_fn)
+    grads = {id(root.grad_fn): grad}
+    for op in order:
+        gy = grads.pop(id(op), None)
+        inputs = op.inputs
+        if gy is None:
+            if not retain_graph:
+                op.__dict__.clear()
+            continue
+        out = getattr(op, "_retained_output", None)
+        if out is not None:
+            out.grad = Tensor(gy) if out.grad is None else Tensor(out.grad._array + gy)
+        gxs = op.backward(gy)
+        if not retain_graph:
+            op.__dict__.clear()  # free saved arrays as soon as this node is done
+        for t, g in zip(inputs, gxs):
+            if g is None or not t.requires_grad:
+                continue
+            parent = t.grad_fn
+            if parent is None:
+                if t._hooks:
+                    for hook in t._hooks:
+                        r = hook(Tensor(g))
+                        if r is not None:
+                            g = r._array
+                if t.grad is None:
+                    # copy when g may alias an array that another leaf also receives
+                    t.grad = Tensor(g if g.dtype == t._array.dtype else g.astype(t._array.dtype))
+                    if g is gy or g.base is not None:
+                        t.grad._array = t.grad._array.copy()
+                else:
+                    t.grad._array += g
+            else:
+                key = id(parent)
+                prev = grads.get(key)
+                grads[key] = g if prev is None else prev + g
+
+
+class FunctionCtx:
+    """The ``ctx`` object passed to a user :class:`Function`'s forward and backward."""
+
+    def __init__(self):
+        self.saved_tensors = ()
+        self.needs_input_grad = ()
+
+    def save_for_backward(self, *tensors):
+        """Keep tensors for use in backward (read them back as ``ctx.saved_tensors``)."""
+        self.saved_tensors = tensors
+
+
+class _FunctionNode(Op):
+    """Graph node wrapping a user-defined :class:`Function`."""
+
+    def __init__(self, fn_cls, ctx, positions):
+        self.fn_cls, self.ctx, self.positions = fn_cls, ctx, positions
+
+    @property
+    def name(self) -> str:
+        return self.fn_cls.__name__
+
+    def backward(self, gy):
+        grads = self.fn_cls.backward(self.ctx, Tensor(gy))
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        out = []
+        for pos, t in zip(self.positions, self.inputs):
+            g = grads[pos] if pos < len(grads) else None
+            if g is None:
+                out.append(None)
+                continue
+            g = g._array if isinstance(g, Tensor) else np.asarray(g)
+            if g.shape != t._array.shape:
+                raise RuntimeError(
+                    f"Function {self.fn_cls.__name__}.backward returned a gradient of shape "
+                    f"{tuple(g.shape)} for input {pos}, expected {tuple(t._array.shape)}"
+                )
+            out.append(g)
+        return tuple(out)
+
+
+class Function:
+    """Base class for user-defined differentiable operations (PyTorch's contract).
+
+    Subclass with static ``forward(ctx, *args)`` (runs without recording) and
+    ``backward(ctx, *grad_outputs)`` returning one gradient per forward argument
+    (None allowed), then call ``MyFn.apply(*args)``.
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args):
+        ctx = FunctionCtx()
+        positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        tensors = tuple(args[i] for i in positions)
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        with no_grad():
+            out = cls.forward(ctx, *args)
+        if not isinstance(out, Tensor):
+            out = Tensor(np.asarray(out))
+        if _grad_enabled and any(t.requires_grad for t in tensors):
+            node = _FunctionNode(cls, ctx, positions)
+            node.inputs = tensors
+            node.needs = tuple(t.requires_grad for t in tensors)
+            return Tensor._from_op(out._array, node)
+        return out
+
+
+from .tensor import Tensor  # noqa: E402  (Tensor needs Op; Op.apply needs Tensor)

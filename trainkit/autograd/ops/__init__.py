@@ -1,0 +1,1 @@
+"""The differentiable operations of the engine, grouped by family."""

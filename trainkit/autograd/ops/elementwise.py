@@ -1,0 +1,371 @@
+"""Elementwise operations with broadcasting: arithmetic, math functions, activations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes
+from ..function import Op, sum_to
+from ..tensor import Tensor
+
+
+def raw(x):
+    """The ndarray behind a Tensor, or ``x`` itself."""
+    return x._array if isinstance(x, Tensor) else x
+
+
+def as_operand(x, like: Tensor) -> Tensor:
+    """Turn a Python/numpy scalar or array into a Tensor for an op with ``like``.
+
+    A Python scalar takes the tensor's dtype (PyTorch's rule: ``x * 0.5`` keeps a
+    float32 tensor float32; an int tensor times a float becomes float32).
+    """
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return Tensor(x)
+    if isinstance(x, np.generic):
+        x = x.item()
+    kind = like._array.dtype.kind
+    if isinstance(x, bool):
+        dt = like._array.dtype
+    elif isinstance(x, int):
+        dt = like._array.dtype if kind in "fiuc" else dtypes.int64
+    elif isinstance(x, float):
+        dt = like._array.dtype if kind == "f" else dtypes.get_default_dtype()
+    else:
+        raise TypeError(f"unsupported operand type for a tensor operation: {type(x).__name__}")
+    return Tensor(np.array(x, dtype=dt))
+
+
+def promote(a, b) -> tuple:
+    """Both operands as Tensors of one dtype, following PyTorch's promotion."""
+    if not isinstance(a, Tensor):
+        a = as_operand(a, b)
+    elif not isinstance(b, Tensor):
+        b = as_operand(b, a)
+    da, db = a._array.dtype, b._array.dtype
+    if da is not db and da != db:
+        fa, fb = da.kind == "f", db.kind == "f"
+        if fa and not fb:
+            b = b.to(da)
+        elif fb and not fa:
+            a = a.to(db)
+        else:
+            common = np.promote_types(da, db)
+            a, b = a.to(common), b.to(common)
+    return a, b
+
+
+class _Binary(Op):
+    def forward(self, a, b):
+        self.sa, self.sb = a.shape, b.shape
+        return self._f(a, b)
+
+
+class Add(_Binary):
+    @staticmethod
+    def _f(a, b):
+        return a + b
+
+    def backward(self, gy):
+        return (sum_to(gy, self.sa) if self.needs[0] else None,
+                sum_to(gy, self.sb) if self.needs[1] else None)
+
+
+class Sub(_Binary):
+    @staticmethod
+    def _f(a, b):
+        return a - b
+
+    def backward(self, gy):
+        return (sum_to(gy, self.sa) if self.needs[0] else None,
+                sum_to(-gy, self.sb) if self.needs[1] else None)
+
+
+class Mul(Op):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.a, self.b
+        return (sum_to(gy * b, a.shape) if self.needs[0] else None,
+                sum_to(gy * a, b.shape) if self.needs[1] else None)
+
+
+class Div(Op):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.a, self.b
+        ga = gy / b
+        return (sum_to(ga, a.shape) if self.needs[0] else None,
+                sum_to(-ga * a / b, b.shape) if self.needs[1] else None)
+
+
+class Pow(Op):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = a ** b
+        return self.y
+
+    def backward(self, gy):
+        a, b = self.a, self.b
+        ga = gb = None
+        if self.needs[0]:
+            ga = sum_to(gy * b * a ** (b - 1), a.shape)
+        if self.needs[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = sum_to(gy * self.y * np.log(np.where(a > 0, a, 1)), b.shape)
+        return ga, gb
+
+
+def add(a, b):
+    a, b = promote(a, b)
+    return Add.apply(a, b)
+
+
+def sub(a, b):
+    a, b = promote(a, b)
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    a, b = promote(a, b)
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    a, b = promote(a, b)
+    if a._array.dtype.kind != "f":  # true division of integers gives floats, as in torch
+        a, b = a.to(dtypes.get_default_dtype()), b.to(dtypes.get_default_dtype())
+    return Div.apply(a, b)
+
+
+def pow(a, b):  # noqa: A001 - PyTorch's name
+    a, b = promote(a, b)
+    return Pow.apply(a, b)
+
+
+class Neg(Op):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return (-gy,)
+
+
+class Exp(Op):
+    def forward(self, x):
+        self.y = np.exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return (gy * self.y,)
+
+
+class Log(Op):
+    def forward(self, x):
+        self.x = x
+        return np.log(x)
+
+    def backward(self, gy):
+        return (gy / self.x,)
+
+
+class Sqrt(Op):
+    def forward(self, x):
+        self.y = np.sqrt(x)
+        return self.y
+
+    def backward(self, gy):
+        return (gy / (2 * self.y),)
+
+
+class Abs(Op):
+    def forward(self, x):
+        self.x = x
+        return np.abs(x)
+
+    def backward(self, gy):
+        return (gy * np.sign(self.x),)
+
+
+class Tanh(Op):
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, gy):
+        y = self.y
+        return (gy * (1 - y * y),)
+
+
+class Sigmoid(Op):
+    def forward(self, x):
+        with np.errstate(over="ignore"):
+            self.y = 1 / (1 + np.exp(-x))
+        return self.y
+
+    def backward(self, gy):
+        y = self.y
+        return (gy * y * (1 - y),)
+
+
+class ReLU(Op):
+    def forward(self, x):
+        self.mask = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, gy):
+        return (gy * self.mask,)
+
+
+class LeakyReLU(Op):
+    def __init__(self, negative_slope=0.01):
+        self.slope = negative_slope
+
+    def forward(self, x):
+        self.mask = x > 0
+        return np.where(self.mask, x, x * np.asarray(self.slope, x.dtype))
+
+    def backward(self, gy):
+        return (np.where(self.mask, gy, gy * np.asarray(self.slope, gy.dtype)),)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, elementwise (scipy's when present, else a 1.2e-7-accurate series)."""
+    try:
+        from scipy.special import erf as _erf
+        return _erf(x)
+    except ImportError:  # Numerical Recipes erfc, fractional error < 1.2e-7
+        z = np.abs(x)
+        t = 1.0 / (1.0 + 0.5 * z)
+        r = t * np.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+            -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+        return np.where(x >= 0, 1 - r, r - 1).astype(x.dtype, copy=False)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+class GELU(Op):
+    def __init__(self, approximate="none"):
+        self.approximate = approximate
+
+    def forward(self, x):
+        self.x = x
+        if self.approximate == "tanh":
+            self.t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+            return 0.5 * x * (1 + self.t)
+        self.cdf = (0.5 * (1 + erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
+        return x * self.cdf
+
+    def backward(self, gy):
+        x = self.x
+        if self.approximate == "tanh":
+            t = self.t
+            dt = (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return (gy * (0.5 * (1 + t) + 0.5 * x * dt),)
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return (gy * (self.cdf + x * pdf),)
+
+
+class Clamp(Op):
+    def __init__(self, lo=None, hi=None):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        self.x = x
+        return np.clip(x, self.lo, self.hi)
+
+    def backward(self, gy):
+        x, keep = self.x, None
+        if self.lo is not None:
+            keep = x >= self.lo
+        if self.hi is not None:
+            keep = (x <= self.hi) if keep is None else keep & (x <= self.hi)
+        return (gy if keep is None else gy * keep,)
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    return Clamp.apply(x, lo=raw(min), hi=raw(max))
+
+
+class Maximum(Op):
+    """Elementwise maximum; ties share the gradient equally, as in PyTorch."""
+
+    _pick = staticmethod(np.maximum)
+    _sign = 1
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return self._pick(a, b)
+
+    def backward(self, gy):
+        a, b = self.a, self.b
+        win = (a > b) if self._sign > 0 else (a < b)
+        tie = (a == b) * np.asarray(0.5, gy.dtype)
+        wa = win + tie
+        return (sum_to(gy * wa, a.shape) if self.needs[0] else None,
+                sum_to(gy * (1 - wa), b.shape) if self.needs[1] else None)
+
+
+class Minimum(Maximum):
+    _pick = staticmethod(np.minimum)
+    _sign = -1
+
+
+def maximum(a, b):
+    a, b = promote(a, b)
+    return Maximum.apply(a, b)
+
+
+def minimum(a, b):
+    a, b = promote(a, b)
+    return Minimum.apply(a, b)
+
+
+class Where(Op):
+    def __init__(self, cond):
+        self.cond = cond
+
+    def forward(self, a, b):
+        self.sa, self.sb = a.shape, b.shape
+        return np.where(self.cond, a, b)
+
+    def backward(self, gy):
+        zero = np.zeros((), gy.dtype)
+        return (sum_to(np.where(self.cond, gy, zero), self.sa) if self.needs[0] else None,
+                sum_to(np.where(self.cond, zero, gy), self.sb) if self.needs[1] else None)
+
+
+def where(condition, input, other):  # noqa: A002
+    a, b = promote(input, other)
+    return Where.apply(a, b, cond=np.asarray(raw(condition), dtype=bool))
+
+
+class Cast(Op):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.src = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy):
+        return (gy.astype(self.src) if self.src.kind == "f" else None,)
+
+
+class Clone(Op):
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return (gy,)

@@ -1,0 +1,183 @@
+"""Reductions (sum, mean, var, max/min, logsumexp) and the softmax family."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..function import Op
+from ..tensor import Tensor, ValuesIndices
+
+
+def _axis(dim, ndim):
+    if dim is None:
+        return None
+    if isinstance(dim, (list, tuple)):
+        return tuple(d % ndim if ndim else 0 for d in dim)
+    return dim % ndim if ndim else None
+
+
+def _expand_grad(gy, shape, axis, keepdim):
+    """Broadcast a reduced gradient back over the reduced axes (a view, no copy)."""
+    if axis is not None and not keepdim:
+        gy = np.expand_dims(gy, axis)
+    elif axis is None and not keepdim:
+        gy = gy.reshape((1,) * len(shape))
+    return np.broadcast_to(gy, shape)
+
+
+class Sum(Op):
+    def __init__(self, dim=None, keepdim=False):
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x):
+        self.shape = x.shape
+        self.axis = _axis(self.dim, x.ndim)
+        return np.asarray(x.sum(axis=self.axis, keepdims=self.keepdim))
+
+    def backward(self, gy):
+        return (_expand_grad(gy, self.shape, self.axis, self.keepdim),)
+
+
+class Mean(Op):
+    def __init__(self, dim=None, keepdim=False):
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x):
+        self.shape = x.shape
+        self.axis = _axis(self.dim, x.ndim)
+        y = np.asarray(x.mean(axis=self.axis, keepdims=self.keepdim))
+        self.n = x.size // max(y.size, 1) if x.size else 0
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        return (_expand_grad(gy / np.asarray(self.n, gy.dtype), self.shape, self.axis, self.keepdim),)
+
+
+class Var(Op):
+    def __init__(self, dim=None, keepdim=False, ddof=1):
+        self.dim, self.keepdim, self.ddof = dim, keepdim, ddof
+
+    def forward(self, x):
+        self.axis = _axis(self.dim, x.ndim)
+        mean = x.mean(axis=self.axis, keepdims=True)
+        self.xc = x - mean
+        n = x.size // mean.size
+        self.denom = np.asarray(max(n - self.ddof, 0), x.dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = (self.xc * self.xc).sum(axis=self.axis, keepdims=self.keepdim) / self.denom
+        return np.asarray(y).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        g = _expand_grad(gy, self.xc.shape, self.axis, self.keepdim)
+        return (g * (2 * self.xc / self.denom),)
+
+
+class MaxMinAll(Op):
+    """max()/min() over all elements; ties share the gradient evenly (PyTorch's rule)."""
+
+    def __init__(self, mode="max"):
+        self.mode = mode
+
+    def forward(self, x):
+        self.x = x
+        self.y = np.asarray(x.max() if self.mode == "max" else x.min())
+        return self.y
+
+    def backward(self, gy):
+        mask = self.x == self.y
+        return (mask * (gy / mask.sum()).astype(gy.dtype),)
+
+
+class MaxMinDim(Op):
+    """max/min along one dimension; the gradient goes to the returned index."""
+
+    def __init__(self, dim=0, keepdim=False, mode="max"):
+        self.dim, self.keepdim, self.mode = dim, keepdim, mode
+
+    def forward(self, x):
+        self.shape = x.shape
+        self.axis = self.dim % x.ndim if x.ndim else 0
+        idx = (np.argmax if self.mode == "max" else np.argmin)(x, axis=self.axis)
+        self.idx = np.expand_dims(idx, self.axis)
+        vals = np.take_along_axis(x, self.idx, self.axis)
+        self.indices = self.idx if self.keepdim else idx
+        return vals if self.keepdim else np.squeeze(vals, self.axis)
+
+    def backward(self, gy):
+        g = np.zeros(self.shape, gy.dtype)
+        if not self.keepdim:
+            gy = np.expand_dims(gy, self.axis)
+        np.put_along_axis(g, self.idx, gy, self.axis)
+        return (g,)
+
+
+def max_min(x: Tensor, dim, keepdim, mode):
+    """Tensor.max/min: a scalar without ``dim``; ``(values, indices)`` with it."""
+    if dim is None:
+        return MaxMinAll.apply(x, mode=mode)
+    if isinstance(dim, Tensor):  # torch.max(a, b) handled by the caller
+        raise TypeError("max(other) is trainkit.maximum")
+    op_out = MaxMinDim.apply(x, dim=dim, keepdim=keepdim, mode=mode)
+    if op_out.grad_fn is not None:
+        indices = op_out.grad_fn.indices.astype(np.int64)
+    else:  # not recorded: recompute the indices cheaply
+        f = np.argmax if mode == "max" else np.argmin
+        indices = f(x._array, axis=dim % x.ndim if x.ndim else 0)
+        if keepdim:
+            indices = np.expand_dims(indices, dim)
+    return ValuesIndices(op_out, Tensor(np.asarray(indices, dtype=np.int64)))
+
+
+def argext(x: Tensor, dim, keepdim, f):
+    """argmax/argmin as int64 tensors (no gradient)."""
+    if dim is None:
+        return Tensor(np.asarray(f(x._array), dtype=np.int64))
+    idx = f(x._array, axis=dim)
+    if keepdim:
+        idx = np.expand_dims(idx, dim)
+    return Tensor(np.asarray(idx, dtype=np.int64))
+
+
+class LogSumExp(Op):
+    def __init__(self, dim=None, keepdim=False):
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x):
+        self.x = x
+        self.axis = _axis(self.dim, x.ndim)
+        m = x.max(axis=self.axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        self.yk = m + np.log(np.exp(x - m).sum(axis=self.axis, keepdims=True))
+        return self.yk if self.keepdim else np.squeeze(self.yk, self.axis)
+
+    def backward(self, gy):
+        g = _expand_grad(gy, self.x.shape, self.axis, self.keepdim)
+        return (g * np.exp(self.x - self.yk),)
+
+
+class Softmax(Op):
+    def __init__(self, dim=-1):
+        self.dim = dim
+
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=self.dim, keepdims=True))
+        e /= e.sum(axis=self.dim, keepdims=True)
+        self.y = e
+        return e
+
+    def backward(self, gy):
+        y = self.y
+        return (y * (gy - (gy * y).sum(axis=self.dim, keepdims=True)),)
+
+
+class LogSoftmax(Op):
+    def __init__(self, dim=-1):
+        self.dim = dim
+
+    def forward(self, x):
+        s = x - x.max(axis=self.dim, keepdims=True)
+        s -= np.log(np.exp(s).sum(axis=self.dim, keepdims=True))
+        self.y = s
+        return s
+
+    def backward(self, gy):
+        return (gy - np.exp(self.y) * gy.sum(axis=self.dim, keepdims=True),)

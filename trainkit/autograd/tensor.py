@@ -1,0 +1,541 @@
+"""The Tensor: an ndarray with an optional gradient and a link to the op that made it."""
+from __future__ import annotations
+
+import builtins
+from collections import namedtuple
+
+import numpy as np
+
+from . import dtypes
+from .function import is_grad_enabled, run_backward
+
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def _dims(args) -> tuple:
+    """Accept both ``f(2, 3)`` and ``f((2, 3))`` like PyTorch."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+class Tensor:
+    """A multi-dimensional array with reverse-mode automatic differentiation.
+
+    ``Tensor(ndarray)`` wraps the array without copying it; use
+    :func:`trainkit.tensor` to build one from Python data with PyTorch's dtype
+    rules (Python floats become float32).
+    """
+
+    __slots__ = ("_array", "grad", "requires_grad", "grad_fn", "_hooks", "__weakref__")
+    __array_priority__ = 1000  # make ndarray (op) Tensor defer to Tensor's reflected op
+
+    def __init__(self, data, dtype=None, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data._array
+        if isinstance(data, np.ndarray) and dtype is None:
+            arr = data
+        else:
+            arr = dtypes.infer_array(data, dtype)
+        self._array = arr
+        self.grad = None
+        self.grad_fn = None
+        self._hooks = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _from_op(cls, array, op) -> "Tensor":
+        t = Tensor.__new__(Tensor)
+        t._array = array
+        t.grad = None
+        t.grad_fn = op
+        t._hooks = None
+        t.requires_grad = True
+        return t
+
+    # ----------------------------------------------------------------- basic attributes
+    @property
+    def data(self) -> "Tensor":
+        """A tensor sharing this one's storage, outside the graph."""
+        return Tensor(self._array)
+
+    @data.setter
+    def data(self, value) -> None:
+        self._array = value._array if isinstance(value, Tensor) else np.asarray(value)
+
+    @property
+    def shape(self) -> tuple:
+        return self._array.shape
+
+    @property
+    def dtype(self):
+        return self._array.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._array.ndim
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(*reversed(range(self.ndim)))
+
+    def size(self, dim: int | None = None):
+        """The shape, or the length of dimension ``dim``."""
+        return self._array.shape if dim is None else self._array.shape[dim]
+
+    def dim(self) -> int:
+        return self._array.ndim
+
+    def numel(self) -> int:
+        return int(self._array.size)
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self._array.size != 1:
+            raise ValueError(f"a Tensor with {self._array.size} elements cannot be converted to Scalar")
+        return self._array.reshape(()).item()
+
+    def numpy(self) -> np.ndarray:
+        """The underlying ndarray (shares memory)."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        return self._array
+
+    def tolist(self):
+        return self._array.tolist()
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing storage with this one, cut from the graph."""
+        return Tensor(self._array)
+
+    def clone(self) -> "Tensor":
+        from .ops.elementwise import Clone
+        return Clone.apply(self)
+
+    def contiguous(self) -> "Tensor":
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self._array.dtype.kind not in "fc":
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables.")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor after backward."""
+        if self.grad_fn is not None:
+            self.grad_fn._retained_output = self
+
+    def register_hook(self, hook) -> None:
+        """Call ``hook(grad)`` when this leaf's gradient is computed; it may return a replacement."""
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
+        """Compute the gradient of this tensor w.r.t. every graph leaf that requires grad."""
+        if not self.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        if gradient is None:
+            if self._array.size != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            g = np.ones_like(self._array)
+        else:
+            g = gradient._array if isinstance(gradient, Tensor) else np.asarray(gradient, dtype=self.dtype)
+            if g.shape != self.shape:
+                raise RuntimeError(f"Mismatch in shape: grad_output has shape {g.shape} and output has shape {self.shape}")
+        if self.grad_fn is None:  # a leaf: its gradient is the seed itself
+            self.grad = Tensor(g.copy()) if self.grad is None else Tensor(self.grad._array + g)
+            return
+        run_backward(self, g, retain_graph)
+
+    # ----------------------------------------------------------------- conversion
+    def to(self, *args, **kwargs) -> "Tensor":
+        """Convert to a dtype (devices other than 'cpu' are not available)."""
+        dtype = kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, str) or a is None:
+                if a not in (None, "cpu"):
+                    raise RuntimeError(f"device {a!r} is not available: trainkit runs on the CPU")
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
+            else:
+                dtype = a
+        dev = kwargs.get("device")
+        if dev not in (None, "cpu"):
+            raise RuntimeError(f"device {dev!r} is not available: trainkit runs on the CPU")
+        if dtype is None or np.dtype(dtypes.to_dtype(dtype)) == self.dtype:
+            return self
+        from .ops.elementwise import Cast
+        return Cast.apply(self, dtype=dtypes.to_dtype(dtype))
+
+    def type(self, dtype) -> "Tensor":
+        return self.to(dtype)
+
+    def type_as(self, other: "Tensor") -> "Tensor":
+        return self.to(other.dtype)
+
+    def float(self) -> "Tensor":
+        return self.to(dtypes.float32)
+
+    def double(self) -> "Tensor":
+        return self.to(dtypes.float64)
+
+    def long(self) -> "Tensor":
+        return self.to(dtypes.int64)
+
+    def int(self) -> "Tensor":
+        return self.to(dtypes.int32)
+
+    def bool(self) -> "Tensor":
+        return self.to(dtypes.bool_)
+
+    def cpu(self) -> "Tensor":
+        return self
+
+    # ----------------------------------------------------------------- python protocol
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._array.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __bool__(self) -> bool:
+        return builtins.bool(self._array)
+
+    def __float__(self) -> float:
+        return builtins.float(self.item())
+
+    def __int__(self) -> int:
+        return builtins.int(self.item())
+
+    def __index__(self) -> int:
+        return self._array.__index__()
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._array, separator=", ", precision=4, prefix="tensor(")
+        extra = ""
+        if self._array.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_):
+            extra += f", dtype=trainkit.{self._array.dtype}"
+        if self.grad_fn is not None:
+            extra += f", grad_fn={self.grad_fn!r}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def __array__(self, dtype=None, copy=None):
+        return self._array if dtype is None else self._array.astype(dtype)
+
+    # ----------------------------------------------------------------- arithmetic
+    def __add__(self, other):
+        return _ew.add(self, other)
+
+    def __radd__(self, other):
+        return _ew.add(other, self)
+
+    def __sub__(self, other):
+        return _ew.sub(self, other)
+
+    def __rsub__(self, other):
+        return _ew.sub(other, self)
+
+    def __mul__(self, other):
+        return _ew.mul(self, other)
+
+    def __rmul__(self, other):
+        return _ew.mul(other, self)
+
+    def __truediv__(self, other):
+        return _ew.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ew.div(other, self)
+
+    def __floordiv__(self, other):
+        return Tensor(self._array // _ew.raw(other))
+
+    def __mod__(self, other):
+        return Tensor(self._array % _ew.raw(other))
+
+    def __pow__(self, other):
+        return _ew.pow(self, other)
+
+    def __rpow__(self, other):
+        return _ew.pow(other, self)
+
+    def __neg__(self):
+        return _ew.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self.abs()
+
+    def __matmul__(self, other):
+        return _mm.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _mm.matmul(other, self)
+
+    # comparisons give bool tensors outside the graph
+    def __eq__(self, other):  # type: ignore[override]
+        return Tensor(self._array == _ew.raw(other))
+
+    def __ne__(self, other):  # type: ignore[override]
+        return Tensor(self._array != _ew.raw(other))
+
+    def __lt__(self, other):
+        return Tensor(self._array < _ew.raw(other))
+
+    def __le__(self, other):
+        return Tensor(self._array <= _ew.raw(other))
+
+    def __gt__(self, other):
+        return Tensor(self._array > _ew.raw(other))
+
+    def __ge__(self, other):
+        return Tensor(self._array >= _ew.raw(other))
+
+    def __invert__(self):
+        return Tensor(~self._array)
+
+    def __and__(self, other):
+        return Tensor(self._array & _ew.raw(other))
+
+    def __or__(self, other):
+        return Tensor(self._array | _ew.raw(other))
+
+    def eq(self, other):
+        return self == other
+
+    def ne(self, other):
+        return self != other
+
+    def equal(self, other) -> bool:
+        return self.shape == other.shape and builtins.bool((self._array == other._array).all())
+
+    def add(self, other, alpha=1):
+        return self + (other * alpha if alpha != 1 else other)
+
+    def sub(self, other, alpha=1):
+        return self - (other * alpha if alpha != 1 else other)
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def matmul(self, other):
+        return self @ other
+
+    def mm(self, other):
+        return self @ other
+
+    # ----------------------------------------------------------------- in place (data only)
+    def _check_inplace(self) -> None:
+        if self.requires_grad and self.grad_fn is None and is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+
+    def add_(self, other, alpha=1):
+        self._check_inplace()
+        o = _ew.raw(other)
+        self._array += o if alpha == 1 else o * alpha
+        return self
+
+    def sub_(self, other, alpha=1):
+        return self.add_(other, -alpha)
+
+    def mul_(self, other):
+        self._check_inplace()
+        self._array *= _ew.raw(other)
+        return self
+
+    def div_(self, other):
+        self._check_inplace()
+        self._array /= _ew.raw(other)
+        return self
+
+    def zero_(self):
+        self._check_inplace()
+        self._array[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace()
+        self._array[...] = value
+        return self
+
+    def copy_(self, src):
+        self._check_inplace()
+        self._array[...] = _ew.raw(src)
+        return self
+
+    def clamp_(self, min=None, max=None):
+        self._check_inplace()
+        np.clip(self._array, min, max, out=self._array)
+        return self
+
+    def uniform_(self, a=0.0, b=1.0):
+        from .random import default_generator
+        self._check_inplace()
+        self._array[...] = default_generator().uniform(a, b, self.shape)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0):
+        from .random import default_generator
+        self._check_inplace()
+        self._array[...] = default_generator().normal(mean, std, self.shape)
+        return self
+
+    def __setitem__(self, key, value):
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError("in-place assignment into a tensor that requires grad is not supported")
+        self._array[_sh.index_key(key)] = _ew.raw(value)
+
+    # ----------------------------------------------------------------- elementwise methods
+    def exp(self):
+        return _ew.Exp.apply(self)
+
+    def log(self):
+        return _ew.Log.apply(self)
+
+    def sqrt(self):
+        return _ew.Sqrt.apply(self)
+
+    def abs(self):
+        return _ew.Abs.apply(self)
+
+    def tanh(self):
+        return _ew.Tanh.apply(self)
+
+    def sigmoid(self):
+        return _ew.Sigmoid.apply(self)
+
+    def relu(self):
+        return _ew.ReLU.apply(self)
+
+    def neg(self):
+        return -self
+
+    def square(self):
+        return self * self
+
+    def clamp(self, min=None, max=None):
+        return _ew.clamp(self, min, max)
+
+    clip = clamp
+
+    def softmax(self, dim):
+        return _rd.Softmax.apply(self, dim=dim)
+
+    def log_softmax(self, dim):
+        return _rd.LogSoftmax.apply(self, dim=dim)
+
+    # ----------------------------------------------------------------- reductions
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        return _rd.Sum.apply(x, dim=dim, keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        return _rd.Mean.apply(self, dim=dim, keepdim=keepdim)
+
+    def var(self, dim=None, unbiased=True, keepdim=False, correction=None):
+        ddof = (1 if unbiased else 0) if correction is None else correction
+        return _rd.Var.apply(self, dim=dim, keepdim=keepdim, ddof=ddof)
+
+    def std(self, dim=None, unbiased=True, keepdim=False, correction=None):
+        return self.var(dim, unbiased, keepdim, correction).sqrt()
+
+    def max(self, dim=None, keepdim=False):
+        return _rd.max_min(self, dim, keepdim, "max")
+
+    def min(self, dim=None, keepdim=False):
+        return _rd.max_min(self, dim, keepdim, "min")
+
+    def argmax(self, dim=None, keepdim=False):
+        return _rd.argext(self, dim, keepdim, np.argmax)
+
+    def argmin(self, dim=None, keepdim=False):
+        return _rd.argext(self, dim, keepdim, np.argmin)
+
+    def logsumexp(self, dim, keepdim=False):
+        return _rd.LogSumExp.apply(self, dim=dim, keepdim=keepdim)
+
+    def all(self):
+        return Tensor(np.asarray(self._array.all()))
+
+    def any(self):
+        return Tensor(np.asarray(self._array.any()))
+
+    # ----------------------------------------------------------------- shape
+    def reshape(self, *shape):
+        return _sh.reshape(self, _dims(shape))
+
+    def view(self, *shape):
+        return _sh.reshape(self, _dims(shape))
+
+    def view_as(self, other):
+        return _sh.reshape(self, other.shape)
+
+    def reshape_as(self, other):
+        return _sh.reshape(self, other.shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return _sh.flatten(self, start_dim, end_dim)
+
+    def permute(self, *dims):
+        return _sh.Permute.apply(self, dims=_dims(dims))
+
+    def transpose(self, dim0, dim1):
+        return _sh.transpose(self, dim0, dim1)
+
+    def t(self):
+        if self.ndim > 2:
+            raise RuntimeError("t() expects a tensor with <= 2 dimensions")
+        return self.T
+
+    def squeeze(self, dim=None):
+        return _sh.squeeze(self, dim)
+
+    def unsqueeze(self, dim):
+        return _sh.unsqueeze(self, dim)
+
+    def expand(self, *sizes):
+        return _sh.expand(self, _dims(sizes))
+
+    def expand_as(self, other):
+        return _sh.expand(self, other.shape)
+
+    def repeat(self, *sizes):
+        return _sh.Tile.apply(self, reps=_dims(sizes))
+
+    def __getitem__(self, key):
+        return _sh.getitem(self, key)
+
+
+from .ops import elementwise as _ew  # noqa: E402  (ops build on Tensor)
+from .ops import matmul as _mm  # noqa: E402
+from .ops import reduce as _rd  # noqa: E402
+from .ops import shape as _sh  # noqa: E402
