@@ -40,6 +40,7 @@ __all__ = [
     "append_line",
     "read_lines",
     "fsync_dir",
+    "json_default",
 ]
 
 
@@ -121,13 +122,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy scalars -> Python numbers, arrays -> lists."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Replace ``path`` with ``obj`` as indented UTF-8 JSON atomically.
 
-    A value that is not JSON-serialisable is a bug (``TypeError``), raised
+    numpy scalars and arrays are converted (see :func:`json_default`); any
+    other value that is not JSON-serialisable is a bug (``TypeError``), raised
     before anything touches the disk.
     """
-    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

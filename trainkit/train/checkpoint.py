@@ -46,7 +46,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from trainkit.errors import CheckpointError
-from trainkit.train.atomic import StorageError, fsync_dir
+from trainkit.train.atomic import StorageError, fsync_dir, json_default
 
 __all__ = [
     "MODEL_FILE",
@@ -249,7 +249,9 @@ def _read_json_file(path: Path, what: str) -> Any:
             raise CheckpointError(f"{path}: {what} is {size} bytes, over the 64 MiB limit")
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: {what} is missing") from None
+        raise CheckpointError(
+            f"{path}: file is missing (an incomplete checkpoint, or not a trainkit checkpoint)"
+        ) from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     try:
@@ -370,7 +372,10 @@ def _as_tensors(arrays: Mapping[str, Any] | None, what: str) -> dict[str, np.nda
     for key, value in (arrays or {}).items():
         if not isinstance(key, str) or key == "__metadata__":
             raise ValueError(f"{what}: invalid tensor name {key!r}")
-        arr = np.ascontiguousarray(np.asarray(value))  # safetensors needs dense memory
+        # safetensors needs dense C-order memory; not ascontiguousarray, which makes 0-d arrays 1-d.
+        arr = np.asarray(value)
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")
         if arr.dtype not in _DTYPES.values():
             raise TypeError(f"{what}: tensor {key!r} has unsupported dtype {arr.dtype}")
         out[key] = arr
@@ -432,7 +437,7 @@ def save_checkpoint(
     payload = {
         MODEL_FILE: safetensors.numpy.save(model, metadata={"format": "pt"}),
         STATE_FILE: safetensors.numpy.save(state, metadata={"format": "pt"}),
-        STATE_JSON: (json.dumps(dict(state_json or {}), indent=2) + "\n").encode("utf-8"),
+        STATE_JSON: (json.dumps(dict(state_json or {}), indent=2, default=json_default) + "\n").encode("utf-8"),
     }
     manifest = {
         "format": _FORMAT,
