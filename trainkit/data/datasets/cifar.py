@@ -1,0 +1,324 @@
+"""CIFAR-10 and CIFAR-100, from the official python or binary distributions.
+
+Under ``root`` the first of these that exists is read:
+
+1. the extracted python folder (``cifar-10-batches-py/`` or ``cifar-100-python/``),
+   or ``root`` itself when it is that folder;
+2. the python archive (``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``),
+   read in place, never extracted;
+3. the extracted binary folder (``cifar-10-batches-bin/`` / ``cifar-100-binary/``);
+4. the binary archive (``cifar-10-binary.tar.gz`` / ``cifar-100-binary.tar.gz``).
+
+With ``download=True`` and none present, the python archive is downloaded from
+the Toronto site and its MD5 checked. Local files are not checksummed (a
+rebuilt archive is fine); they are validated structurally instead.
+
+Images are kept as uint8 (N, 3, 32, 32): CIFAR-10 train is 150 MB this way.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from trainkit.errors import DataError
+
+from ..dataset import ArrayDataset
+from ..download import default_root, download_file
+from ..readers import iter_tar, load_pickle
+
+__all__ = ["CIFAR10", "CIFAR100"]
+
+_PIXELS = 3 * 32 * 32
+_CACHE: dict[tuple, dict] = {}  # the last archive read, so train and test cost one pass
+# Inflating the 163 MB CIFAR-10 archive costs ~2 s; archives above this size get a
+# decoded copy (uncompressed .npz, loaded without pickle) under <data root>/.decoded.
+_DECODED_MIN_BYTES = 16 << 20
+
+
+def _str_keys(d: object, source: str) -> dict:
+    if not isinstance(d, dict):
+        raise DataError(f"{source}: expected a dict, found {type(d).__name__}")
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+def _names(values: object, source: str) -> list[str]:
+    if not isinstance(values, (list, tuple)):
+        raise DataError(f"{source}: label names are not a list")
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
+class _CIFAR(ArrayDataset):
+    """Shared loader of both CIFAR variants (see the module docstring for the layouts)."""
+
+    name = ""
+    n_classes = 0
+    py_folder = bin_folder = py_archive = bin_archive = ""
+    py_md5 = ""
+    url_base = "https://www.cs.toronto.edu/~kriz/"
+    train_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
+    meta_file = ""
+    label_key = ""
+    meta_key = ""
+    bin_train: tuple[str, ...] = ()
+    bin_test: tuple[str, ...] = ()
+    bin_meta = ""
+    label_bytes = 1
+    max_member = 0
+
+    def __init__(self, root: str | os.PathLike | None = None, train: bool = True, download: bool = False,
+                 transform: Callable | None = None):
+        self.root = default_root(root)
+        self.train = bool(train)
+        loaded = self._load(download)
+        data, labels = loaded["train" if self.train else "test"]
+        super().__init__(data, labels, transform=transform, classes=loaded["classes"])
+
+    # -- locating ----------------------------------------------------------------
+    def _load(self, download: bool) -> dict:
+        root = self.root
+        py_dir = root / self.py_folder
+        if not py_dir.is_dir() and root.name == self.py_folder:
+            py_dir = root
+        if (py_dir / self.meta_file).is_file():
+            return self._cached(py_dir, self._read_py_folder)
+        if (root / self.py_archive).is_file():
+            return self._cached(root / self.py_archive, self._read_py_archive)
+        if (root / self.bin_folder / self.bin_test[0]).is_file():
+            return self._cached(root / self.bin_folder, self._read_bin_folder)
+        if (root / self.bin_archive).is_file():
+            return self._cached(root / self.bin_archive, self._read_bin_archive)
+        if download:
+            path = download_file(self.url_base + self.py_archive, root / self.py_archive, self.py_md5,
+                                 max_bytes=400 << 20)
+            return self._cached(path, self._read_py_archive)
+        raise DataError(
+            f"{self.name} not found under {root}: looked for {self.py_folder}/, {self.py_archive}, "
+            f"{self.bin_folder}/ and {self.bin_archive}. Set download: true (data.download in a config), "
+            f"or place {self.py_archive} from {self.url_base}{self.py_archive} (MD5 {self.py_md5}) in {root}"
+        )
+
+    def _cached(self, source: Path, reader: Callable[[Path], dict]) -> dict:
+        files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
+        key = (type(self).__name__, str(source.resolve()),
+               tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+        if key not in _CACHE:
+            decoded = self._decoded_path(source)
+            result = self._read_decoded(decoded) if decoded is not None else None
+            if result is None:
+                result = reader(source)
+                if decoded is not None:
+                    self._write_decoded(decoded, result)
+            _CACHE.clear()
+            _CACHE[key] = result
+        return _CACHE[key]
+
+    # -- decoded copy of big archives -------------------------------------------------
+    def _decoded_path(self, source: Path) -> Path | None:
+        if os.environ.get("TRAINKIT_NO_DATA_CACHE") or not source.is_file():
+            return None
+        st = source.stat()
+        if st.st_size < _DECODED_MIN_BYTES:
+            return None
+        tag = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return default_root() / ".decoded" / f"{type(self).__name__.lower()}-{tag}.npz"
+
+    def _read_decoded(self, path: Path) -> dict | None:
+        """The decoded copy if it exists and is well-formed; None otherwise (then the archive is read)."""
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out = {"classes": [str(c) for c in z["classes"]]}
+                for split in ("train", "test"):
+                    x, y = z[f"{split}_x"], z[f"{split}_y"]
+                    ok = (x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (3, 32, 32)
+                          and y.dtype == np.int64 and y.shape == (len(x),)
+                          and (y.size == 0 or (y.min() >= 0 and y.max() < self.n_classes)))
+                    if not ok:
+                        return None
+                    out[split] = (x, y)
+            return out if len(out["classes"]) == self.n_classes else None
+        except Exception:  # a damaged cache is simply rebuilt from the archive
+            return None
+
+    def _write_decoded(self, path: Path, result: dict) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, classes=np.array(result["classes"], dtype=str),
+                             train_x=result["train"][0], train_y=result["train"][1],
+                             test_x=result["test"][0], test_y=result["test"][1])
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError:
+            pass  # no cache (read-only or full disk): the archive is simply read again next time
+
+    # -- python layout -------------------------------------------------------------
+    def _parse_batch(self, raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+        d = _str_keys(load_pickle(raw, source), source)
+        data, labels = d.get("data"), d.get(self.label_key)
+        if not isinstance(data, np.ndarray) or labels is None:
+            raise DataError(f"{source}: not a {self.name} batch (needs 'data' and '{self.label_key}')")
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
+            raise DataError(f"{source}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, {_PIXELS})")
+        try:
+            labels = np.asarray(labels, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            raise DataError(f"{source}: '{self.label_key}' is not a list of integers") from None
+        if labels.shape != (data.shape[0],):
+            raise DataError(f"{source}: {data.shape[0]} images but {labels.size} labels")
+        return data, labels
+
+    def _parse_meta(self, raw: bytes, source: str) -> list[str]:
+        d = _str_keys(load_pickle(raw, source), source)
+        if self.meta_key not in d:
+            raise DataError(f"{source}: no '{self.meta_key}' in the meta file")
+        return _names(d[self.meta_key], source)
+
+    def _read_py_folder(self, folder: Path) -> dict:
+        def read(name: str) -> bytes:
+            path = folder / name
+            if not path.is_file():
+                raise DataError(f"{path}: missing (expected in a {self.name} python folder)")
+            if path.stat().st_size > self.max_member:
+                raise DataError(f"{path}: {path.stat().st_size} bytes, more than the format allows")
+            return path.read_bytes()
+
+        parts = {name: self._parse_batch(read(name), str(folder / name))
+                 for name in self.train_files + self.test_files}
+        classes = self._parse_meta(read(self.meta_file), str(folder / self.meta_file))
+        return self._assemble(parts, classes, str(folder))
+
+    def _read_py_archive(self, path: Path) -> dict:
+        wanted = {f"{self.py_folder}/{n}" for n in self.train_files + self.test_files}
+        meta_name = f"{self.py_folder}/{self.meta_file}"
+        parts, classes = {}, None
+
+        def limit(name: str):
+            return self.max_member if name in wanted else (1 << 20 if name == meta_name else None)
+
+        for name, raw in iter_tar(path, limit):
+            source = f"{path}:{name}"
+            if name == meta_name:
+                classes = self._parse_meta(raw, source)
+            else:
+                parts[name.split("/", 1)[1]] = self._parse_batch(raw, source)
+        if classes is None:
+            raise DataError(f"{path}: no {meta_name} in the archive (is it a {self.name} python archive?)")
+        return self._assemble(parts, classes, str(path))
+
+    # -- binary layout -------------------------------------------------------------
+    def _parse_bin(self, raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+        record = self.label_bytes + _PIXELS
+        if len(raw) == 0 or len(raw) % record:
+            raise DataError(f"{source}: {len(raw)} bytes is not a whole number of {record}-byte records")
+        rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
+        # CIFAR-100 records are <coarse label><fine label><pixels>; we use the fine label.
+        labels = rows[:, self.label_bytes - 1].astype(np.int64)
+        return np.ascontiguousarray(rows[:, self.label_bytes:]), labels
+
+    def _parse_bin_meta(self, raw: bytes) -> list[str]:
+        return [ln.strip() for ln in raw.decode("utf-8", "replace").splitlines() if ln.strip()]
+
+    def _read_bin_folder(self, folder: Path) -> dict:
+        parts = {}
+        for name in self.bin_train + self.bin_test:
+            path = folder / name
+            if not path.is_file():
+                raise DataError(f"{path}: missing (expected in a {self.name} binary folder)")
+            if path.stat().st_size > self.max_member:
+                raise DataError(f"{path}: {path.stat().st_size} bytes, more than the format allows")
+            parts[name] = self._parse_bin(path.read_bytes(), str(path))
+        meta = folder / self.bin_meta
+        classes = self._parse_bin_meta(meta.read_bytes()[:1 << 20]) if meta.is_file() else None
+        return self._assemble(parts, classes, str(folder), binary=True)
+
+    def _read_bin_archive(self, path: Path) -> dict:
+        prefix = self.bin_folder + "/"
+        wanted = {prefix + n for n in self.bin_train + self.bin_test}
+        parts, classes = {}, None
+
+        def limit(name: str):
+            return self.max_member if name in wanted else (1 << 20 if name == prefix + self.bin_meta else None)
+
+        for name, raw in iter_tar(path, limit):
+            if name in wanted:
+                parts[name[len(prefix):]] = self._parse_bin(raw, f"{path}:{name}")
+            else:
+                classes = self._parse_bin_meta(raw)
+        return self._assemble(parts, classes, str(path), binary=True)
+
+    # -- checks common to all layouts -------------------------------------------------
+    def _assemble(self, parts: dict, classes: list[str] | None, source: str, binary: bool = False) -> dict:
+        train_names = self.bin_train if binary else self.train_files
+        test_names = self.bin_test if binary else self.test_files
+        missing = [n for n in train_names + test_names if n not in parts]
+        if missing:
+            raise DataError(f"{source}: missing {', '.join(missing)} (truncated or not a {self.name} archive?)")
+        if classes is None:
+            classes = [str(i) for i in range(self.n_classes)]
+        if len(classes) != self.n_classes:
+            raise DataError(f"{source}: {len(classes)} class names, {self.name} has {self.n_classes}")
+        out: dict = {"classes": classes}
+        for split, names in (("train", train_names), ("test", test_names)):
+            data = np.concatenate([parts[n][0] for n in names]).reshape(-1, 3, 32, 32)
+            labels = np.concatenate([parts[n][1] for n in names])
+            if labels.size and (labels.min() < 0 or labels.max() >= self.n_classes):
+                bad = labels[(labels < 0) | (labels >= self.n_classes)][0]
+                raise DataError(f"{source}: label {bad} out of range 0..{self.n_classes - 1}")
+            out[split] = (data, labels)
+        return out
+
+
+class CIFAR10(_CIFAR):
+    """CIFAR-10: 60,000 32x32 colour images in 10 classes (50,000 train, 10,000 test).
+
+    Args:
+        root: folder holding the data (default: ``$TRAINKIT_DATA`` or ``~/.cache/trainkit/datasets``).
+        train: the training set (True) or the test set (False).
+        download: download the official python archive if nothing is found under ``root``.
+        transform: applied to images (uint8 CHW per item, uint8 NCHW per batch).
+    """
+
+    name = "CIFAR-10"
+    n_classes = 10
+    py_folder, py_archive = "cifar-10-batches-py", "cifar-10-python.tar.gz"
+    bin_folder, bin_archive = "cifar-10-batches-bin", "cifar-10-binary.tar.gz"
+    py_md5 = "c58f30108f718f92721af3b95e74349a"
+    train_files = tuple(f"data_batch_{i}" for i in range(1, 6))
+    test_files = ("test_batch",)
+    meta_file, meta_key, label_key = "batches.meta", "label_names", "labels"
+    bin_train = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+    bin_test = ("test_batch.bin",)
+    bin_meta = "batches.meta.txt"
+    label_bytes = 1
+    max_member = 100 << 20  # one batch: 31 MB official, 44 MB as protocol-2 unicode
+
+
+class CIFAR100(_CIFAR):
+    """CIFAR-100: 60,000 32x32 colour images in 100 fine classes (50,000 train, 10,000 test).
+
+    Same arguments as :class:`CIFAR10`; targets are the fine labels.
+    """
+
+    name = "CIFAR-100"
+    n_classes = 100
+    py_folder, py_archive = "cifar-100-python", "cifar-100-python.tar.gz"
+    bin_folder, bin_archive = "cifar-100-binary", "cifar-100-binary.tar.gz"
+    py_md5 = "eb9058c3a382ffc7106e4002c42a8d85"
+    train_files, test_files = ("train",), ("test",)
+    meta_file, meta_key, label_key = "meta", "fine_label_names", "fine_labels"
+    bin_train, bin_test = ("train.bin",), ("test.bin",)
+    bin_meta = "fine_label_names.txt"
+    label_bytes = 2
+    max_member = 400 << 20  # train: 155 MB official

@@ -1,0 +1,1 @@
+"""Utilities mirrored from PyTorch's layout (``trainkit.utils.data``)."""
