@@ -180,6 +180,24 @@ def test_hostile_model_file_refused(tmp_path, case):
     assert not EVIL_MARKER.exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_special_files_refused_without_blocking(tmp_path):
+    d = tmp_path / "c"
+    save_checkpoint(d, *sample(1))
+    (d / MODEL_FILE).unlink()
+    os.mkfifo(d / MODEL_FILE)  # open() on a FIFO would block forever
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_checkpoint(d)
+    (d / MODEL_FILE).unlink()
+    (d / MODEL_FILE).symlink_to("/dev/zero")  # would read forever
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_checkpoint(d)
+    (d / STATE_JSON).unlink()
+    os.mkfifo(d / STATE_JSON)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        ck._read_json_file(d / STATE_JSON, STATE_JSON)
+
+
 def test_truncated_file_refused(tmp_path):
     d = tmp_path / "c"
     save_checkpoint(d, *sample(1))

@@ -32,12 +32,14 @@ Write failures (disk full, permission denied) raise
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import secrets
 import shutil
+import stat
 import struct
 import time
 from pathlib import Path
@@ -188,6 +190,7 @@ def _read_safetensors_bytes(path: Path) -> bytes:
     """Read a safetensors file, validating its header before reading the data."""
     src = str(path)
     try:
+        _require_regular_file(path)
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
@@ -242,8 +245,18 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _parse_safetensors(_read_safetensors_bytes(path), str(path))
 
 
+def _require_regular_file(path: Path) -> None:
+    """Refuse FIFOs, devices and directories: reading them could block or never end."""
+    mode = os.stat(path).st_mode  # follows symlinks, like open() would
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: not a regular file (a device, FIFO or socket)")
+
+
 def _read_json_file(path: Path, what: str) -> Any:
     try:
+        _require_regular_file(path)
         size = path.stat().st_size
         if size > _MAX_JSON_BYTES:
             raise CheckpointError(f"{path}: {what} is {size} bytes, over the 64 MiB limit")
