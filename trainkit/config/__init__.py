@@ -8,7 +8,7 @@
 See ``docs/config.md`` for every key.
 """
 from trainkit.config.loader import Config, load_config, loads_config, read_config_text
-from trainkit.config.model_spec import INPUT, LayerSpec, LayerValidator, layer_specs
+from trainkit.config.model_spec import INPUT, LayerValidator, ModelNode, model_nodes
 from trainkit.config.overrides import parse_override
 from trainkit.config.schema import DATASETS, LOSSES, OPTIMIZERS, SCHEDULERS, TRANSFORMS
 from trainkit.config.spec import suggest, unknown_name
@@ -16,6 +16,6 @@ from trainkit.config.yamlsafe import MAX_FILE_BYTES, dump_yaml, parse_yaml
 from trainkit.errors import ConfigError, Problem
 
 __all__ = ["Config", "ConfigError", "Problem", "load_config", "loads_config", "read_config_text",
-           "LayerSpec", "LayerValidator", "layer_specs", "INPUT", "parse_override",
+           "ModelNode", "LayerValidator", "model_nodes", "INPUT", "parse_override",
            "DATASETS", "LOSSES", "OPTIMIZERS", "SCHEDULERS", "TRANSFORMS", "suggest",
            "unknown_name", "MAX_FILE_BYTES", "dump_yaml", "parse_yaml"]

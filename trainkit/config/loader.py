@@ -137,7 +137,7 @@ def _with_base(data: dict, sources: dict, label: str, base_dir: Path | None,
     bpath = (base_dir / base).resolve()
     if str(bpath) in chain:
         names = [Path(c).name for c in chain[chain.index(str(bpath)):]] + [bpath.name]
-        raise bad(f"'{base}' inherits back into itself (cycle: {' -> '.join(names)})")
+        raise bad(f"'{base}' closes a cycle of base configs ({' -> '.join(names)})")
     if len(chain) >= MAX_BASE_DEPTH:
         raise bad(f"more than {MAX_BASE_DEPTH} levels of base configs")
     if not bpath.is_file():
@@ -195,18 +195,20 @@ def _load(text, label, base_dir, stem, overrides, validate_layer, chain) -> Conf
     data, sources = _with_base(data, sources, label, base_dir, chain)
     if isinstance(overrides, str):
         overrides = [overrides]
-    apply_overrides(data, sources, list(overrides))
+    bad_overrides = apply_overrides(data, sources, list(overrides))
     resolved, problems = validate(data, stem, validate_layer)
     config = Config(resolved, label, sources)
-    if problems:
-        raise config.error(_sorted(problems, config))
+    if problems or bad_overrides:
+        raise ConfigError(_sorted(problems, bad_overrides, config, list(overrides)))
     return config
 
 
-def _sorted(problems, config: Config) -> list[Problem]:
-    """Located problems in file order (overrides last), without repeats."""
+def _sorted(problems, ready: list[Problem], config: Config, overrides: list[str]) -> list[Problem]:
+    """Located problems in file order, then the overrides' in command-line order; no repeats."""
+    order = {f"--set {o}": i for i, o in enumerate(overrides)}
     out = []
-    for p in (config.problem(path, msg) for path, msg in problems):
+    for p in [config.problem(path, msg) for path, msg in problems] + ready:
         if p not in out:
             out.append(p)
-    return sorted(out, key=lambda p: (p.file.startswith("--set"), p.file, p.line or 0, p.col or 0))
+    return sorted(out, key=lambda p: (p.file in order, order.get(p.file, 0), p.file, p.line or 0,
+                                      p.col or 0))

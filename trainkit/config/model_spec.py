@@ -6,7 +6,7 @@ types and their arguments belong to the layer registry; the graph builder
 checks them, or passes a ``validate_layer`` hook to :func:`check_model` so
 that its problems are reported together with the schema's.
 
-:func:`layer_specs` gives the builder one uniform list for both forms.
+:func:`model_nodes` gives the builder one uniform list for both forms.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ _NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass
-class LayerSpec:
+class ModelNode:
     """One layer of the model, the same for the ``layers`` and the ``graph`` forms.
 
     ``name`` is the parameter prefix ("0", "1", ... for ``layers``, the node name
@@ -46,9 +46,9 @@ class LayerSpec:
     args_path: tuple = field(default=())
 
 
-def layer_specs(model: dict) -> list[LayerSpec]:
+def model_nodes(model: dict) -> list[ModelNode]:
     """The layers of a *resolved* model section, in execution order."""
-    specs: list[LayerSpec] = []
+    specs: list[ModelNode] = []
     if "layers" in model:
         for i, item in enumerate(model["layers"]):
             path = ("model", "layers", i)
@@ -58,13 +58,13 @@ def layer_specs(model: dict) -> list[LayerSpec]:
                 typ, args = next(iter(item.items()))
                 apath = path + (typ,)
             inputs = [specs[-1].name] if specs else [INPUT]
-            specs.append(LayerSpec(str(i), typ, dict(args or {}), inputs, path, apath))
+            specs.append(ModelNode(str(i), typ, dict(args or {}), inputs, path, apath))
         return specs
     for i, node in enumerate(model["graph"]):
         path = ("model", "graph", i)
         args = {k: v for k, v in node.items() if k not in NODE_KEYS}
         inputs = [node["inputs"]] if isinstance(node["inputs"], str) else list(node["inputs"])
-        specs.append(LayerSpec(node["name"], node["type"], args, inputs, path, path))
+        specs.append(ModelNode(node["name"], node["type"], args, inputs, path, path))
     return specs
 
 
@@ -88,7 +88,7 @@ def check_model(value, path: tuple, ck: Checker, validate_layer: LayerValidator 
     else:
         out = _check_graph(value, path, ck)
     if validate_layer is not None and INVALID not in out.values():
-        for spec in layer_specs(out):
+        for spec in model_nodes(out):
             for p in validate_layer(spec.type, spec.args, spec.args_path) or []:
                 if isinstance(p, str):
                     ck.error(spec.args_path, p)
@@ -112,7 +112,11 @@ def _check_layers(items, path, ck):
     ok = True
     for i, item in enumerate(items):
         ipath = path + (i,)
-        if isinstance(item, dict) and len(item) == 1:
+        if isinstance(item, dict) and "type" in item:
+            ck.error(ipath, "write a layer as 'name: {args}' (e.g. '- linear: {out_features: 10}'); "
+                            "'type:' items belong to the graph form")
+            ok = False
+        elif isinstance(item, dict) and len(item) == 1:
             typ, args = next(iter(item.items()))
             if not _layer_type(typ, ipath, ck):
                 ok = False
@@ -125,10 +129,6 @@ def _check_layers(items, path, ck):
         elif isinstance(item, str):
             ok = _layer_type(item, ipath, ck) and ok
             out.append(item)
-        elif isinstance(item, dict) and "type" in item:
-            ck.error(ipath, "write a layer as 'name: {args}' (e.g. '- linear: {out_features: 10}'); "
-                            "'type:' items belong to the graph form")
-            ok = False
         else:
             ck.error(ipath, f"expected a layer name or a one-key mapping 'name: {{args}}', "
                             f"found {found(item) if not isinstance(item, dict) else f'{len(item)} keys'}")

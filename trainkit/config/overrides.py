@@ -38,12 +38,14 @@ def parse_override(text: str) -> tuple[tuple, object]:
     return tuple(parts), value
 
 
-def apply_overrides(data: dict, sources: dict, overrides) -> None:
+def apply_overrides(data: dict, sources: dict, overrides) -> list[Problem]:
     """Apply each override to ``data`` in place and point ``sources`` at the override.
 
     ``sources`` maps key paths to ``(file, line, col)``; the overridden path, the
     keys created on the way, and everything below it now read ``(label, None, None)``.
-    Problems (a path through a scalar, a bad list index) are collected and raised together.
+    Returns the problems (a malformed override, a path through a scalar, a bad
+    list index); the overrides without problems are applied, so the schema can
+    still check the rest and every problem is reported in one go.
     """
     problems: list[Problem] = []
     for text in overrides:
@@ -65,8 +67,7 @@ def apply_overrides(data: dict, sources: dict, overrides) -> None:
                 sources[path[:i]] = here
         for sub in _subpaths(value, path):
             sources[sub] = here
-    if problems:
-        raise ConfigError(problems)
+    return problems
 
 
 def _set(data: dict, parts: tuple, value) -> tuple[tuple, str | None]:

@@ -28,7 +28,6 @@ REGRESSION_DATASETS = ("diabetes", "linear")
 DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "iris", "diabetes",
             "linear", "csv", "npz")
 
-_COLUMN = AnyOf((Str(), Int(lo=0)), "a column name or a 0-based column index")
 DATA_COMMON = {
     "dataset": Field(Str(DATASETS, "dataset"), REQUIRED, "which dataset to train on"),
     "val_split": Field(Float(0, 1, hi_open=True), 0.0,
@@ -44,12 +43,13 @@ DATA_SPECIFIC = {
     "download": (Field(Bool(), True, "fetch the files when they are missing"), DOWNLOADABLE),
     "path": (Field(Str(), REQUIRED, "the data file, relative to the working directory"),
              ("csv", "npz")),
-    "target": (Field(Nullable(_COLUMN), None, "target column; null: the last column"), ("csv",)),
-    "features": (Field(Nullable(ListOf(_COLUMN, min_len=1)), None,
-                       "feature columns; null: every column except the target"), ("csv",)),
-    "task": (Field(Str(("classification", "regression"), "task"), "classification",
-                   "classification (integer class labels) or regression"), ("csv",)),
-    "n_samples": (Field(Int(lo=1), 1000, "number of generated samples"), ("linear",)),
+    "target": (Field(Str(), REQUIRED, "name of the target column"), ("csv",)),
+    "features": (Field(Nullable(ListOf(Str(), min_len=1)), None,
+                       "names of the feature columns; null: every column except the target"), ("csv",)),
+    "task": (Field(Nullable(Str(("classification", "regression"), "task")), None,
+                   "classification or regression; null: guessed from the targets (integers: "
+                   "classification)"), ("csv", "npz")),
+    "n_samples": (Field(Int(lo=2), 200, "number of generated samples"), ("linear",)),
     "n_features": (Field(Int(lo=1), 1, "number of input features"), ("linear",)),
     "noise": (Field(Float(lo=0), 0.1, "standard deviation of the Gaussian label noise"),
               ("linear",)),
@@ -58,10 +58,12 @@ DATA_SPECIFIC = {
 _SIZE = AnyOf((Int(lo=1), ListOf(Int(lo=1), length=2)), "an integer >= 1 or a list [height, width]")
 _FLOATS = AnyOf((Float(), ListOf(Float(), min_len=1)), "a number or a list of numbers")
 TRANSFORMS = {
-    "normalize": Record({"mean": Field(_FLOATS, REQUIRED, "per-channel mean subtracted"),
-                         "std": Field(_FLOATS, REQUIRED, "per-channel std divided by (> 0)")},
+    "normalize": Record({"mean": Field(Nullable(_FLOATS), None, "per-channel (or per-feature) "
+                                       "mean subtracted; null: computed from the training set"),
+                         "std": Field(Nullable(_FLOATS), None, "per-channel std divided by (> 0); "
+                                      "null: computed from the training set")},
                         "normalize mapping"),
-    "random_crop": Record({"size": Field(_SIZE, REQUIRED, "output size"),
+    "random_crop": Record({"size": Field(Nullable(_SIZE), None, "output size; null: the image size"),
                            "padding": Field(Int(lo=0), 0, "zero padding added on each side first")},
                           "random_crop mapping"),
     "random_horizontal_flip": Record({"p": Field(Float(0, 1), 0.5, "flip probability, in [0, 1]")},
@@ -99,7 +101,7 @@ def _check_transforms(value, path, ck: Checker, dataset: str | None) -> list:
             ck.error(ipath, f"transform '{name}' needs image data; dataset '{dataset}' is not images")
         if name == "normalize":
             _check_normalize(args, apath, ck, dataset)
-        if name == "random_crop" and dataset in IMAGE_DATASETS:
+        if name == "random_crop" and dataset in IMAGE_DATASETS and args["size"] is not None:
             side = IMAGE_DATASETS[dataset][1]
             size = args["size"] if isinstance(args["size"], list) else [args["size"]] * 2
             if max(size) > side + 2 * args["padding"]:
@@ -111,7 +113,7 @@ def _check_transforms(value, path, ck: Checker, dataset: str | None) -> list:
 
 def _check_normalize(args: dict, path: tuple, ck: Checker, dataset: str | None) -> None:
     mean, std = args["mean"], args["std"]
-    std_list = std if isinstance(std, list) else [std]
+    std_list = std if isinstance(std, list) else [] if std is None else [std]
     if any(s <= 0 for s in std_list):
         ck.error(path + ("std",), f"every std must be > 0, found {std}")
     if isinstance(mean, list) and isinstance(std, list) and len(mean) != len(std):

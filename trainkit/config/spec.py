@@ -112,6 +112,7 @@ class Number(Spec):
         ok_type = isinstance(value, int) if self.integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
             return ck.error(path, f"expected {self.describe()}, found {found(value)}")
+        given = value
         if not self.integer:
             value = float(value)
             if not math.isfinite(value):
@@ -120,7 +121,7 @@ class Number(Spec):
         hi_bad = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
         if lo_bad or hi_bad:
             return ck.error(path, f"must be {_range_text(self.lo, self.hi, self.lo_open, self.hi_open)}, "
-                                  f"found {value!r}")
+                                  f"found {given!r}")
         return value
 
 

@@ -144,6 +144,7 @@ class _Walker:
         self.alias_nodes = 0
         self.active: set[int] = set()  # nodes being expanded: a recursive alias loops back here
         self.seen: set[int] = set()    # every node visited once; revisits come from aliases
+        self.alias_root: tuple = ()    # where the current alias expansion began
 
     def problem(self, node, path: tuple, message: str) -> None:
         line, col = _pos(node.start_mark)
@@ -160,14 +161,14 @@ class _Walker:
         if nid in self.active:
             self.problem(node, path, "recursive alias (an anchor used inside itself)")
             return None
-        if nid in self.seen:
+        if nid in self.seen and not in_alias:
             in_alias = True
+            self.alias_root = path
         self.seen.add(nid)
         if in_alias:
             self.alias_nodes += 1
             if self.alias_nodes > MAX_ALIAS_NODES:
-                self.problem(node, path, f"YAML aliases expand to more than {MAX_ALIAS_NODES} "
-                                         "nodes (an alias bomb?); write the values out instead")
+                self.bomb(node)
                 raise _TooMany
         if isinstance(node, yaml.ScalarNode):
             if node.tag not in _PLAIN_TAGS:
@@ -199,6 +200,17 @@ class _Walker:
             raise
         finally:
             self.active.discard(nid)
+
+    def bomb(self, node) -> None:
+        # An alias node is the anchored node itself, so its marks point at the anchor;
+        # the nearest mapping key above the expansion is where the alias is used.
+        path = self.alias_root
+        while path and not isinstance(path[-1], str):
+            path = path[:-1]
+        line, col = self.positions.get(path, _pos(node.start_mark))
+        self.problems.append(Problem(self.file, line, col, dotted(path),
+                                     f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes "
+                                     "(an alias bomb?); write the values out instead"))
 
     def _bad_tag(self, node, path: tuple) -> None:
         tag = node.tag.replace(_T, "!!")
