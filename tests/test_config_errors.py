@@ -82,8 +82,8 @@ def test_unknown_names_list_the_known_ones():
         "c.yaml:4:13: scheduler.type: unknown scheduler 'cosin'; did you mean 'cosine'? (known: "
         "step, multistep, exponential, cosine, linear, onecycle, plateau, sequential)")
     assert error(MIN.replace("iris}", "digits, transforms: [random_flip]}")) == (
-        "c.yaml:1:41: data.transforms.0: unknown transform 'random_flip'; did you mean "
-        "'random_crop'? (known: normalize, random_crop, random_horizontal_flip)")
+        "c.yaml:1:38: data.transforms.0: unknown transform 'random_flip'; did you mean "
+        "'random_horizontal_flip'? (known: normalize, random_crop, random_horizontal_flip)")
 
 
 def test_dataset_specific_keys():
@@ -257,5 +257,5 @@ def test_scheduler_and_transform_checks():
         "c.yaml:1:52: data.transforms.0.normalize.mean: has 2 values; cifar10 images have 3 channel(s)\n"
         "c.yaml:1:70: data.transforms.0.normalize.std: has 2 values; cifar10 images have 3 channel(s)")
     assert error(MIN.replace("iris}", "iris, transforms: [random_horizontal_flip]}")) == (
-        "c.yaml:1:39: data.transforms.0: transform 'random_horizontal_flip' needs image data; "
+        "c.yaml:1:36: data.transforms.0: transform 'random_horizontal_flip' needs image data; "
         "dataset 'iris' is not images")

@@ -23,7 +23,10 @@ def suggest(word: object, known) -> str:
     """``"; did you mean 'x'?"`` for the closest known name, or ``""``."""
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    words = set(word.lower().split("_"))
+    # "random_flip" means "random_horizontal_flip" more than "random_crop": whole words first.
+    close = [k for k in known if len(words) > 1 and words <= set(k.split("_"))][:1]
+    close = close or difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
     if not close:  # case slips and prefixes ("Adam", "cifar") are common too
         low = [k for k in known if k.lower() == word.lower() or k.startswith(word.lower())]
         close = low[:1]
