@@ -57,6 +57,8 @@ PARAMS = [
     (lambda: nn.BatchNorm2d(4), {"weight": (4,), "bias": (4,), "running_mean": (4,), "running_var": (4,),
                                  "num_batches_tracked": ()}),
     (lambda: nn.BatchNorm1d(4, affine=False, track_running_stats=False), {}),
+    (lambda: nn.BatchNorm1d(2, bias=False), {"weight": (2,), "running_mean": (2,), "running_var": (2,),
+                                             "num_batches_tracked": ()}),
     (lambda: nn.MaxPool2d(2), {}),
     (lambda: nn.ReLU(), {}),
 ]

@@ -141,6 +141,11 @@ def test_double_casts_in_place_keeping_parameter_objects():
     assert net(_x(3, 4, dtype=np.float64)).dtype == np.float64
     net.to(np.float32)
     assert net.fc1.weight.dtype == np.float32
+    assert net.to("cpu") is net and net.cpu() is net and net.fc1.weight.dtype == np.float32
+    net.to("cpu", dtype=np.float64)
+    assert net.fc1.weight.dtype == np.float64
+    with pytest.raises(RuntimeError, match="CPU only"):
+        net.to("cuda:0")
 
 
 # --------------------------------------------------------------- state dict
@@ -253,7 +258,7 @@ LENET_REPR = """LeNet(
   (fc2): Linear(in_features=120, out_features=84, bias=True)
   (fc3): Linear(in_features=84, out_features=10, bias=True)
   (head): Sequential(
-    (0): BatchNorm1d(10, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+    (0): BatchNorm1d(10, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)
     (1): Dropout(p=0.5, inplace=False)
     (2): LogSoftmax(dim=1)
   )

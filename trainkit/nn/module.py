@@ -345,9 +345,30 @@ class Module:
         """Cast floating parameters and buffers to float32."""
         return self._cast_floats(np.float32)
 
-    def to(self, dtype) -> "Module":
-        """Cast floating parameters and buffers to ``dtype`` (devices do not exist here)."""
+    def to(self, *args, **kwargs) -> "Module":
+        """``to(dtype)`` casts floating parameters and buffers; ``to("cpu")`` / ``to(device)`` is a no-op.
+
+        trainkit runs on the CPU only, so PyTorch code that moves a model to
+        ``"cpu"`` keeps working; any other device is an error.
+        """
+        dtype = kwargs.pop("dtype", None)
+        for arg in list(args) + [kwargs.pop("device", None)]:
+            if arg is None:
+                continue
+            if isinstance(arg, str) or type(arg).__name__ == "device":
+                if not str(arg).startswith("cpu"):
+                    raise RuntimeError(f"trainkit runs on the CPU only; cannot move a module to {str(arg)!r}")
+                continue
+            dtype = arg
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        if dtype is None:
+            return self
         return self._cast_floats(getattr(dtype, "numpy_dtype", dtype))
+
+    def cpu(self) -> "Module":
+        """A no-op (trainkit is CPU-only), for PyTorch code that calls it."""
+        return self
 
     # --------------------------------------------------------------- state dict
     def _save_to_state_dict(self, destination: OrderedDict, prefix: str, keep_vars: bool) -> None:

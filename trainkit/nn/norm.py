@@ -26,7 +26,7 @@ class _BatchNorm(Module):
     _expected = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype=None):
+                 track_running_stats: bool = True, dtype=None, *, bias: bool = True):
         super().__init__()
         self.num_features = num_features
         self.eps = eps
@@ -36,7 +36,10 @@ class _BatchNorm(Module):
         dt = np_dtype(dtype)
         if affine:
             self.weight = Parameter(np.empty((num_features,), dtype=dt))
-            self.bias = Parameter(np.empty((num_features,), dtype=dt))
+            if bias:
+                self.bias = Parameter(np.empty((num_features,), dtype=dt))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -62,7 +65,8 @@ class _BatchNorm(Module):
         self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
-            init.zeros_(self.bias)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def _check_input_dim(self, input) -> None:
         raise NotImplementedError
@@ -80,12 +84,16 @@ class _BatchNorm(Module):
         # Batch statistics in training, and also in eval when nothing is tracked.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         track = not self.training or self.track_running_stats
+        bias = self.bias
+        if self.weight is not None and bias is None:
+            # affine without bias (PyTorch 2.13's bias=False): a constant zero shift.
+            bias = Tensor(np.zeros((self.num_features,), dtype=input.dtype))
         return F.batch_norm(
             input,
             self.running_mean if track else None,
             self.running_var if track else None,
             self.weight,
-            self.bias,
+            bias,
             use_batch_stats,
             factor,
             self.eps,
@@ -93,7 +101,7 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -104,6 +112,7 @@ class BatchNorm1d(_BatchNorm):
         eps: added to the variance for stability (1e-5).
         momentum: running-statistics update factor (0.1); ``None`` = cumulative average.
         affine: learnable ``weight`` (init 1) and ``bias`` (init 0).
+        bias: (keyword) with ``affine``, whether there is a ``bias`` (PyTorch 2.13's option).
         track_running_stats: keep ``running_mean``, ``running_var``, ``num_batches_tracked`` buffers.
     """
 
