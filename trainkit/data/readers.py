@@ -50,11 +50,17 @@ def _latin1_encode(obj, encoding="latin1", errors="strict"):
 def _allowed_globals() -> dict[tuple[str, str], object]:
     try:
         from numpy._core.multiarray import _reconstruct
+        from numpy._core.numeric import _frombuffer
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct
+        from numpy.core.numeric import _frombuffer
     return {
+        # Pickle protocols 2-4 rebuild arrays with _reconstruct, protocol 5 with _frombuffer;
+        # numpy 1.x names the module numpy.core, numpy 2.x numpy._core.
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
@@ -65,7 +71,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that only rebuilds numpy arrays, builtin containers and scalars.
 
     ``find_class`` is the only way a pickle can reach code; it answers for the
-    five names above and refuses everything else, so a ``__reduce__`` that
+    names above and refuses everything else, so a ``__reduce__`` that
     names ``os.system`` fails before anything is called.
     """
 
