@@ -13,7 +13,8 @@ from trainkit.autograd import random as tk_random
 from trainkit.autograd.gradcheck import gradcheck
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn import init
-from trainkit.nn.registry import LAYER_SPECS, LAYERS, LOSSES, did_you_mean, gradcheck_cases
+from trainkit.nn.check_cases import nn_cases
+from trainkit.nn.registry import LAYER_SPECS, LAYERS, LOSSES, did_you_mean
 
 
 def _x(*shape, seed=0, dtype=np.float32):
@@ -85,18 +86,32 @@ def test_constructor_arguments_are_stored_like_pytorch():
 
 
 # ------------------------------------------------------------------ gradcheck
-CASES = gradcheck_cases()
+CASES = nn_cases()
 
 
-@pytest.mark.parametrize("label,fn,inputs", CASES, ids=[c[0] for c in CASES])
-def test_gradcheck_through_every_layer_and_loss(label, fn, inputs):
-    assert all(t.dtype == np.float64 for t in inputs)
-    assert gradcheck(fn, inputs)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_gradcheck_through_every_layer_and_loss(case):
+    inputs = case.make_inputs(np.random.default_rng(0))
+    assert all(t.dtype == np.float64 for t in inputs if t.requires_grad)
+    # The input and every parameter are checked (parameters are passed as inputs).
+    assert sum(t.requires_grad for t in inputs) == 1 + len(list(case.module.parameters()))
+    assert gradcheck(case.fn, inputs)
 
 
-def test_gradcheck_cases_cover_the_registry():
-    labels = {c[0].split("(")[0] for c in CASES}
-    assert set(LAYERS) <= labels and set(LOSSES) <= labels
+def test_gradcheck_cases_cover_the_registry_and_reach_the_cli_table():
+    covered = {type(c.module) for c in CASES}
+    assert set(LAYERS.values()) <= covered and set(LOSSES.values()) <= covered
+    from trainkit.autograd.registry import cases
+
+    table = cases()
+    assert {c.name for c in CASES} <= set(table) and table["Conv2d"].kind == "layer"
+
+
+def test_gradcheck_catches_a_wrong_layer_gradient():
+    case = next(c for c in CASES if c.name == "Linear")
+    inputs = case.make_inputs(np.random.default_rng(0))
+    wrong = lambda x, w, b: case.fn(x, w, b) + (x * x).detach().sum()  # noqa: E731 - value changes, grad does not
+    assert not gradcheck(wrong, inputs, raise_exception=False)
 
 
 # -------------------------------------------------------------------- dropout
@@ -282,6 +297,13 @@ def test_activations_values():
     assert any("Implicit dimension" in str(w.message) for w in caught)
     with pytest.raises(ValueError):
         nn.GELU(approximate="fast")
+
+
+def test_flatten_rejects_out_of_range_dims():
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        nn.Flatten(start_dim=4)(_x(2, 3, 4))
+    with pytest.raises(ValueError):
+        nn.Flatten(2, 1)(_x(2, 3, 4))
 
 
 def test_conv_padding_strings_and_errors():

@@ -249,6 +249,17 @@ def test_modulelist_and_moduledict():
     assert isinstance(md.pop("enc"), nn.Linear) and list(md.keys()) == ["dec"]
 
 
+def test_deepcopy_gives_an_independent_model():
+    import copy
+
+    net = Net()
+    twin = copy.deepcopy(net)
+    assert isinstance(twin.fc1.weight, nn.Parameter) and twin.fc1.weight.requires_grad
+    twin.fc1.weight._array[...] = 0
+    assert net.fc1.weight._array.any()
+    assert list(twin.state_dict()) == list(net.state_dict())
+
+
 # --------------------------------------------------------------------- repr
 LENET_REPR = """LeNet(
   (conv1): Conv2d(3, 6, kernel_size=(5, 5), stride=(1, 1))

@@ -25,6 +25,9 @@ class Flatten(Module):
         if not shape:
             return input.reshape((1,))
         n = len(shape)
+        for d in (self.start_dim, self.end_dim):
+            if not -n <= d < n:
+                raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {d})")
         start = self.start_dim % n
         end = self.end_dim % n
         if start > end:
