@@ -95,5 +95,123 @@ def gradcheck(
     raise typer.Exit(1 if failures else 0)
 
 
+
+@app.command()
+@user_errors
+def train(
+    config: Optional[Path] = typer.Argument(None, help="The YAML config to train (omit with --resume)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set optimizer.lr=0.01 (repeatable)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Use exactly this (new or empty) run directory."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Create the run under this folder "
+                                            "(default: $TRAINKIT_RUNS or ./runs)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory from its last checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final report."),
+):
+    """Train a model described by a YAML config and write a run directory.
+
+    Examples:
+      trainkit train configs/digits_cnn.yaml
+      trainkit train configs/cifar_cnn.yaml --set data.root=../shared/data --set data.download=false
+      trainkit train --resume runs/20261127-101500-cifar_cnn
+      trainkit train --resume runs/20261127-101500-cifar_cnn --set train.epochs=20
+    """
+    from .train.session import train as run_train
+
+    if config is None and resume is None:
+        raise TrainkitError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
+    if resume is not None and (run_dir is not None or runs_dir is not None):
+        raise TrainkitError("--resume continues an existing run directory; it cannot be combined with --run-dir/--runs-dir")
+    if run_dir is not None and runs_dir is not None:
+        raise TrainkitError("give either --run-dir or --runs-dir, not both")
+    code = run_train(config, set_, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet, console=console)
+    raise typer.Exit(code)
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory written by trainkit train."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, last, or a path to a checkpoint."),
+    split: str = typer.Option("test", "--split", help="test, val or train."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+):
+    """Evaluate a run's checkpoint: accuracy, per-class table, confusion matrix.
+
+    Examples:
+      trainkit eval runs/20261127-101500-digits_cnn
+      trainkit eval runs/20261127-101500-digits_cnn --checkpoint last --split val --json
+    """
+    import json
+
+    from .train.report import report_tables
+    from .train.session import eval_run
+
+    if split not in ("test", "val", "train"):
+        raise TrainkitError(f"--split must be test, val or train, not {split!r}")
+    report = eval_run(run_dir, checkpoint=checkpoint, split=split)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for r in report_tables(report):
+            console.print(r)
+
+
+@app.command()
+@user_errors
+def runs(runs_dir: Optional[Path] = typer.Argument(None, help="Runs folder (default: $TRAINKIT_RUNS or ./runs).")):
+    """List runs, newest first: id, config, status, epochs, best val metric, test accuracy, duration.
+
+    Examples:
+      trainkit runs
+      trainkit runs /data/experiments/runs
+    """
+    from .train.rundir import list_runs
+
+    rows = list_runs(runs_dir)
+    table = Table(title=f"runs in {runs_dir or 'runs'}")
+    for col in ("id", "config", "status", "epochs", "best val", "test acc", "duration"):
+        table.add_column(col, justify="right" if col in ("epochs", "best val", "test acc", "duration") else "left")
+    for r in rows:
+        status = r.status + (" (stale)" if r.stale else "")
+        epochs = f"{r.epochs_done if r.epochs_done is not None else '-'}/{r.epochs_planned or '-'}"
+        best = "-"
+        if r.best_value is not None:
+            best = f"{100 * r.best_value:.2f}% acc" if (r.best_metric or "").endswith("acc") else f"{r.best_value:.4g} {r.best_metric}"
+        test = f"{100 * r.test_accuracy:.2f}%" if r.test_accuracy is not None else "-"
+        dur = f"{r.duration_s:.0f}s" if r.duration_s is not None else "-"
+        table.add_row(r.id, r.name or "-", status, epochs, best, test, dur)
+    console.print(table)
+    if not rows:
+        console.print("no runs yet: start one with  trainkit train configs/digits_cnn.yaml")
+
+
+@app.command()
+@user_errors
+def summary(
+    config: Path = typer.Argument(..., help="The YAML config."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key (key.path=value)."),
+    dot: Optional[Path] = typer.Option(None, "--dot", help="Also write the layer graph in Graphviz DOT to this file."),
+    svg: bool = typer.Option(False, "--svg", help="Render the DOT file to SVG too (needs the dot program)."),
+    png: bool = typer.Option(False, "--png", help="Render the DOT file to PNG too (needs the dot program)."),
+):
+    """Show the model of a config: layers, output shapes, parameters, multiply-adds, memory.
+
+    Examples:
+      trainkit summary configs/cifar_cnn.yaml
+      trainkit summary configs/cifar_resnet.yaml --dot resnet.dot --svg
+    """
+    from .config.summary import render_summary, summarize, write_dot
+    from .train.session import prepare
+
+    prep = prepare(config, set_, with_optimizer=False)
+    s = summarize(prep.config, prep.model, prep.bundle.input_shape)
+    render_summary(s, console)
+    if dot is not None:
+        for line in write_dot(s, dot, svg=svg, png=png):
+            console.print(line)
+    elif svg or png:
+        raise TrainkitError("--svg/--png render the DOT file: give --dot FILE too")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,96 @@
+"""What the trainer shows: a progress bar per epoch, one table row per epoch, mirrored to train.log."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class _NoBar:
+    def advance(self, loss, n):
+        pass
+
+
+class _Bar:
+    def __init__(self, progress: Progress, task):
+        self.progress, self.task = progress, task
+        self.images, self.t0 = 0, time.perf_counter()
+
+    def advance(self, loss, n):
+        self.images += n
+        rate = self.images / max(time.perf_counter() - self.t0, 1e-9)
+        self.progress.update(self.task, advance=1, loss=f"{loss:.4f}", rate=f"{rate:,.0f}")
+
+
+class RunLog:
+    """Prints to the console (unless quiet) and to ``train.log`` without colour codes."""
+
+    def __init__(self, console: Console, log_path: Path | None, quiet: bool = False):
+        self.console, self.quiet = console, quiet
+        self._file = open(log_path, "a", encoding="utf-8") if log_path is not None else None
+        self.file_console = Console(file=self._file, no_color=True, force_terminal=False, width=120,
+                                    highlight=False, soft_wrap=True) if self._file else None
+        self._cols: list[tuple[str, str, int]] = []
+
+    def print(self, *objects, always: bool = False, **kwargs) -> None:
+        """Show on the console (unless quiet and not ``always``) and append to train.log."""
+        if always or not self.quiet:
+            self.console.print(*objects, **kwargs)
+        if self.file_console is not None:
+            self.file_console.print(*objects, **kwargs)
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self.file_console = None
+
+    @contextlib.contextmanager
+    def progress(self, epoch: int, total: int):
+        """A transient progress bar (batches, running loss, images/s, ETA) on a terminal."""
+        if self.quiet or not self.console.is_terminal:
+            yield _NoBar()
+            return
+        progress = Progress(TextColumn(f"epoch {epoch}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
+                            TimeRemainingColumn(), console=self.console, transient=True)
+        with progress:
+            task = progress.add_task("train", total=total, loss="-", rate="-")
+            yield _Bar(progress, task)
+
+    def epoch_header(self, task: str, eval_split: str | None) -> None:
+        if task == "classification":
+            cols = [("epoch", "epoch", 5), ("train_loss", "train loss", 10), ("train_acc", "train acc", 9),
+                    ("val_loss", "val loss", 9), ("val_acc", "val acc", 8)]
+        else:
+            cols = [("epoch", "epoch", 5), ("train_loss", "train loss", 10), ("train_mae", "train mae", 9),
+                    ("val_loss", "val loss", 9), ("val_mae", "val mae", 8)]
+        cols += [("lr", "lr", 9), ("seconds", "seconds", 7)]
+        self._cols = cols
+        if eval_split == "test":
+            self.print("[dim]no validation split (data.val_split is 0): val columns are measured on the test "
+                       "split[/]")
+        self.print("  ".join(f"{title:>{w}}" for _, title, w in cols), style="bold")
+
+    def epoch_row(self, row: dict, task: str, improved: bool) -> None:
+        cells = []
+        for key, _, w in self._cols:
+            v = row.get(key)
+            if v is None:
+                text = "-"
+            elif key == "epoch":
+                text = str(v)
+            elif key.endswith("_acc"):
+                text = f"{100 * v:.2f}%"
+            elif key == "lr":
+                text = f"{v:.3g}"
+            elif key == "seconds":
+                text = f"{v:.1f}"
+            else:
+                text = f"{v:.4f}"
+            cells.append(f"{text:>{w}}")
+        self.print("  ".join(cells) + ("  *" if improved else ""), highlight=False)

@@ -1,0 +1,126 @@
+"""The end-of-run report (report.json, report.md) and plots (curves.png, confusion_matrix.png)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.table import Table
+
+from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
+
+
+def report_markdown(report: dict) -> str:
+    """report.md: the headline numbers, the per-class table and the confusion matrix."""
+    split = report["split"]
+    r = report[split]
+    lines = [f"# Report: {report.get('run', '')}", "",
+             f"Checkpoint `{report['checkpoint']}` (epoch {report.get('epoch')}), {split} split, {r['n']} samples.", ""]
+    if report["task"] == "classification":
+        lines += [f"- accuracy: **{_fmt(r['accuracy'], True)}**", f"- loss: {_fmt(r['loss'])}",
+                  f"- macro F1: {_fmt(r['macro_f1'])}", "", "| class | precision | recall | F1 | support |",
+                  "|---|---:|---:|---:|---:|"]
+        for c in r["per_class"]:
+            lines.append(f"| {c['class']} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+        names = r["class_names"]
+        lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
+                  "| true \\ pred | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for name, row in zip(names, r["confusion_matrix"]):
+            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    else:
+        lines += [f"- MSE: {_fmt(r['mse'])}", f"- MAE: {_fmt(r['mae'])}", f"- RMSE: {_fmt(r['rmse'])}",
+                  f"- R²: {_fmt(r['r2'])}", f"- loss: {_fmt(r['loss'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def report_tables(report: dict) -> list:
+    """Rich renderables for the console: headline, per-class table, confusion matrix."""
+    split = report["split"]
+    r = report[split]
+    out = []
+    if report["task"] == "classification":
+        out.append(f"[bold]{split} accuracy {_fmt(r['accuracy'], True)}[/]  loss {_fmt(r['loss'])}  "
+                   f"macro F1 {_fmt(r['macro_f1'])}  ({r['n']} samples, checkpoint {report['checkpoint']}, "
+                   f"epoch {report.get('epoch')})")
+        t = Table(title="per class")
+        for col in ("class", "precision", "recall", "F1", "support"):
+            t.add_column(col, justify="left" if col == "class" else "right")
+        for c in r["per_class"]:
+            t.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+        out.append(t)
+        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+        cm.add_column("")
+        for name in r["class_names"]:
+            cm.add_column(name[:6], justify="right")
+        for name, row in zip(r["class_names"], r["confusion_matrix"]):
+            cm.add_row(name, *[str(v) for v in row])
+        out.append(cm)
+    else:
+        out.append(f"[bold]{split} MSE {_fmt(r['mse'])}[/]  MAE {_fmt(r['mae'])}  RMSE {_fmt(r['rmse'])}  "
+                   f"R² {_fmt(r['r2'])}  ({r['n']} samples, checkpoint {report['checkpoint']}, epoch {report.get('epoch')})")
+    return out
+
+
+def write_report(run_dir: Path, report: dict) -> None:
+    atomic_write_json(run_dir / "report.json", report)
+    atomic_write_text(run_dir / "report.md", report_markdown(report))
+
+
+def _png(fig) -> bytes:
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def write_plots(run_dir: Path, rows: list[dict], report: dict | None) -> list[str]:
+    """curves.png (loss and accuracy/MAE per epoch) and confusion_matrix.png; returns the files written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if rows:
+        epochs = [r["epoch"] for r in rows]
+        second = "acc" if "train_acc" in rows[0] else "mae"
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, metric in zip(axes, ("loss", second)):
+            for split, style in (("train", "-o"), ("val", "-s")):
+                pts = [(e, r.get(f"{split}_{metric}")) for e, r in zip(epochs, rows) if r.get(f"{split}_{metric}") is not None]
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=split, markersize=3)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel({"acc": "accuracy"}.get(metric, metric))
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle(f"{run_dir.name}")
+        atomic_write_bytes(run_dir / "curves.png", _png(fig))
+        plt.close(fig)
+        written.append("curves.png")
+    if report is not None and report["task"] == "classification":
+        r = report[report["split"]]
+        import numpy as np
+        cm = np.asarray(r["confusion_matrix"])
+        k = cm.shape[0]
+        fig, ax = plt.subplots(figsize=(max(4, 0.5 * k + 2), max(3.5, 0.5 * k + 1.5)))
+        im = ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(k), r["class_names"], rotation=45, ha="right")
+        ax.set_yticks(range(k), r["class_names"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if cm[i, j] > cm.max() / 2 else "black")
+        fig.colorbar(im, ax=ax)
+        ax.set_title(f"{report['split']} confusion matrix ({_fmt(r['accuracy'], True)})")
+        atomic_write_bytes(run_dir / "confusion_matrix.png", _png(fig))
+        plt.close(fig)
+        written.append("confusion_matrix.png")
+    return written

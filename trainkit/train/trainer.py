@@ -1,0 +1,282 @@
+"""The training loop: epochs, evaluation, metrics rows, checkpoints, exact resume, signals, divergence.
+
+A checkpoint holds everything the loop's future depends on: weights, optimizer
+and scheduler state, the global RNG (dropout), the loader's generator and
+position (so an interrupted epoch continues with the same batches and
+augmentations), the partial epoch's metric accumulators, the step counter, the
+best metric and early-stopping counters. Resuming from it therefore gives the
+same weights and metrics as a run that was never stopped.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..autograd import random as tkrandom
+from ..errors import CheckpointError, DivergedError
+from ..nn.utils import clip_grad_norm_
+from .checkpoint import check_state_fits, load_checkpoint, save_checkpoint
+from .evaluate import align_target, evaluate
+from .metrics import make_meter
+
+CHECKPOINT_FORMAT = "trainkit-train-state/1"
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped training (exit code 130)."""
+
+    exit_code = 130
+
+
+@dataclass
+class LoopState:
+    """Counters the loop carries between epochs (and across a resume)."""
+
+    epoch: int = 0                 # completed epochs
+    step: int = 0                  # optimizer steps taken
+    best: dict | None = None       # {"name", "value", "epoch"}
+    es_best: float | None = None   # early stopping: best watched value
+    es_wait: int = 0
+    in_epoch: dict | None = None   # partial epoch (interrupt checkpoint): meter state, seconds
+    history: list = field(default_factory=list)
+
+
+def _metric_value(row: dict, name: str):
+    aliases = {"accuracy": "acc"}
+    split, _, metric = name.partition("_")
+    key = f"{split}_{aliases.get(metric, metric)}"
+    if key in row:
+        return row[key]
+    if metric == "rmse" and f"{split}_mse" in row and row[f"{split}_mse"] is not None:
+        return math.sqrt(row[f"{split}_mse"])
+    return row.get(f"_{split}_{metric}")
+
+
+class Trainer:
+    """Runs the epochs of one run directory; see the module docstring for what it guarantees."""
+
+    def __init__(self, *, resolved: dict, model, loss_fn, optimizer, scheduler, bundle, run_dir: Path,
+                 log, info, metrics_log, config_hash: str):
+        self.cfg = resolved
+        self.train_cfg = resolved["train"]
+        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        sched_cfg = resolved.get("scheduler") or {}
+        self.sched_interval = sched_cfg.get("interval", "epoch")
+        self.sched_metric = sched_cfg.get("metric") if sched_cfg.get("type") == "plateau" else None
+        self.bundle, self.run_dir, self.log, self.info, self.metrics_log = bundle, Path(run_dir), log, info, metrics_log
+        self.config_hash = config_hash
+        self.task, self.num_classes = bundle.task, bundle.num_classes
+        self.train_loader = bundle.train_loader(seed=resolved["seed"])
+        self.eval_split = "val" if bundle.val is not None else ("test" if bundle.test is not None else None)
+        self.eval_loader = bundle.eval_loader(self.eval_split) if self.eval_split else None
+        self.state = LoopState()
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_payload(self, in_epoch: dict | None = None):
+        model_state = {k: np.ascontiguousarray(v._array) for k, v in self.model.state_dict().items()}
+        arrays = {f"optimizer.{k}": v for k, v in self.optimizer.state_arrays().items()}
+        st = self.state
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": st.epoch, "step": st.step, "best": st.best,
+            "early_stopping": {"best": st.es_best, "wait": st.es_wait},
+            "in_epoch": in_epoch,
+            "optimizer": self.optimizer.state_json(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": {"global": tkrandom.get_rng_state(), "train_loader": self.train_loader.state_dict()},
+            "config_hash": self.config_hash,
+        }
+        return model_state, arrays, meta
+
+    def save(self, which: str, in_epoch: dict | None = None) -> None:
+        model_state, arrays, meta = self._checkpoint_payload(in_epoch)
+        save_checkpoint(self.run_dir / "checkpoints" / which, model_state, arrays, meta)
+
+    def restore(self, directory: Path) -> dict:
+        """Load a full training state from a checkpoint directory (for --resume)."""
+        model_state, arrays, meta = load_checkpoint(directory)
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{directory}: not a trainkit training checkpoint (format {meta.get('format')!r})")
+        expected = {k: (tuple(v.shape), v.dtype) for k, v in self.model.state_dict().items()}
+        check_state_fits(model_state, expected)
+        try:
+            self.model.load_state_dict({k: model_state[k] for k in expected})
+            opt_arrays = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+            self.optimizer.load_flat_state(opt_arrays, meta["optimizer"])
+            if self.scheduler is not None and meta.get("scheduler") is not None:
+                self.scheduler.load_state_dict(meta["scheduler"])
+            tkrandom.set_rng_state(meta["rng"]["global"])
+            self.train_loader.load_state_dict(meta["rng"]["train_loader"])
+            st = self.state
+            st.epoch, st.step, st.best = int(meta["epoch"]), int(meta["step"]), meta.get("best")
+            st.es_best, st.es_wait = meta["early_stopping"]["best"], int(meta["early_stopping"]["wait"])
+            st.in_epoch = meta.get("in_epoch")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{directory}: training state is incomplete or does not fit this run ({exc})") from None
+        return meta
+
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum, frame):
+        if self._stop_signal is not None:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        self.log.print("\n[yellow]stopping after this step (Ctrl-C again to abort at once)...[/]")
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> LoopState:
+        """Train up to ``train.epochs``; raises Interrupted or DivergedError."""
+        handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+        try:
+            return self._fit()
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+
+    def _fit(self) -> LoopState:
+        epochs = self.train_cfg["epochs"]
+        st = self.state
+        self.log.epoch_header(self.task, self.eval_split)
+        while st.epoch < epochs:
+            epoch = st.epoch + 1
+            row, meters = self._train_epoch(epoch)
+            self._end_epoch(epoch, row, meters)
+            if self._early_stop(row):
+                self.log.print(f"early stopping: {self.train_cfg['early_stopping']['metric']} has not improved "
+                               f"for {st.es_wait} epochs")
+                break
+        return st
+
+    def _train_epoch(self, epoch: int):
+        st, model, opt = self.state, self.model, self.optimizer
+        meter = make_meter(self.task, self.num_classes)
+        t_before = 0.0
+        if st.in_epoch is not None:  # resuming an interrupted epoch
+            meter.load(st.in_epoch["meter"])
+            t_before = float(st.in_epoch["seconds"])
+            st.in_epoch = None
+        grad_clip = self.train_cfg.get("grad_clip")
+        params = [p for p in model.parameters() if p.requires_grad]
+        model.train()
+        n_batches = len(self.train_loader)
+        t0 = time.perf_counter()
+        with self.log.progress(epoch, n_batches) as bar:
+            for x, y in self.train_loader:
+                out = model(x)
+                y = align_target(out, y)
+                loss = self.loss_fn(out, y)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise DivergedError(self._diverged_message(epoch, value))
+                opt.zero_grad()
+                loss.backward()
+                if grad_clip:
+                    clip_grad_norm_(params, grad_clip)
+                opt.step()
+                st.step += 1
+                if self.scheduler is not None and self.sched_interval == "step":
+                    self.scheduler.step()
+                meter.update(value, out._array, y._array)
+                bar.advance(meter.loss, x.shape[0])
+                if self._stop_signal is not None and self.train_loader.state_dict()["batches_done"]:
+                    self._interrupt(epoch, meter, t_before + time.perf_counter() - t0)
+        if self._stop_signal is not None:  # the signal came during the last batch: finish the epoch first
+            pass
+        seconds = t_before + time.perf_counter() - t0
+        row = {"epoch": epoch, **meter.epoch_metrics("train")}
+        return row, {"train": meter, "seconds": seconds}
+
+    def _interrupt(self, epoch, meter, seconds):
+        self.save("last", in_epoch={"meter": meter.state(), "seconds": seconds})
+        raise Interrupted(f"interrupted during epoch {epoch}")
+
+    def _diverged_message(self, epoch, value) -> str:
+        lr = self.optimizer.param_groups[0]["lr"]
+        done = self.train_loader.state_dict()["batches_done"]
+        last = self.state.epoch
+        kept = (f"the last good checkpoint (epoch {last}) is kept in {self.run_dir / 'checkpoints' / 'last'}"
+                if last else "no checkpoint was written yet")
+        return (f"training diverged: the loss became {value} at epoch {epoch}, step {self.state.step + 1} "
+                f"(batch {done} of {len(self.train_loader)}); {kept}. Try a lower learning rate "
+                f"(optimizer.lr is {lr:g}; e.g. --set optimizer.lr={lr / 10:g}) or set train.grad_clip.")
+
+    def _end_epoch(self, epoch: int, row: dict, meters: dict) -> None:
+        st, tc = self.state, self.train_cfg
+        lr = self.optimizer.param_groups[0]["lr"]
+        evaluate_now = self.eval_loader is not None and (epoch % tc["eval_every"] == 0 or epoch == tc["epochs"])
+        prefix_keys = ("val_acc",) if self.task == "classification" else ("val_mse", "val_mae")
+        row.update({"val_loss": None, **{k: None for k in prefix_keys}})
+        extra = {}
+        if evaluate_now:
+            vm = evaluate(self.model, self.eval_loader, self.loss_fn, self.task, self.num_classes)
+            row.update(vm.epoch_metrics("val"))
+            if self.task == "regression":
+                extra["_val_r2"] = vm.r2
+        seconds = meters["seconds"]
+        n = meters["train"].n
+        row.update({"lr": lr, "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 1) if seconds else None})
+        if self.scheduler is not None and self.sched_interval == "epoch":
+            if self.sched_metric is not None or self.cfg["scheduler"]["type"] == "plateau":
+                name = self.sched_metric or ("val_loss" if evaluate_now else "train_loss")
+                value = _metric_value({**row, **extra}, name)
+                if value is not None:
+                    self.scheduler.step(value)
+            else:
+                self.scheduler.step()
+        st.epoch = epoch
+        self.metrics_log.append(row)  # the row goes in before the checkpoint that covers it
+        improved = self._update_best(epoch, row)
+        self._update_early_stopping({**row, **extra})
+        if improved:
+            self.save("best")
+        stopping = self._stop_signal is not None
+        if epoch % tc["checkpoint_every"] == 0 or epoch == tc["epochs"] or stopping or self._es_triggered():
+            self.save("last")
+        self.info.update(epochs_done=epoch, best_metric=st.best)
+        self.log.epoch_row(row, self.task, improved)
+        st.history.append(row)
+        if stopping:
+            raise Interrupted(f"interrupted after epoch {epoch}")
+
+    def _update_best(self, epoch: int, row: dict) -> bool:
+        if self.task == "classification":
+            name, value, better = "val_acc", row.get("val_acc"), lambda a, b: a > b
+        else:
+            name, value, better = "val_loss", row.get("val_loss"), lambda a, b: a < b
+        if value is None:
+            return False
+        if self.state.best is None or better(value, self.state.best["value"]):
+            self.state.best = {"name": name, "value": value, "epoch": epoch, "split": self.eval_split}
+            return True
+        return False
+
+    def _update_early_stopping(self, row: dict) -> None:
+        es = self.train_cfg.get("early_stopping")
+        if not es:
+            return
+        value = _metric_value(row, es["metric"])
+        if value is None:
+            return
+        st = self.state
+        sign = 1 if es["mode"] == "max" else -1
+        if st.es_best is None or sign * (value - st.es_best) > es["min_delta"]:
+            st.es_best, st.es_wait = value, 0
+        else:
+            st.es_wait += 1
+
+    def _es_triggered(self) -> bool:
+        es = self.train_cfg.get("early_stopping")
+        return bool(es) and self.state.es_wait >= es["patience"]
+
+    def _early_stop(self, row: dict) -> bool:
+        return self._es_triggered()
