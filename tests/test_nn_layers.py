@@ -107,6 +107,14 @@ def test_gradcheck_cases_cover_the_registry_and_reach_the_cli_table():
     assert {c.name for c in CASES} <= set(table) and table["Conv2d"].kind == "layer"
 
 
+def test_building_cases_leaves_the_global_generator_alone():
+    tk_random.manual_seed(5)
+    expected = tk_random.default_generator().random(3)
+    tk_random.manual_seed(5)
+    nn_cases()
+    np.testing.assert_array_equal(tk_random.default_generator().random(3), expected)
+
+
 def test_gradcheck_catches_a_wrong_layer_gradient():
     case = next(c for c in CASES if c.name == "Linear")
     inputs = case.make_inputs(np.random.default_rng(0))

@@ -93,8 +93,20 @@ def _loss(name: str, module: Module, shape: tuple[int, ...], target: Callable) -
 
 
 def nn_cases() -> list[NNCase]:
-    """Fresh cases covering every layer and loss of ``trainkit.nn.registry`` (and a few variants)."""
-    n, c = 4, 3
+    """Fresh cases covering every layer and loss of ``trainkit.nn.registry`` (and a few variants).
+
+    Building the layers draws their initial weights from the global generator;
+    its state is restored afterwards so that listing the cases never changes
+    what a seeded program draws next.
+    """
+    state = tk_random.get_rng_state()
+    try:
+        return _build(n=4, c=3)
+    finally:
+        tk_random.set_rng_state(state)
+
+
+def _build(n: int, c: int) -> list[NNCase]:
 
     def classes(rng):
         return rng.integers(0, c, size=n).astype(np.int64)
