@@ -1,0 +1,412 @@
+"""Throughput benchmark: trainkit against PyTorch's CPU build on the same workloads.
+
+Run as ``python benchmarks/throughput.py`` (a benchmark, never part of the test
+suite). For each workload of the performance issue it builds the model with
+``trainkit.nn`` and, when ``torch`` is importable, the same model in PyTorch
+with identical initial weights (state_dict arrays copied), feeds both the same
+random CIFAR-shaped float32 batches with the same thread count, and times them
+alternately (trainkit, torch, trainkit, torch, ...) so that drift on a shared
+machine hits both alike. The reported figure is the median of the runs.
+
+Then it profiles one trainkit training step: forward, backward and optimizer
+time by op type. The timing wrappers are installed on the op classes only for
+the profiled steps (a context manager here), never in the engine's hot path.
+
+Options: ``--workloads lenet32,mlp128`` to choose, ``--repeats 3``,
+``--seconds 1.5`` (target length of one timed run), ``--no-profile``,
+``--json FILE`` to save the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import trainkit
+import trainkit.nn as tnn
+import trainkit.optim as toptim
+from trainkit.autograd.function import Op
+from trainkit.autograd.tensor import Tensor
+
+try:  # the reference is optional: without torch only trainkit's figures are shown
+    import torch
+except ImportError:  # pragma: no cover - depends on the machine
+    torch = None
+
+try:
+    from rich.console import Console
+    from rich.table import Table
+except ImportError:  # pragma: no cover
+    Console = Table = None
+
+
+# --------------------------------------------------------------------------- models
+def lenet(nn):
+    """The cifar_cnn LeNet, built from either library's ``nn`` namespace."""
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, 10),
+    )
+
+
+def mlp(nn):
+    """The 3072-512-256-10 MLP (flattens CIFAR-shaped input)."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(3072, 512), nn.ReLU(),
+        nn.Linear(512, 256), nn.ReLU(),
+        nn.Linear(256, 10),
+    )
+
+
+@dataclass
+class Workload:
+    """One row of the table: a model, a batch size, and training or inference."""
+
+    key: str
+    label: str
+    build: object
+    batch: int
+    train: bool
+
+
+WORKLOADS = [
+    Workload("lenet32", "LeNet train, batch 32", lenet, 32, True),
+    Workload("lenet128", "LeNet train, batch 128", lenet, 128, True),
+    Workload("mlp128", "MLP 3072-512-256-10 train, batch 128", mlp, 128, True),
+    Workload("lenet_infer256", "LeNet inference (no_grad), batch 256", lenet, 256, False),
+]
+
+TARGETS = {"lenet32": 0.6, "lenet128": 0.6, "mlp128": 0.9, "lenet_infer256": 0.6}
+N_BATCHES = 8  # distinct batches cycled through, so caches do not flatter either side
+
+
+def make_data(batch: int, seed: int = 0):
+    """``N_BATCHES`` random CIFAR-shaped float32 batches and int64 labels."""
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal((batch, 3, 32, 32), dtype=np.float32) for _ in range(N_BATCHES)]
+    ys = [rng.integers(0, 10, batch).astype(np.int64) for _ in range(N_BATCHES)]
+    return xs, ys
+
+
+# --------------------------------------------------------------------------- steppers
+def trainkit_stepper(wl: Workload, state: dict, xs, ys):
+    """A closure running one trainkit step (train or inference) on batch ``i``."""
+    model = wl.build(tnn)
+    model.load_state_dict({k: Tensor(v) for k, v in state.items()})
+    bx = [Tensor(x) for x in xs]
+    by = [Tensor(y) for y in ys]
+    if not wl.train:
+        model.eval()
+
+        def infer(i):
+            with trainkit.no_grad():
+                return model(bx[i % N_BATCHES])
+
+        return infer
+    opt = toptim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    crit = tnn.CrossEntropyLoss()
+
+    def step(i):
+        opt.zero_grad()
+        loss = crit(model(bx[i % N_BATCHES]), by[i % N_BATCHES])
+        loss.backward()
+        opt.step()
+        return loss
+
+    step.model, step.opt, step.crit, step.bx, step.by = model, opt, crit, bx, by
+    return step
+
+
+def torch_stepper(wl: Workload, state: dict, xs, ys):
+    """The same step in PyTorch, from the same initial weights and data."""
+    model = wl.build(torch.nn)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+    bx = [torch.from_numpy(x) for x in xs]
+    by = [torch.from_numpy(y) for y in ys]
+    if not wl.train:
+        model.eval()
+
+        def infer(i):
+            with torch.no_grad():
+                return model(bx[i % N_BATCHES])
+
+        return infer
+    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    crit = torch.nn.CrossEntropyLoss()
+
+    def step(i):
+        opt.zero_grad()
+        loss = crit(model(bx[i % N_BATCHES]), by[i % N_BATCHES])
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def calibrate(step, seconds: float) -> int:
+    """Number of steps that takes about ``seconds`` (after a short warm-up)."""
+    for i in range(3):
+        step(i)
+    n, t = 0, 0.0
+    t0 = time.perf_counter()
+    while t < 0.25:
+        step(n)
+        n += 1
+        t = time.perf_counter() - t0
+    return max(3, int(n * seconds / t))
+
+
+def timed(step, steps: int) -> float:
+    """Seconds for ``steps`` consecutive steps (two warm-up steps first)."""
+    step(0)
+    step(1)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return time.perf_counter() - t0
+
+
+@dataclass
+class Result:
+    """Images per second of each run for one workload."""
+
+    workload: Workload
+    trainkit: list = field(default_factory=list)
+    torch: list = field(default_factory=list)
+
+    @property
+    def tk_median(self) -> float:
+        return statistics.median(self.trainkit)
+
+    @property
+    def torch_median(self) -> float | None:
+        return statistics.median(self.torch) if self.torch else None
+
+
+def run_workload(wl: Workload, repeats: int, seconds: float) -> Result:
+    """Alternate trainkit and torch runs ``repeats`` times each; images/s of every run."""
+    xs, ys = make_data(wl.batch)
+    ref = wl.build(tnn)  # trainkit's own initialisation supplies the shared weights
+    state = {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
+    tk = trainkit_stepper(wl, state, xs, ys)
+    th = torch_stepper(wl, state, xs, ys) if torch is not None else None
+    steps = calibrate(tk, seconds)
+    # torch is faster: give it as many steps as it needs for a comparable run length
+    th_steps = calibrate(th, seconds) if th is not None else 0
+    res = Result(wl)
+    for _ in range(repeats):
+        res.trainkit.append(wl.batch * steps / timed(tk, steps))
+        if th is not None:
+            res.torch.append(wl.batch * th_steps / timed(th, th_steps))
+    return res
+
+
+# --------------------------------------------------------------------------- profile
+def _op_classes():
+    """Every Op subclass defined so far (recursively)."""
+    seen, stack = [], list(Op.__subclasses__())
+    while stack:
+        c = stack.pop()
+        if c not in seen:
+            seen.append(c)
+            stack.extend(c.__subclasses__())
+    return seen
+
+
+@contextlib.contextmanager
+def op_timing():
+    """Time every Op's forward and backward by op type while the block runs.
+
+    Yields a dict ``{(phase, op_name): [seconds, calls]}``. The wrappers are
+    removed on exit; nested calls (an op calling another op's method) are
+    counted once, at the outermost level.
+    """
+    stats = defaultdict(lambda: [0.0, 0])
+    depth = [0]
+    patched = []
+
+    def wrap(fn, phase):
+        def timed_method(self, *args, **kwargs):
+            if depth[0]:
+                return fn(self, *args, **kwargs)
+            depth[0] += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                s = stats[(phase, type(self).__name__)]
+                s[0] += time.perf_counter() - t0
+                s[1] += 1
+                depth[0] -= 1
+
+        return timed_method
+
+    for cls in _op_classes():
+        for phase in ("forward", "backward"):
+            if phase in cls.__dict__:
+                patched.append((cls, phase, cls.__dict__[phase]))
+                setattr(cls, phase, wrap(cls.__dict__[phase], phase))
+    try:
+        yield stats
+    finally:
+        for cls, phase, fn in patched:
+            setattr(cls, phase, fn)
+
+
+def profile_step(wl: Workload, steps: int = 20):
+    """Per-phase and per-op times (ms per step) of trainkit's training step."""
+    xs, ys = make_data(wl.batch)
+    ref = wl.build(tnn)
+    state = {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
+    st = trainkit_stepper(wl, state, xs, ys)
+    model, opt, crit, bx, by = st.model, st.opt, st.crit, st.bx, st.by
+    for i in range(3):
+        st(i)
+    phases = defaultdict(float)
+    with op_timing() as stats:
+        for i in range(steps):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            loss = crit(model(bx[i % N_BATCHES]), by[i % N_BATCHES])
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            opt.step()
+            t3 = time.perf_counter()
+            phases["forward"] += t1 - t0
+            phases["backward"] += t2 - t1
+            phases["optimizer"] += t3 - t2
+    return {k: 1e3 * v / steps for k, v in phases.items()}, {k: (1e3 * s / steps, n // steps) for k, (s, n) in stats.items()}
+
+
+# --------------------------------------------------------------------------- report
+def machine_info() -> dict:
+    """BLAS library, threads and the OpenBLAS environment that affects its speed."""
+    info = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+        "blas": None,
+        "threads": None,
+    }
+    try:
+        from threadpoolctl import threadpool_info
+        for lib in threadpool_info():
+            if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", ""):
+                info["blas"] = f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')})"
+                info["threads"] = lib.get("num_threads")
+                break
+    except ImportError:
+        pass
+    if info["threads"] is None:
+        info["threads"] = os.cpu_count()
+    return info
+
+
+def print_report(console, info, results, profile):
+    """The machine header, the throughput table and the profile."""
+    console.print(
+        f"[bold]trainkit throughput[/] — {info['processor']}, {info['cpus']} CPUs, "
+        f"BLAS {info['blas']} with {info['threads']} threads; numpy {info['numpy']}, "
+        f"torch {info['torch'] or 'not installed'} (set_num_threads({info['threads']})); "
+        f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}"
+    )
+    table = Table(title="images/s (median of alternating runs)")
+    for col in ("workload", "trainkit", "PyTorch", "ratio", "target", "best-run ratio", "runs tk / torch"):
+        table.add_column(col, justify="left" if col == "workload" else "right")
+    for r in results:
+        tkm, thm = r.tk_median, r.torch_median
+        ratio = tkm / thm if thm else None
+        target = TARGETS[r.workload.key]
+        ratio_s = "—" if ratio is None else (f"[green]{ratio:.2f}[/]" if ratio >= target else f"[red]{ratio:.2f}[/]")
+        runs = " ".join(f"{v:.0f}" for v in r.trainkit) + " / " + " ".join(f"{v:.0f}" for v in r.torch)
+        best = f"{max(r.trainkit) / max(r.torch):.2f}" if r.torch else "—"
+        table.add_row(r.workload.label, f"{tkm:,.0f}", "—" if thm is None else f"{thm:,.0f}", ratio_s,
+                      f"≥ {target}", best, runs)
+    console.print(table)
+    if profile is None:
+        return
+    wl, (phases, ops) = profile
+    total = sum(phases.values())
+    pt = Table(title=f"trainkit step profile: {wl.label} (ms per step; total {total:.2f} ms)")
+    for col in ("phase", "op", "calls/step", "ms/step", "% of step"):
+        pt.add_column(col, justify="left" if col in ("phase", "op") else "right")
+    for phase in ("forward", "backward"):
+        rows = sorted(((k[1], v) for k, v in ops.items() if k[0] == phase), key=lambda kv: -kv[1][0])
+        in_ops = sum(v[0] for _, v in rows)
+        for name, (ms, n) in rows:
+            pt.add_row(phase, name, str(n), f"{ms:.3f}", f"{100 * ms / total:.1f}")
+        rest = phases[phase] - in_ops
+        pt.add_row(phase, "[dim](engine + Python outside ops)[/]", "", f"{rest:.3f}", f"{100 * rest / total:.1f}")
+        pt.add_row(f"[bold]{phase}[/]", "[bold]total[/]", "", f"[bold]{phases[phase]:.3f}[/]",
+                   f"{100 * phases[phase] / total:.1f}", end_section=True)
+    pt.add_row("[bold]optimizer[/]", "SGD step (+ zero_grad in forward)", "", f"{phases['optimizer']:.3f}",
+               f"{100 * phases['optimizer'] / total:.1f}")
+    console.print(pt)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(w.key for w in WORKLOADS),
+                        help="comma-separated subset of: " + ", ".join(w.key for w in WORKLOADS))
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side (median reported)")
+    parser.add_argument("--seconds", type=float, default=1.5, help="target length of one timed run")
+    parser.add_argument("--no-profile", action="store_true", help="skip the per-op profile")
+    parser.add_argument("--profile", default="lenet32", help="workload to profile (a training one)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in {w.key for w in WORKLOADS}]
+    if unknown:
+        parser.error(f"unknown workload(s) {unknown}; choose from {[w.key for w in WORKLOADS]}")
+    info = machine_info()
+    if torch is not None:
+        torch.set_num_threads(int(info["threads"]))  # same thread count as numpy's BLAS
+    # a pipe gets rich's 80 columns by default, too narrow for the tables
+    console = (Console() if sys.stdout.isatty() else Console(width=140)) if Console else None
+    results = []
+    for wl in WORKLOADS:
+        if wl.key in keys:
+            results.append(run_workload(wl, args.repeats, args.seconds))
+    profile = None
+    if not args.no_profile:
+        wl = next(w for w in WORKLOADS if w.key == args.profile)
+        profile = (wl, profile_step(wl))
+    if console is not None:
+        print_report(console, info, results, profile)
+    else:  # pragma: no cover
+        for r in results:
+            print(r.workload.label, r.tk_median, r.torch_median)
+    if args.json:
+        out = {"machine": info, "results": {
+            r.workload.key: {"trainkit": r.trainkit, "torch": r.torch, "trainkit_median": r.tk_median,
+                             "torch_median": r.torch_median,
+                             "ratio": (r.tk_median / r.torch_median) if r.torch_median else None}
+            for r in results}}
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
