@@ -135,3 +135,33 @@ def test_mnist_download_true_uses_mirrors_and_checksums(server, tmp_path, monkey
     assert list(ds.targets) == [3, 1, 4] and (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file()
     assert sorted(_leftovers(tmp_path / "MNIST" / "raw")) == ["train-images-idx3-ubyte.gz",
                                                               "train-labels-idx1-ubyte.gz"]
+
+
+def test_cifar_download_true_fetches_the_python_archive(server, tmp_path, monkeypatch):
+    import io
+    import pickle
+    import tarfile
+
+    from trainkit.data.datasets import CIFAR10
+
+    def batch(n):
+        return pickle.dumps({b"data": np.full((n, 3072), 7, np.uint8), b"labels": [1] * n}, protocol=2)
+
+    members = {f"cifar-10-batches-py/data_batch_{i}": batch(2) for i in range(1, 6)}
+    members["cifar-10-batches-py/test_batch"] = batch(1)
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"label_names": [b"n%d" % i for i in range(10)]})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    MNIST_FILES["cifar-10-python.tar.gz"] = buf.getvalue()  # served under /mnist/
+    monkeypatch.setattr(CIFAR10, "url_base", f"{server}/mnist/")
+    monkeypatch.setattr(CIFAR10, "py_md5", hashlib.md5(buf.getvalue()).hexdigest())
+    ds = CIFAR10(tmp_path, train=True, download=True)
+    assert len(ds) == 10 and (tmp_path / "cifar-10-python.tar.gz").is_file()
+    monkeypatch.setattr(CIFAR10, "py_md5", "0" * 32)
+    with pytest.raises(DataError, match="MD5"):
+        CIFAR10(tmp_path / "other", download=True)
+    assert not (tmp_path / "other" / "cifar-10-python.tar.gz").exists()

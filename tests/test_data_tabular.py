@@ -180,3 +180,13 @@ def test_registries_for_the_schema():
     assert {"cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "iris", "diabetes", "linear", "csv",
             "npz"} <= set(DATASETS)
     assert set(TRANSFORMS) == {"normalize", "random_crop", "random_horizontal_flip"}
+
+
+def test_build_accepts_the_validated_config_form_with_nulls():
+    # The config schema fills every optional key, using null for "the default".
+    spec = {"dataset": "digits", "val_split": 0.0, "batch_size": 16, "shuffle": True,
+            "transforms": [{"random_crop": {"size": None, "padding": 1}}, {"normalize": {"mean": None, "std": None}}]}
+    b = build(spec, seed=0)
+    assert b.val is None and b.input_shape == (1, 8, 8)
+    x, _ = next(iter(b.train_loader()))
+    assert x.numpy().shape == (16, 1, 8, 8)

@@ -212,6 +212,7 @@ def _parse_transforms(items: Any, problems: list[Problem]) -> list[tuple[str, di
         if not isinstance(args, dict):
             problems.append(_problem(f"{where}.{name}", "arguments must be a mapping"))
             continue
+        args = {k: v for k, v in args.items() if v is not None}  # null means "the default"
         allowed = TRANSFORMS[name].config_args
         for key in args:
             if key not in allowed:
@@ -269,6 +270,8 @@ def build(spec: dict, seed: int = 0) -> DataBundle:
     problems: list[Problem] = []
     if not isinstance(spec, dict):
         raise ConfigError([_problem("data", "must be a mapping with at least 'dataset'")])
+    # The validated config writes every optional key, with null for "the default".
+    spec = {k: v for k, v in spec.items() if v is not None}
     name = _check_options(spec, problems)
     steps = _parse_transforms(spec.get("transforms"), problems)
     if problems:

@@ -54,11 +54,18 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct
         from numpy.core.numeric import _frombuffer
+    def reconstruct(subtype, shape, dtype):
+        # numpy always pickles an empty placeholder here and fills it in BUILD;
+        # refusing anything else stops a pickle from allocating a huge array.
+        if subtype is not np.ndarray or tuple(shape) != (0,):
+            raise pickle.UnpicklingError("refused: unexpected array reconstruction arguments")
+        return _reconstruct(subtype, shape, dtype)
+
     return {
         # Pickle protocols 2-4 rebuild arrays with _reconstruct, protocol 5 with _frombuffer;
         # numpy 1.x names the module numpy.core, numpy 2.x numpy._core.
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
         ("numpy.core.numeric", "_frombuffer"): _frombuffer,
         ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
