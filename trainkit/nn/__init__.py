@@ -2,10 +2,10 @@
 
 ``import trainkit.nn as nn`` gives ``nn.Module``, ``nn.Linear``, ``nn.Conv2d``,
 ``nn.CrossEntropyLoss`` ... as in PyTorch; ``nn.functional`` holds the
-functional ops, ``nn.init`` the initialisers, and ``nn.registry`` the YAML
-names (``LAYERS``, ``LOSSES``).
+functional ops, ``nn.init`` the initialisers, ``nn.utils`` gradient clipping,
+and ``nn.registry`` the YAML names (``LAYERS``, ``LOSSES``).
 """
-from trainkit.nn import functional, init
+from trainkit.nn import functional, init, utils
 from trainkit.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from trainkit.nn.container import ModuleDict, ModuleList, Sequential
 from trainkit.nn.conv import Conv2d
@@ -19,16 +19,11 @@ from trainkit.nn.parameter import Parameter
 from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from trainkit.nn.registry import LAYERS, LOSSES
 
-try:  # clip_grad_norm_ & co. live in nn/utils.py (written alongside); keep nn importable without it
-    from trainkit.nn import utils
-except ImportError:  # pragma: no cover
-    pass
-
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "Dropout",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
-    "StateDictError", "IncompatibleKeys", "LAYERS", "LOSSES", "functional", "init",
+    "StateDictError", "IncompatibleKeys", "LAYERS", "LOSSES", "functional", "init", "utils",
 ]
