@@ -66,9 +66,9 @@ def test_custom_function_in_a_graph():
 
 
 def test_gradcheck_warns_for_float32():
-    x = tk.randn(3, requires_grad=True)
+    x = tk.tensor([0.5, -1.0, 2.0], requires_grad=True)
     with pytest.warns(UserWarning, match="not float64"):
-        gradcheck(lambda a: a * 2, (x,), atol=1e-2, rtol=1e-2)
+        gradcheck(lambda a: a * 2, (x,), atol=1e-2, rtol=1e-2, raise_exception=False)
 
 
 def test_forward_values_match_numpy():
