@@ -293,3 +293,29 @@ def test_corrupt_gzip_and_missing_mnist(tmp_path):
     with pytest.raises(DataError) as err:
         MNIST(tmp_path / "none")
     assert "train-images-idx3-ubyte.gz" in str(err.value) and "MNIST" in str(err.value)
+
+
+def test_decoded_copy_of_big_archives_is_used_and_damage_falls_back(tmp_path, monkeypatch):
+    from trainkit.data.datasets import cifar
+
+    monkeypatch.setattr(cifar, "_DECODED_MIN_BYTES", 0)  # treat the tiny archive as big
+    _write_tar(tmp_path / "cifar-10-python.tar.gz", _cifar10_members())
+    first = CIFAR10(tmp_path)
+    copies = list((tmp_path / "default-root" / ".decoded").iterdir())
+    assert len(copies) == 1 and (copies[0] / "classes.txt").is_file()
+    cifar._CACHE.clear()
+
+    def no_archive(self, path):
+        raise AssertionError("the archive should not be read again")
+
+    monkeypatch.setattr(CIFAR10, "_read_py_archive", no_archive)
+    second = CIFAR10(tmp_path)
+    assert np.array_equal(first.data, second.data) and second.classes == CIFAR10_NAMES
+    monkeypatch.undo()
+    monkeypatch.setenv("TRAINKIT_DATA", str(tmp_path / "default-root"))
+    monkeypatch.setattr(cifar, "_DECODED_MIN_BYTES", 0)
+    cifar._CACHE.clear()
+    (copies[0] / "train_x.npy").write_bytes(b"\x93NUMPY garbage")
+    third = CIFAR10(tmp_path)  # damaged copy: read from the archive instead, and rewritten
+    assert np.array_equal(first.data, third.data)
+    assert np.array_equal(np.load(copies[0] / "train_x.npy"), first.data)

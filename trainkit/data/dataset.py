@@ -163,9 +163,7 @@ class Subset(Dataset):
     def __getattr__(self, name: str):
         # Forward metadata (classes, targets, task, ...) so a Subset can stand
         # in for its parent; get_batch is only offered when the parent has it.
-        if name in ("dataset", "indices"):
-            raise AttributeError(name)
-        if name == "get_batch":  # pragma: no cover - defined above
+        if name in ("dataset", "indices") or name.startswith("__"):
             raise AttributeError(name)
         if name == "targets":
             return self.dataset.targets[self.indices]

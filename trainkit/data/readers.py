@@ -28,7 +28,7 @@ import numpy as np
 
 from trainkit.errors import DataError
 
-__all__ = ["RestrictedUnpickler", "load_pickle", "iter_tar", "read_bounded", "read_idx",
+__all__ = ["RestrictedUnpickler", "load_pickle", "iter_tar", "read_idx",
            "IDX_IMAGES", "IDX_LABELS"]
 
 IDX_IMAGES = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -181,21 +181,6 @@ def iter_tar(path: Path, limits: Callable[[str], int | None]) -> Iterator[tuple[
         if isinstance(exc, FileNotFoundError):
             raise DataError(f"{path}: file not found") from None
         raise DataError(f"{path}: truncated or not a valid tar archive ({exc})") from None
-
-
-def read_bounded(path: Path, limit: int) -> bytes:
-    """Read a (possibly gzip-compressed, by suffix ``.gz``) file, refusing more than ``limit`` bytes."""
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: truncated or corrupt ({exc})") from None
-    if len(data) > limit:
-        raise DataError(f"{path}: larger than the {limit} bytes its format allows (refusing to read on)")
-    return data
 
 
 def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...] | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -36,7 +37,7 @@ __all__ = ["CIFAR10", "CIFAR100"]
 _PIXELS = 3 * 32 * 32
 _CACHE: dict[tuple, dict] = {}  # the last archive read, so train and test cost one pass
 # Inflating the 163 MB CIFAR-10 archive costs ~2 s; archives above this size get a
-# decoded copy (uncompressed .npz, loaded without pickle) under <data root>/.decoded.
+# decoded copy (plain .npy files, loaded without pickle) under <data root>/.decoded.
 _DECODED_MIN_BYTES = 16 << 20
 
 
@@ -113,6 +114,8 @@ class _CIFAR(ArrayDataset):
             if result is None:
                 result = reader(source)
                 if decoded is not None:
+                    if decoded.exists():  # damaged or stale: replace it
+                        shutil.rmtree(decoded, ignore_errors=True)
                     self._write_decoded(decoded, result)
             _CACHE.clear()
             _CACHE[key] = result
@@ -126,42 +129,44 @@ class _CIFAR(ArrayDataset):
         if st.st_size < _DECODED_MIN_BYTES:
             return None
         tag = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        return default_root() / ".decoded" / f"{type(self).__name__.lower()}-{tag}.npz"
+        return default_root() / ".decoded" / f"{type(self).__name__.lower()}-{tag}"
 
-    def _read_decoded(self, path: Path) -> dict | None:
+    def _read_decoded(self, folder: Path) -> dict | None:
         """The decoded copy if it exists and is well-formed; None otherwise (then the archive is read)."""
-        if not path.is_file():
+        if not (folder / "classes.txt").is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
-                out = {"classes": [str(c) for c in z["classes"]]}
-                for split in ("train", "test"):
-                    x, y = z[f"{split}_x"], z[f"{split}_y"]
-                    ok = (x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (3, 32, 32)
-                          and y.dtype == np.int64 and y.shape == (len(x),)
-                          and (y.size == 0 or (y.min() >= 0 and y.max() < self.n_classes)))
-                    if not ok:
-                        return None
-                    out[split] = (x, y)
+            out = {"classes": (folder / "classes.txt").read_text("utf-8").splitlines()}
+            for split in ("train", "test"):
+                # Plain .npy files: np.load reads them straight into the array, no pickle allowed.
+                x = np.load(folder / f"{split}_x.npy", allow_pickle=False)
+                y = np.load(folder / f"{split}_y.npy", allow_pickle=False)
+                ok = (x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (3, 32, 32)
+                      and y.dtype == np.int64 and y.shape == (len(x),)
+                      and (y.size == 0 or (y.min() >= 0 and y.max() < self.n_classes)))
+                if not ok:
+                    return None
+                out[split] = (x, y)
             return out if len(out["classes"]) == self.n_classes else None
-        except Exception:  # a damaged cache is simply rebuilt from the archive
+        except Exception:  # a damaged copy is simply rebuilt from the archive
             return None
 
-    def _write_decoded(self, path: Path, result: dict) -> None:
+    def _write_decoded(self, folder: Path, result: dict) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
             try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, classes=np.array(result["classes"], dtype=str),
-                             train_x=result["train"][0], train_y=result["train"][1],
-                             test_x=result["test"][0], test_y=result["test"][1])
-                os.replace(tmp, path)
+                for split in ("train", "test"):
+                    np.save(tmp / f"{split}_x.npy", result[split][0])
+                    np.save(tmp / f"{split}_y.npy", result[split][1])
+                # classes.txt last: its presence marks a complete copy.
+                (tmp / "classes.txt").write_text("\n".join(result["classes"]) + "\n", "utf-8")
+                os.replace(tmp, folder)
             finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
         except OSError:
-            pass  # no cache (read-only or full disk): the archive is simply read again next time
+            pass  # no copy (read-only or full disk, or another process won the race): read the archive next time
 
     # -- python layout -------------------------------------------------------------
     def _parse_batch(self, raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
