@@ -190,3 +190,18 @@ def test_build_accepts_the_validated_config_form_with_nulls():
     assert b.val is None and b.input_shape == (1, 8, 8)
     x, _ = next(iter(b.train_loader()))
     assert x.numpy().shape == (16, 1, 8, 8)
+
+
+def test_npz_images_and_test_labels_beyond_training_classes(tmp_path):
+    p = tmp_path / "img.npz"
+    rng = np.random.default_rng(0)
+    np.savez(p, x_train=rng.integers(0, 256, (6, 5, 5, 3), dtype=np.uint8), y_train=np.array([0, 1, 2, 0, 1, 2]),
+             x_test=rng.integers(0, 256, (2, 5, 5, 3), dtype=np.uint8), y_test=np.array([0, 1]))
+    b = build({"dataset": "npz", "path": str(p), "transforms": ["random_horizontal_flip"]}, seed=0)
+    assert b.input_shape == (3, 5, 5) and b.train.data.dtype == np.uint8 and b.num_classes == 3
+    x, _ = next(iter(b.train_loader()))
+    assert x.numpy().shape == (6, 3, 5, 5) and x.numpy().max() <= 1.0
+    q = tmp_path / "bad.npz"
+    np.savez(q, x_train=np.ones((3, 2)), y_train=np.array([0, 1, 0]), x_test=np.ones((1, 2)), y_test=np.array([5]))
+    with pytest.raises(DataError, match="test label 5 out of range"):
+        build({"dataset": "npz", "path": str(q)}, seed=0)

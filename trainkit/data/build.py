@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from trainkit.errors import ConfigError, Problem
+from trainkit.errors import ConfigError, DataError, Problem
 
 from .dataset import ArrayDataset, Subset
 from .download import default_root
@@ -286,6 +286,11 @@ def build(spec: dict, seed: int = 0) -> DataBundle:
         raise ConfigError(problems)
     train_full, test = _load_parts(name, spec)
     task = train_full.task
+    if task == "classification" and test is not None and len(test) and train_full.classes is not None:
+        if int(np.max(test.targets)) >= len(train_full.classes):
+            raise DataError(f"{spec.get('test_path') or spec.get('path') or name}: test label "
+                            f"{int(np.max(test.targets))} out of range 0..{len(train_full.classes) - 1} "
+                            "of the training data")
     labels = train_full.targets if task == "classification" else None
     keep, held = holdout_split(labels, len(train_full), float(spec.get("val_split", 0.0)), seed)
     train = Subset(train_full, keep) if len(held) else train_full

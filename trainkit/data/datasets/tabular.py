@@ -192,6 +192,9 @@ class NPZDataset(ArrayDataset):
 
     Integer ``y`` means classification (class indices), float ``y`` regression
     (reshaped to (N, 1) when one-dimensional); ``task`` overrides the guess.
+    uint8 ``x`` with 3 or 4 dimensions is taken as images and kept uint8 as
+    (N, C, H, W) (grey (N, H, W) gains a channel, channel-last is transposed);
+    any other ``x`` becomes float32.
     """
 
     def __init__(self, path: str | os.PathLike, train: bool = True, task: str | None = None,
@@ -228,7 +231,13 @@ class NPZDataset(ArrayDataset):
             classes = None
         else:
             raise DataError(f"{path}: task must be 'classification' or 'regression', got {task!r}")
-        if x.dtype != np.uint8:
+        if x.dtype == np.uint8 and x.ndim >= 3:
+            # Images stay uint8 (ToTensor scales them per batch), stored NCHW.
+            if x.ndim == 3:
+                x = x[:, None]
+            elif x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+                x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        else:
             x = x.astype(np.float32)
         self.task_name = task
         super().__init__(x, y, transform=transform, classes=classes)
