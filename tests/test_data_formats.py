@@ -319,3 +319,27 @@ def test_decoded_copy_of_big_archives_is_used_and_damage_falls_back(tmp_path, mo
     third = CIFAR10(tmp_path)  # damaged copy: read from the archive instead, and rewritten
     assert np.array_equal(first.data, third.data)
     assert np.array_equal(np.load(copies[0] / "train_x.npy"), first.data)
+
+
+def _python2_pickle(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch exactly as Python 2 wrote the official files: SHORT_BINSTRING/BINSTRING, numpy.core names."""
+    def string(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<i", len(b))) + b
+
+    rows, cols = data.shape
+    return (b"\x80\x02}q\x00(" + string(b"data")
+            + b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85" + string(b"b") + b"\x87R"
+            + b"(K\x01M" + struct.pack("<H", rows) + b"M" + struct.pack("<H", cols) + b"\x86cnumpy\ndtype\n"
+            + string(b"u1") + b"K\x00K\x01\x87R(K\x03" + string(b"|")
+            + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89" + string(data.tobytes()) + b"tb"
+            + string(b"labels") + b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"eu.")
+
+
+def test_python2_pickled_batches_like_the_official_files(tmp_path):
+    members = _cifar10_members()
+    images = _images(3, 7)
+    members["cifar-10-batches-py/data_batch_4"] = _python2_pickle(images, [4, 5, 6])
+    _write_folder(tmp_path, members)
+    ds = CIFAR10(tmp_path)
+    assert len(ds) == 19 and list(ds.targets[12:15]) == [4, 5, 6]
+    assert np.array_equal(ds.data[12:15].reshape(3, -1), images)
