@@ -84,6 +84,7 @@ def test_cifar10_python_archive_read_in_place(tmp_path):
     assert np.array_equal(train.data[0].reshape(-1), _images(4, 1)[0])
     assert train.targets.dtype == np.int64 and list(test.targets) == [7, 8, 9]
     assert not (tmp_path / "cifar-10-batches-py").exists()  # nothing extracted to disk
+    assert np.array_equal(CIFAR10(tmp_path / "cifar-10-python.tar.gz").data, train.data)  # root = the archive
 
 
 def test_cifar10_python_folder_and_root_pointing_at_it(tmp_path):

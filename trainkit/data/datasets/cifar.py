@@ -9,6 +9,8 @@ Under ``root`` the first of these that exists is read:
 3. the extracted binary folder (``cifar-10-batches-bin/`` / ``cifar-100-binary/``);
 4. the binary archive (``cifar-10-binary.tar.gz`` / ``cifar-100-binary.tar.gz``).
 
+``root`` may also be one of the two archives itself.
+
 With ``download=True`` and none present, the python archive is downloaded from
 the Toronto site and its MD5 checked. Local files are not checksummed (a
 rebuilt archive is fine); they are validated structurally instead.
@@ -83,6 +85,9 @@ class _CIFAR(ArrayDataset):
     # -- locating ----------------------------------------------------------------
     def _load(self, download: bool) -> dict:
         root = self.root
+        if root.is_file() and root.name in (self.py_archive, self.bin_archive):  # root names the archive itself
+            reader = self._read_py_archive if root.name == self.py_archive else self._read_bin_archive
+            return self._cached(root, reader)
         py_dir = root / self.py_folder
         if not py_dir.is_dir() and root.name == self.py_folder:
             py_dir = root
