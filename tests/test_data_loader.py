@@ -183,3 +183,22 @@ def test_utils_data_mirror():
     from trainkit.utils.data import DataLoader as DL, Dataset, Subset as S, TensorDataset as TD
 
     assert DL is DataLoader and S is Subset and TD is TensorDataset and Dataset is not None
+
+
+def test_every_sample_once_per_epoch_for_any_sizes():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(0, 50), st.integers(1, 20), st.booleans(), st.booleans())
+    def check(n, batch_size, shuffle, drop_last):
+        ds = TensorDataset(np.arange(n, dtype=np.float32)[:, None], np.arange(n))
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=0)
+        ys = [y.numpy() for _, y in loader]
+        assert len(ys) == len(loader)
+        seen = np.concatenate(ys) if ys else np.arange(0)
+        expected = n - n % batch_size if drop_last else n
+        assert len(seen) == expected and len(set(seen.tolist())) == expected
+        assert all(len(y) == batch_size for y in ys[:-1])
+
+    check()
