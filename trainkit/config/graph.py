@@ -197,11 +197,13 @@ def _check_args(typ: str, cls: type, args: dict, apath: tuple, ck: Checker,
         var_kw = False
     ok = True
     out = {}
+    suggested = set()
     for key, value in args.items():
         if key not in names and not var_kw:
             allowed = ", ".join(names) if names else "none"
-            ck.error(apath + (key,), f"unknown argument '{key}' for {typ}{suggest(key, names)} "
-                                     f"(arguments: {allowed})")
+            hint = suggest(key, names)
+            suggested.add(hint.split("'")[1] if hint else None)
+            ck.error(apath + (key,), f"unknown argument '{key}' for {typ}{hint} (arguments: {allowed})")
             ok = False
             continue
         if specs is not None and key in specs:
@@ -211,7 +213,7 @@ def _check_args(typ: str, cls: type, args: dict, apath: tuple, ck: Checker,
                 continue
         out[key] = value
     for key in required:
-        if key not in args and key != input_arg:
+        if key not in args and key != input_arg and key not in suggested:  # a misspelling says it
             ck.error(apath, f"{typ} is missing required argument '{key}'")
             ok = False
     return out if ok else None

@@ -116,7 +116,7 @@ def infer(typ: str, args: dict, in_shapes: list[Shape]) -> tuple[Shape, int, dic
     def input_size(key: str, value: int) -> None:
         given = args.get(key)
         if given is not None and given != value:
-            raise ShapeProblem(f"{key} is {given} but the input has {value} (input shape {fmt(s)}); "
+            raise ShapeProblem(f"{key} is {given} but the input gives {value} (input {fmt(s)} per sample); "
                                f"leave {key} out to infer it", key)
         filled[key] = value
 
