@@ -13,7 +13,7 @@ from trainkit.config import load_config
 from trainkit.config.build import (build_loss, build_model, build_model_and_plan, build_optimizer,
                                    build_scheduler, static_input_shape)
 from trainkit.config.custom import CUSTOM_LAYERS, absolutize_layer_paths, register_layer
-from trainkit.config.graph import GraphModule, plan_model, validate_layer
+from trainkit.config.graph import GraphModule, validate_layer
 from trainkit.config.shapes import ARG_SPECS
 from trainkit.errors import ConfigError
 from trainkit.nn import Module, Sequential
@@ -439,3 +439,69 @@ def test_graph_forward_overhead_is_small():
                 best = min(best, time.perf_counter() - t)
             return best
         assert timed(lambda: model(x)) < 1.5 * timed(by_hand) + 1e-3
+
+
+# ----------------------------------------------------------------------------- property test
+def _layer_strategy():
+    from hypothesis import strategies as st
+
+    size = st.one_of(st.integers(1, 4), st.lists(st.integers(1, 4), min_size=2, max_size=2))
+    pad = st.one_of(st.integers(0, 2), st.lists(st.integers(0, 2), min_size=2, max_size=2))
+    return st.one_of(
+        st.fixed_dictionaries({"conv2d": st.fixed_dictionaries(
+            {"out_channels": st.integers(1, 3), "kernel_size": size},
+            optional={"stride": size, "padding": st.one_of(pad, st.just("valid")), "bias": st.booleans()})}),
+        st.fixed_dictionaries({"maxpool2d": st.fixed_dictionaries(
+            {"kernel_size": size}, optional={"stride": size, "padding": st.integers(0, 1)})}),
+        st.fixed_dictionaries({"avgpool2d": st.fixed_dictionaries(
+            {"kernel_size": size}, optional={"stride": size, "count_include_pad": st.booleans()})}),
+        st.fixed_dictionaries({"adaptive_avgpool2d": st.fixed_dictionaries({"output_size": size})}),
+        st.sampled_from(["relu", "tanh", "batchnorm2d", "identity", "gelu", "flatten", "global_avgpool",
+                         "softmax", "batchnorm1d"]),
+        st.fixed_dictionaries({"linear": st.fixed_dictionaries({"out_features": st.integers(1, 5)})}),
+        st.fixed_dictionaries({"flatten": st.fixed_dictionaries({"start_dim": st.integers(-3, 3)})}),
+    )
+
+
+def test_random_layer_stacks_either_build_with_true_shapes_or_fail_cleanly():
+    """Any stack of valid-typed layers: a located ConfigError, or a model whose every
+    layer produces exactly the inferred shape."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from trainkit.config import loads_config
+    from trainkit.config.yamlsafe import dump_yaml
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(_layer_strategy(), min_size=1, max_size=5),
+           st.sampled_from([(2, 7, 6), (1, 5, 5), (3, 4, 9)]))
+    def run(layers, shape):
+        text = HEAD + dump_yaml({"model": {"layers": layers}})
+        try:
+            cfg = loads_config(text, validate_layer=validate_layer)
+            model, plan = build_model_and_plan(cfg, shape)
+        except ConfigError as e:
+            assert all(p.path.startswith("model") for p in e.problems), e
+            return
+        model.eval()
+        x = trainkit.randn(2, *shape)
+        for module, node in zip(model, plan.nodes):
+            x = module(x)
+            assert tuple(x.shape[1:]) == node.out_shape, (node.type, node.kwargs, node.in_shapes)
+
+    run()
+
+
+def test_load_hook_reports_graph_types_with_schema_problems(tmp_path):
+    body = """
+    model:
+      graph:
+        - {name: a, type: conv, out_channels: 3, kernel_size: 3}
+        - {name: b, type: linear, out_features: 2, inputs: a}
+    train: {epochs: 0}
+    """
+    path = write(tmp_path, body)
+    got = problems(lambda: load(path))
+    assert got[0].startswith(f"{path}:6:17: model.graph.0.type: unknown layer type 'conv'; "
+                             "did you mean 'conv2d'?")
+    assert got[1] == f"{path}:8:17: train.epochs: must be >= 1, found 0"

@@ -28,7 +28,6 @@ from trainkit.config.model_spec import INPUT, ModelNode, model_nodes
 from trainkit.config.shapes import (ARG_SPECS, FILLED_DEFAULTS, MERGE_SPECS, Shape, ShapeProblem,
                                     fmt, infer)
 from trainkit.config.spec import INVALID, Checker, suggest, unknown_name
-from trainkit.errors import ConfigError
 from trainkit.nn.module import Module
 from trainkit.nn.registry import LAYER_SPECS
 
