@@ -504,4 +504,4 @@ def test_load_hook_reports_graph_types_with_schema_problems(tmp_path):
     got = problems(lambda: load(path))
     assert got[0].startswith(f"{path}:6:17: model.graph.0.type: unknown layer type 'conv'; "
                              "did you mean 'conv2d'?")
-    assert got[1] == f"{path}:8:17: train.epochs: must be >= 1, found 0"
+    assert got[1] == f"{path}:8:9: train.epochs: must be >= 1, found 0"
