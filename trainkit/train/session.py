@@ -46,10 +46,11 @@ def model_fingerprint(data: dict) -> str:
 def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepared:
     """Load and validate the config, build the data and the model: all before touching disk."""
     from ..config import load_config
-    from ..config.build import build_loss, build_model, build_optimizer, build_scheduler, layer_validator
+    from ..config.build import build_loss, build_model, build_optimizer, build_scheduler
+    from ..config.graph import validate_layer
     from ..data import build as build_data
 
-    config = load_config(config_path, list(overrides), validate_layer=layer_validator())
+    config = load_config(config_path, list(overrides), validate_layer=validate_layer)
     data = config.data
     manual_seed(data["seed"])
     bundle = build_data(data["data"], seed=data["seed"])

@@ -65,9 +65,6 @@ class Trainer:
         self.cfg = resolved
         self.train_cfg = resolved["train"]
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
-        sched_cfg = resolved.get("scheduler") or {}
-        self.sched_interval = sched_cfg.get("interval", "epoch")
-        self.sched_metric = sched_cfg.get("metric") if sched_cfg.get("type") == "plateau" else None
         self.bundle, self.run_dir, self.log, self.info, self.metrics_log = bundle, Path(run_dir), log, info, metrics_log
         self.config_hash = config_hash
         self.task, self.num_classes = bundle.task, bundle.num_classes
@@ -184,8 +181,8 @@ class Trainer:
                     clip_grad_norm_(params, grad_clip)
                 opt.step()
                 st.step += 1
-                if self.scheduler is not None and self.sched_interval == "step":
-                    self.scheduler.step()
+                if self.scheduler is not None:
+                    self.scheduler.after_step()
                 meter.update(value, out._array, y._array)
                 bar.advance(meter.loss, x.shape[0])
                 if self._stop_signal is not None and self.train_loader.state_dict()["batches_done"]:
@@ -225,14 +222,13 @@ class Trainer:
         seconds = meters["seconds"]
         n = meters["train"].n
         row.update({"lr": lr, "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 1) if seconds else None})
-        if self.scheduler is not None and self.sched_interval == "epoch":
-            if self.sched_metric is not None or self.cfg["scheduler"]["type"] == "plateau":
-                name = self.sched_metric or ("val_loss" if evaluate_now else "train_loss")
-                value = _metric_value({**row, **extra}, name)
-                if value is not None:
-                    self.scheduler.step(value)
-            else:
-                self.scheduler.step()
+        if self.scheduler is not None:
+            watched = {**row, **extra}
+            if self.scheduler.metric is not None:
+                watched = {self.scheduler.metric: _metric_value(watched, self.scheduler.metric),
+                           "train_loss": row["train_loss"]}
+                watched = {k: v for k, v in watched.items() if v is not None}
+            self.scheduler.after_epoch(watched)
         st.epoch = epoch
         self.metrics_log.append(row)  # the row goes in before the checkpoint that covers it
         improved = self._update_best(epoch, row)
