@@ -6,6 +6,7 @@ so messages name ``c.yaml``) and compares the whole message.
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from trainkit.config import ConfigError, load_config
 from trainkit.config.yamlsafe import MAX_ALIAS_NODES, MAX_FILE_BYTES
@@ -135,7 +136,22 @@ def test_alias_bomb_is_refused_quickly():
 def test_recursive_alias_and_deep_nesting():
     assert error(MIN + "name: &a [*a]\n") == (
         "c.yaml:4:7: name.0: recursive alias (an anchor used inside itself)")
-    assert "nested too deeply" in error(MIN + "name: " + "[" * 200 + "]" * 200 + "\n")
+    deep = error(MIN + "name: " + "[" * 200000 + "]" * 200000 + "\n")
+    assert "YAML nested too deeply (limit 64 levels)" in deep
+    if yaml.__with_libyaml__:  # the fast pre-scan places it at the 64th bracket
+        assert deep == "c.yaml:4:70: YAML nested too deeply (limit 64 levels)"
+
+
+def test_too_many_values():
+    many = error(MIN + "name: [" + "1, " * 60000 + "1]\n")
+    assert "more than 50000 values; a config describes a run, it does not hold data" in many
+    if yaml.__with_libyaml__:
+        assert many.startswith("c.yaml:4:149942: more than 50000 values")
+
+
+def test_problem_lists_are_capped():
+    lines = error(MIN + "train:\n" + "".join(f"  k{i}: 1\n" for i in range(80))).splitlines()
+    assert len(lines) == 51 and lines[-1] == "c.yaml: ... and 30 more problems"
 
 
 def test_too_large_file_is_refused_before_reading(tmp_path):

@@ -20,6 +20,8 @@ from trainkit.errors import ConfigError, Problem
 
 #: How many ``base:`` files one config may chain through.
 MAX_BASE_DEPTH = 16
+#: Problems listed in one ConfigError; the rest are counted.
+MAX_PROBLEMS = 50
 
 Source = tuple  # (file, line | None, col | None)
 
@@ -206,9 +208,10 @@ def _load(text, label, base_dir, stem, overrides, validate_layer, chain) -> Conf
 def _sorted(problems, ready: list[Problem], config: Config, overrides: list[str]) -> list[Problem]:
     """Located problems in file order, then the overrides' in command-line order; no repeats."""
     order = {f"--set {o}": i for i, o in enumerate(overrides)}
-    out = []
-    for p in [config.problem(path, msg) for path, msg in problems] + ready:
-        if p not in out:
-            out.append(p)
-    return sorted(out, key=lambda p: (p.file in order, order.get(p.file, 0), p.file, p.line or 0,
-                                      p.col or 0))
+    unique = dict.fromkeys([config.problem(path, msg) for path, msg in problems] + ready)
+    out = sorted(unique, key=lambda p: (p.file in order, order.get(p.file, 0), p.file,
+                                        p.line or 0, p.col or 0))
+    if len(out) > MAX_PROBLEMS:  # past a screenful, more lines only hide the first mistake
+        more = len(out) - MAX_PROBLEMS
+        out = out[:MAX_PROBLEMS] + [Problem(config.file, None, None, "", f"... and {more} more problems")]
+    return out

@@ -31,6 +31,9 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_ALIAS_NODES = 10_000
 #: Nesting depth; deeper documents are refused (and would exhaust the stack).
 MAX_DEPTH = 64
+#: Values (scalars, lists, mappings) in one document: a config is not a data file,
+#: and the pure-Python parser needs seconds per 100k values.
+MAX_NODES = 50_000
 
 _T = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {_T + "null", _T + "bool", _T + "int", _T + "float", _T + "str"}
@@ -94,6 +97,7 @@ def parse_yaml(text: str, file: str) -> tuple[object, dict[tuple, tuple[int, int
 
     ``file`` is only used in messages. An empty document gives ``None``.
     """
+    _prescan(text, file)
     try:
         loader = _Loader(text)
         try:
@@ -130,6 +134,40 @@ def parse_yaml(text: str, file: str) -> tuple[object, dict[tuple, tuple[int, int
     return value, walker.positions
 
 
+def _prescan(text: str, file: str) -> None:
+    """Refuse documents nested too deeply or with too many values, before composing them.
+
+    libyaml's event parser (when present) is fast and keeps no recursion, so it can
+    count cheaply; it stops at the first excess. Its syntax errors are ignored here:
+    the pure-Python parser reports them next, with the same text everywhere.
+    """
+    if not getattr(yaml, "__with_libyaml__", False):
+        return  # the walker's own limits and the RecursionError guard still apply
+    depth = nodes = 0
+    events = yaml.parse(text, Loader=yaml.CSafeLoader)
+    try:
+        for ev in events:
+            if isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                nodes += 1
+                if depth > MAX_DEPTH:
+                    line, col = _pos(ev.start_mark)
+                    raise ConfigError([Problem(file, line, col, "",
+                                               f"YAML nested too deeply (limit {MAX_DEPTH} levels)")])
+            elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+            elif isinstance(ev, (yaml.ScalarEvent, yaml.AliasEvent)):
+                nodes += 1
+            if nodes > MAX_NODES:
+                line, col = _pos(ev.start_mark)
+                raise ConfigError([Problem(file, line, col, "", f"more than {MAX_NODES} values; "
+                                           "a config describes a run, it does not hold data")])
+    except yaml.YAMLError:
+        return
+    finally:
+        events.close()
+
+
 class _TooMany(Exception):
     pass
 
@@ -142,6 +180,7 @@ class _Walker:
         self.positions: dict[tuple, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self.alias_nodes = 0
+        self.nodes = 0
         self.active: set[int] = set()  # nodes being expanded: a recursive alias loops back here
         self.seen: set[int] = set()    # every node visited once; revisits come from aliases
         self.alias_root: tuple = ()    # where the current alias expansion began
@@ -154,6 +193,12 @@ class _Walker:
         """Convert ``node``; ``in_alias`` is true below a node reached a second time."""
         if self.problems and len(self.problems) >= 50:
             return None  # enough to show; stop walking a hopeless document
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            if self.nodes == MAX_NODES + 1:
+                self.problem(node, path, f"more than {MAX_NODES} values; a config describes a "
+                                         "run, it does not hold data")
+            return None
         if depth > MAX_DEPTH:
             self.problem(node, path, f"nested too deeply (limit {MAX_DEPTH} levels)")
             return None
