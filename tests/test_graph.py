@@ -101,7 +101,7 @@ def test_graph_resnet_keys_by_node_name_and_torch_equivalent():
                             sd[f"{name}.weight"], sd[f"{name}.bias"], False, 0.1, 1e-5)
 
     t = torch.from_numpy(x)
-    s = F.relu(bn("stem_bn", conv("stem", t)))
+    s = F.max_pool2d(F.relu(bn("stem_bn", conv("stem", t))), 2)
     b1 = F.relu(bn("b1_bn2", conv("b1_conv2", F.relu(bn("b1_bn1", conv("b1_conv1", s))))) + s)
     main = bn("b2_bn2", conv("b2_conv2", F.relu(bn("b2_bn1", conv("b2_conv1", b1, stride=2)))))
     short = bn("b2_short_bn", conv("b2_short", b1, stride=2, padding=0))

@@ -70,7 +70,7 @@ def test_lenet_rows_params_and_macs():
 def test_graph_summary_shows_inputs_and_buffers():
     s = summary_of("cifar_resnet")
     add = next(r for r in s.rows if r.name == "b2_add")
-    assert add.inputs == ["b2_bn2", "b2_short_bn"] and add.params == 0 and add.output_shape == (32, 16, 16)
+    assert add.inputs == ["b2_bn2", "b2_short_bn"] and add.params == 0 and add.output_shape == (32, 8, 8)
     assert s.buffer_bytes > 0 and s.output == "fc"
     text = rendered(s, width=160)
     assert "Inputs" in text and "b2_bn2, b2_short_bn" in text and "buffers" in text
@@ -81,8 +81,8 @@ def test_dot_graph_has_every_node_and_edge():
     dot = to_dot(s)
     assert dot.startswith('digraph "cifar_resnet" {') and dot.rstrip().endswith("}")
     assert '"input" [label="input\\n3x32x32"' in dot
-    assert '"b1_out" -> "b2_short" [label="16x32x32"];' in dot
-    assert '"stem_act" -> "b1_add"' in dot and '"b1_bn2" -> "b1_add"' in dot
+    assert '"b1_out" -> "b2_short" [label="16x16x16"];' in dot
+    assert '"stem_pool" -> "b1_add"' in dot and '"b1_bn2" -> "b1_add"' in dot
     edges = [line for line in dot.splitlines() if "->" in line]
     assert len(edges) == sum(len(r.inputs) for r in s.rows)
 
