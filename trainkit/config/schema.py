@@ -191,6 +191,9 @@ def _check_sgd(out, path, ck):
 
 
 # ----------------------------------------------------------------------------- schedulers
+#: Metrics that early stopping and plateau may watch: train_ or val_ + one of these.
+METRIC_NAMES = ("loss", "accuracy", "mae", "rmse", "r2")
+_METRIC = re.compile(r"^(train|val)_(loss|accuracy|mae|rmse|r2)$")
 _GAMMA = lambda default: Field(Float(lo=0, lo_open=True), default, "multiplicative factor (> 0)")  # noqa: E731
 _INTERVAL = Field(Str(("epoch", "step"), "interval"), None,
                   "step the scheduler after every epoch or every optimizer step "
@@ -218,9 +221,10 @@ SCHEDULERS = {
                  "cycle_momentum": Field(Bool(), True, "cycle momentum (or beta1) inversely"),
                  "base_momentum": Field(Float(0, 1), 0.85, "lower momentum bound"),
                  "max_momentum": Field(Float(0, 1), 0.95, "upper momentum bound")},
-    "plateau": {"mode": Field(Str(("min", "max"), "mode"), "min", "min: lower metric is better"),
-                "metric": Field(Nullable(Str()), None,
-                                "metric to watch; null: val_loss when validating, else train_loss"),
+    "plateau": {"metric": Field(Nullable(Str()), None, "metric to watch (as for early_stopping); "
+                                "null: val_loss when validating, else train_loss"),
+                "mode": Field(Nullable(Str(("min", "max"), "mode")), None,
+                              "min: lower is better; null: max for accuracy and r2, else min"),
                 "factor": Field(Float(0, 1, lo_open=True, hi_open=True), 0.1, "in (0, 1)"),
                 "patience": Field(Int(lo=0), 10, "epochs without improvement before reducing"),
                 "threshold": Field(Float(lo=0), 1e-4, "minimum significant change"),
@@ -264,19 +268,23 @@ class Typed(Spec):
 
 LOSS = Typed("loss", LOSSES, {}, allow_str=True)
 OPTIMIZER = Typed("optimizer", OPTIMIZERS, {}, checks={"sgd": _check_sgd})
-SCHEDULER = Typed("scheduler", SCHEDULERS, {"interval": _INTERVAL})
+SCHEDULER = Typed("scheduler", SCHEDULERS, {"interval": _INTERVAL},
+                  checks={"plateau": lambda out, path, ck: _check_metric(out, path, ck)})
 
 # ----------------------------------------------------------------------------- train
-METRIC_NAMES = ("loss", "accuracy", "mae", "rmse", "r2")
-_METRIC = re.compile(r"^(train|val)_(loss|accuracy|mae|rmse|r2)$")
 
 
-def _check_early(out, path, ck):
-    if not _METRIC.match(out["metric"]):
-        ck.error(path + ("metric",), f"unknown metric {found(out['metric'], bare=True)} (known: "
+def _check_metric(out, path, ck):
+    """Check ``metric`` (null allowed: the loss) and infer ``mode`` from it when null."""
+    metric = out["metric"]
+    if metric is not None and not _METRIC.match(metric):
+        ck.error(path + ("metric",), f"unknown metric {found(metric, bare=True)} (known: "
                  "train_ or val_ followed by " + ", ".join(METRIC_NAMES) + ")")
     elif out["mode"] is None:
-        out["mode"] = "max" if out["metric"].endswith(("accuracy", "r2")) else "min"
+        out["mode"] = "max" if (metric or "").endswith(("accuracy", "r2")) else "min"
+
+
+_check_early = _check_metric
 
 
 EARLY_STOPPING = Record({

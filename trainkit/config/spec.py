@@ -193,7 +193,11 @@ class ListOf(Spec):
 
     def describe(self) -> str:
         n = f"{self.length} " if self.length is not None else ""
-        return f"a list of {n}{self.item.describe()}"
+        item = self.item.describe()
+        for one, many in (("an integer", "integers"), ("a number", "numbers"), ("a string", "strings")):
+            if item.startswith(one):
+                item = many + item[len(one):]
+        return f"a list of {n}{item}"
 
     def check(self, value, path, ck):
         if not isinstance(value, list):
@@ -248,13 +252,13 @@ class Record(Spec):
     extra_check: Callable[[dict, tuple, Checker], None] | None = field(default=None, repr=False)
 
     def describe(self) -> str:
-        return f"a {self.what}"
+        return f"{'an' if self.what[0] in 'aeiou' else 'a'} {self.what}"
 
     def check(self, value, path, ck):
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            return ck.error(path, f"expected a {self.what}, found {found(value)}")
+            return ck.error(path, f"expected {self.describe()}, found {found(value)}")
         out: dict = {}
         bad = False
         for key in value:
