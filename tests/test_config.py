@@ -179,3 +179,16 @@ def test_resolved_configs_are_fixed_points():
         c = load_config(path)
         again = loads_config(c.to_yaml(), name="other")
         assert again.data == c.data
+
+
+def test_docs_name_every_key():
+    from trainkit.config.schema import (DATA_COMMON, DATA_SPECIFIC, DATASETS, EARLY_STOPPING,
+                                        LOSSES, OPTIMIZERS, SCHEDULERS, TOP_LEVEL, TRAIN, TRANSFORMS)
+    docs = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    names = set(TOP_LEVEL) | set(DATA_COMMON) | set(DATA_SPECIFIC) | set(DATASETS) | set(TRAIN.fields)
+    names |= set(EARLY_STOPPING.fields) | set(LOSSES) | set(OPTIMIZERS) | set(SCHEDULERS)
+    for table in (TRANSFORMS, LOSSES, OPTIMIZERS, SCHEDULERS):
+        for name, fields in table.items():
+            names |= set(getattr(fields, "fields", fields)) | {name}
+    missing = sorted(n for n in names if f"`{n}`" not in docs)
+    assert not missing, f"docs/config.md does not mention {missing}"
