@@ -14,7 +14,7 @@ from trainkit.config import load_config
 from trainkit.config.build import build_model, static_input_shape
 from trainkit.config.graph import validate_layer
 from trainkit.config.summary import (human_bytes, human_count, render_dot, render_summary, summarize,
-                                     to_dot)
+                                     to_dot, write_dot)
 from trainkit.errors import TrainkitError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -93,6 +93,12 @@ def test_render_dot_without_graphviz_says_so(tmp_path, monkeypatch):
         render_dot("digraph g {}", tmp_path / "m.svg")
     with pytest.raises(TrainkitError, match="svg or .png"):
         render_dot("digraph g {}", tmp_path / "m.pdf")
+    lines = write_dot(summary_of("iris_mlp"), tmp_path / "m.dot", svg=True, png=True)
+    assert lines[0] == f"wrote {tmp_path / 'm.dot'}"
+    assert lines[1].startswith("SVG not rendered: the Graphviz 'dot' program is not on PATH")
+    assert lines[2].endswith(f"dot -Tpng {tmp_path / 'm.dot'} -o {tmp_path / 'm.png'})")
+    assert (tmp_path / "m.dot").read_text().startswith('digraph "iris_mlp"')
+    assert not (tmp_path / "m.svg").exists()
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")

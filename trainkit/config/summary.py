@@ -24,7 +24,7 @@ from trainkit.config.shapes import fmt
 from trainkit.errors import TrainkitError
 from trainkit.nn.module import Module
 
-__all__ = ["SummaryRow", "Summary", "summarize", "render_summary", "to_dot", "render_dot",
+__all__ = ["SummaryRow", "Summary", "summarize", "render_summary", "to_dot", "render_dot", "write_dot",
            "dot_available", "human_bytes", "human_count"]
 
 
@@ -222,3 +222,29 @@ def render_dot(dot_text: str, path, fmt_: str | None = None) -> Path:
     if proc.returncode != 0:
         raise TrainkitError(f"Graphviz dot failed on '{path}': {proc.stderr.decode(errors='replace').strip()}")
     return path
+
+
+def write_dot(summary: Summary, path, svg: bool = False, png: bool = False) -> list[str]:
+    """Write the DOT file and, when asked, render ``.svg``/``.png`` next to it (same stem).
+
+    Returns one line per file for the console: what was written, or, when
+    Graphviz is missing, that the picture was not rendered and how to render it
+    later. A failing ``dot`` run raises :class:`TrainkitError`.
+    """
+    path = Path(path)
+    try:
+        path.write_text(to_dot(summary))
+    except OSError as e:
+        raise TrainkitError(f"cannot write '{path}': {e.strerror or e}") from None
+    lines = [f"wrote {path}"]
+    for kind, wanted in (("svg", svg), ("png", png)):
+        if not wanted:
+            continue
+        target = path.with_suffix("." + kind)
+        if not dot_available():
+            lines.append(f"{kind.upper()} not rendered: the Graphviz 'dot' program is not on PATH "
+                         f"(install graphviz, then run: dot -T{kind} {path} -o {target})")
+            continue
+        render_dot(path.read_text(), target, kind)
+        lines.append(f"wrote {target}")
+    return lines
