@@ -20,7 +20,11 @@ from trainkit.config import ConfigError, load_config, loads_config  # noqa: E402
 from trainkit.config.schema import (DATA_COMMON, DATA_SPECIFIC, DATASETS, LOSSES, OPTIMIZERS,  # noqa: E402
                                     SCHEDULERS, TOP_LEVEL, TRAIN, TRANSFORMS)
 
-SAMPLES = {p.name: p.read_text() for p in sorted((Path(__file__).parent / "configs").glob("*.yaml"))}
+# The test samples and, where present, the configs shipped in the repository's configs/.
+_ROOT = Path(__file__).parent
+SAMPLES = {str(p.relative_to(_ROOT.parent)): p.read_text()
+           for folder in (_ROOT / "configs", _ROOT.parent / "configs")
+           for p in sorted(folder.glob("*.yaml"))}
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 
 WORDS = sorted(set(TOP_LEVEL) | set(DATA_COMMON) | set(DATA_SPECIFIC) | set(DATASETS)
