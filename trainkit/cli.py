@@ -201,10 +201,10 @@ def summary(
       trainkit summary configs/cifar_resnet.yaml --dot resnet.dot --svg
     """
     from .config.summary import render_summary, summarize, write_dot
-    from .train.session import prepare
+    from .train.session import prepare_model
 
-    prep = prepare(config, set_, with_optimizer=False)
-    s = summarize(prep.config, prep.model, prep.bundle.input_shape)
+    cfg, model, shape = prepare_model(config, set_)
+    s = summarize(cfg, model, shape)
     render_summary(s, console)
     if dot is not None:
         for line in write_dot(s, dot, svg=svg, png=png):

@@ -64,6 +64,29 @@ def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepar
     return Prepared(config, bundle, model, loss_fn, optimizer, scheduler)
 
 
+def resolved_yaml(config) -> str:
+    """The resolved config for the run directory, with file-based custom layers made absolute."""
+    from ..config.custom import absolutize_layer_paths
+    from ..config.yamlsafe import dump_yaml
+    return dump_yaml(absolutize_layer_paths(config))
+
+
+def prepare_model(config_path, overrides=()):
+    """For ``trainkit summary``: the model from the config alone when its input shape is known
+    without reading data (downloadable sets need not be present), else via the data."""
+    from ..config import load_config
+    from ..config.build import build_model, static_input_shape
+    from ..config.graph import validate_layer
+
+    config = load_config(config_path, list(overrides), validate_layer=validate_layer)
+    shape = static_input_shape(config)
+    if shape is None:
+        prep = prepare(config_path, overrides, with_optimizer=False)
+        return prep.config, prep.model, prep.bundle.input_shape
+    manual_seed(config.data["seed"])
+    return config, build_model(config, shape), shape
+
+
 def _show_summary(log: RunLog, prep: Prepared) -> None:
     try:
         from ..config.summary import render_summary, summarize
@@ -98,7 +121,7 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
     log = RunLog(console, rdir / "train.log", quiet=quiet)
     trainer = None
     try:
-        atomic_write_text(rdir / "config.yaml", prep.config.to_yaml())
+        atomic_write_text(rdir / "config.yaml", resolved_yaml(prep.config))
         metrics_log = MetricsLog(rdir)
         fingerprint = model_fingerprint(cfg)
         if resume is not None:
