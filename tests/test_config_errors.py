@@ -168,6 +168,12 @@ def test_non_utf8_is_refused_at_the_byte():
         "c.yaml:4:10: not valid UTF-8 (byte 0xe9 at offset 110); save the config as UTF-8")
 
 
+def test_undecodable_override_bytes():
+    # Python hands undecodable argv bytes over as lone surrogates.
+    assert error(MIN, ["name=ab\udcff"]) == (
+        "--set name=ab\\udcff: name: not valid UTF-8 (an undecodable byte); write the config as UTF-8")
+
+
 def test_missing_file_directory_and_empty(tmp_path):
     with pytest.raises(ConfigError, match=r"^nope.yaml: config file not found$"):
         load_config("nope.yaml")

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from trainkit.config.model_spec import LayerValidator
-from trainkit.config.overrides import apply_overrides
+from trainkit.config.overrides import apply_overrides, override_label
 from trainkit.config.schema import validate
 from trainkit.config.yamlsafe import (MAX_FILE_BYTES, decode_bytes, dotted, dump_yaml,
                                       parse_yaml)
@@ -207,7 +207,7 @@ def _load(text, label, base_dir, stem, overrides, validate_layer, chain) -> Conf
 
 def _sorted(problems, ready: list[Problem], config: Config, overrides: list[str]) -> list[Problem]:
     """Located problems in file order, then the overrides' in command-line order; no repeats."""
-    order = {f"--set {o}": i for i, o in enumerate(overrides)}
+    order = {override_label(o): i for i, o in enumerate(overrides)}
     unique = dict.fromkeys([config.problem(path, msg) for path, msg in problems] + ready)
     out = sorted(unique, key=lambda p: (p.file in order, order.get(p.file, 0), p.file,
                                         p.line or 0, p.col or 0))

@@ -16,7 +16,8 @@ from trainkit.errors import ConfigError, Problem
 
 def override_label(text: str) -> str:
     """How an override is named in messages: ``--set key.path=value``."""
-    return f"--set {text}"
+    # Undecodable argv bytes arrive as lone surrogates, which no terminal can print.
+    return "--set " + str(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_override(text: str) -> tuple[tuple, object]:

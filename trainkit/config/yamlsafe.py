@@ -97,6 +97,13 @@ def parse_yaml(text: str, file: str) -> tuple[object, dict[tuple, tuple[int, int
 
     ``file`` is only used in messages. An empty document gives ``None``.
     """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates: undecodable bytes in a --set argument
+        line = text.count("\n", 0, e.start) + 1
+        col = e.start - (text.rfind("\n", 0, e.start) + 1) + 1
+        raise ConfigError([Problem(file, line, col, "", "not valid UTF-8 (an undecodable byte); "
+                                   "write the config as UTF-8")]) from None
     _prescan(text, file)
     try:
         loader = _Loader(text)
