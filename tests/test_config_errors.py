@@ -5,6 +5,8 @@ so messages name ``c.yaml``) and compares the whole message.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -180,6 +182,9 @@ def test_missing_file_directory_and_empty(tmp_path):
     (tmp_path / "d.yaml").mkdir()
     with pytest.raises(ConfigError, match=r"d.yaml: is a directory"):
         load_config("d.yaml")
+    os.mkfifo("fifo.yaml")  # opening it would block until a writer came
+    with pytest.raises(ConfigError, match=r"^fifo.yaml: is not a regular file$"):
+        load_config("fifo.yaml")
     assert error("# nothing\n") == ("c.yaml: the config is empty; expected a mapping with "
                                     "data, model, optimizer, ...")
     assert error("- a\n") == "c.yaml:1:1: a config must be a mapping of keys (data, model, optimizer, ...)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 from trainkit.config.model_spec import LayerValidator
@@ -97,12 +98,15 @@ def read_config_text(path: str | os.PathLike) -> str:
     try:
         if p.is_dir():
             raise ConfigError([Problem(label, None, None, "", "is a directory, not a YAML file")])
-        size = p.stat().st_size
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            raise ConfigError([Problem(label, None, None, "", "is not a regular file")])
+        size = st.st_size
         if size > MAX_FILE_BYTES:
             raise ConfigError([Problem(label, None, None, "", f"file is {size} bytes; configs are "
                                        f"limited to {MAX_FILE_BYTES} bytes (1 MiB)")])
         with open(p, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)  # a special file may report size 0 and never end
+            raw = f.read(MAX_FILE_BYTES + 1)  # the file may have grown since stat
     except FileNotFoundError:
         raise ConfigError([Problem(label, None, None, "", "config file not found")]) from None
     except OSError as e:
