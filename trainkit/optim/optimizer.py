@@ -261,6 +261,11 @@ class Optimizer:
             return float(np.asarray(value))
         if isinstance(value, np.ndarray) or hasattr(value, "_array"):
             arr = value._array if hasattr(value, "_array") else value
+            # Every buffer of these optimizers is shaped like its parameter; a mismatch (a damaged or
+            # foreign checkpoint) would otherwise load silently and fail later inside step().
+            if arr.shape != p._array.shape:
+                raise ValueError(f"buffer {name!r} has shape {tuple(arr.shape)} but its parameter has "
+                                 f"shape {tuple(p._array.shape)}")
             dtype = p._array.dtype if np.issubdtype(arr.dtype, np.floating) else arr.dtype
             return np.array(arr, dtype=dtype, copy=True)
         return copy.deepcopy(value)

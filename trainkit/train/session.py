@@ -220,7 +220,7 @@ def _load_weights(rdir: Path, prep: Prepared, checkpoint: str) -> tuple[str, int
         label = str(path)
     weights = load_model_weights(path)
     expected = {k: (tuple(v.shape), v.dtype) for k, v in prep.model.state_dict().items()}
-    check_state_fits(weights, expected, source=str(path))
+    check_state_fits(weights, expected, source=str(path / "model.safetensors" if path.is_dir() else path))
     prep.model.load_state_dict({k: weights[k] for k in expected})
     epoch = None
     state_json = path / "state.json" if path.is_dir() else None

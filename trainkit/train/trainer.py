@@ -101,7 +101,7 @@ class Trainer:
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{directory}: not a trainkit training checkpoint (format {meta.get('format')!r})")
         expected = {k: (tuple(v.shape), v.dtype) for k, v in self.model.state_dict().items()}
-        check_state_fits(model_state, expected)
+        check_state_fits(model_state, expected, source=Path(directory) / "model.safetensors")
         try:
             self.model.load_state_dict({k: model_state[k] for k in expected})
             opt_arrays = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
@@ -114,6 +114,8 @@ class Trainer:
             st.epoch, st.step, st.best = int(meta["epoch"]), int(meta["step"]), meta.get("best")
             st.es_best, st.es_wait = meta["early_stopping"]["best"], int(meta["early_stopping"]["wait"])
             st.in_epoch = meta.get("in_epoch")
+        except CheckpointError as exc:  # the optimizer's own refusal: say which file it came from
+            raise CheckpointError(f"{Path(directory) / 'state.safetensors'}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{directory}: training state is incomplete or does not fit this run ({exc})") from None
         return meta
@@ -148,7 +150,7 @@ class Trainer:
             epoch = st.epoch + 1
             row, meters = self._train_epoch(epoch)
             self._end_epoch(epoch, row, meters)
-            if self._early_stop(row):
+            if self._es_triggered():
                 self.log.print(f"early stopping: {self.train_cfg['early_stopping']['metric']} has not improved "
                                f"for {st.es_wait} epochs")
                 break
@@ -187,8 +189,6 @@ class Trainer:
                 bar.advance(meter.loss, x.shape[0])
                 if self._stop_signal is not None and self.train_loader.state_dict()["batches_done"]:
                     self._interrupt(epoch, meter, t_before + time.perf_counter() - t0)
-        if self._stop_signal is not None:  # the signal came during the last batch: finish the epoch first
-            pass
         seconds = t_before + time.perf_counter() - t0
         row = {"epoch": epoch, **meter.epoch_metrics("train")}
         return row, {"train": meter, "seconds": seconds}
@@ -273,6 +273,3 @@ class Trainer:
     def _es_triggered(self) -> bool:
         es = self.train_cfg.get("early_stopping")
         return bool(es) and self.state.es_wait >= es["patience"]
-
-    def _early_stop(self, row: dict) -> bool:
-        return self._es_triggered()
