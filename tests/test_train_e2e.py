@@ -225,3 +225,36 @@ def test_corrupt_checkpoint_is_refused_by_eval(baseline, tmp_path):
     assert r.returncode == 2 and "model.safetensors" in r.stderr and "Traceback" not in r.stderr
     r = tk(tmp_path, "eval", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_early_stopping_stops_and_is_reported(tmp_path):
+    cfg = write_config(tmp_path, epochs=6, extra="")
+    text = cfg.read_text().replace("  epochs: 6\n", "  epochs: 6\n  early_stopping: {metric: val_loss, patience: 1, min_delta: 100.0}\n")
+    cfg.write_text(text)
+    r = tk(tmp_path, "train", cfg, "--run-dir", tmp_path / "run", check=0)
+    assert "early stopping" in r.stdout
+    rows = rows_without_timing(tmp_path / "run")
+    assert [row["epoch"] for row in rows] == [1, 2]
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "completed" and info["epochs_done"] == 2
+
+
+def test_regression_run_reports_mse_mae_r2(tmp_path):
+    cfg = tmp_path / "reg.yaml"
+    cfg.write_text("""\
+data: {dataset: diabetes, val_split: 0.2, batch_size: 32}
+model:
+  layers:
+    - linear: {out_features: 16}
+    - relu
+    - linear: {out_features: 1}
+loss: mse
+optimizer: {type: adam, lr: 0.01}
+train: {epochs: 3}
+""")
+    tk(tmp_path, "train", cfg, "--run-dir", tmp_path / "run", "--quiet", check=0)
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train_mse", "train_mae", "val_mse", "val_mae"} <= set(header) and "train_acc" not in header
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["task"] == "regression" and {"mse", "mae", "r2"} <= set(report["test"])
+    assert report["test"]["mse"] > 0 and not (tmp_path / "run" / "confusion_matrix.png").exists()

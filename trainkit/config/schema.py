@@ -35,6 +35,7 @@ DATA_COMMON = {
     "batch_size": Field(Int(lo=1), 32, "samples per training batch"),
     "shuffle": Field(Bool(), True, "reshuffle the training set every epoch"),
     "transforms": Field(Raw(), list, "train-time transforms, in order (see below)"),
+    "drop_last": Field(Bool(), False, "drop the last incomplete training batch"),
 }
 #: Keys that only some datasets take: key -> (field, datasets taking it).
 DATA_SPECIFIC = {
@@ -53,6 +54,13 @@ DATA_SPECIFIC = {
     "n_features": (Field(Int(lo=1), 1, "number of input features"), ("linear",)),
     "noise": (Field(Float(lo=0), 0.1, "standard deviation of the Gaussian label noise"),
               ("linear",)),
+    "seed": (Field(Int(lo=0), 0, "seed of the generated problem (independent of the run seed)"),
+             ("linear",)),
+    "test_split": (Field(Float(0, 1, lo_open=True, hi_open=True), 0.2,
+                         "fraction held out as the test set (seeded, stratified for classification) when "
+                         "the data has no test part"), ("digits", "iris", "diabetes", "linear", "csv", "npz")),
+    "test_path": (Field(Nullable(Str()), None, "a CSV file with the same columns used as the test set; "
+                        "null: hold out test_split"), ("csv",)),
 }
 
 _SIZE = AnyOf((Int(lo=1), ListOf(Int(lo=1), length=2)), "an integer >= 1 or a list [height, width]")
