@@ -229,3 +229,174 @@ def test_pickled_checkpoint_runs_nothing_in_a_real_process(run_copy, tmp_path, c
     assert_refused(tk(tmp_path, *args), "model.safetensors", "pickle")
     assert not marker.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written beside the run
+
+
+# ----------------------------------------------------------------------------- faults while writing
+# A driver that runs the real CLI in a subprocess after arming one fault: the N-th checkpoint file
+# write or metrics append fails with ENOSPC, or the process SIGKILLs itself in the middle of the N-th
+# checkpoint file write or just before the N-th rename of a checkpoint folder.
+DRIVER = textwrap.dedent("""\
+    import errno, os, signal, sys
+    import trainkit.train.atomic as atomic
+    import trainkit.train.checkpoint as ck
+
+    mode, n, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    calls = [0]
+
+    def nth():
+        calls[0] += 1
+        return calls[0] == n
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    real_write = ck._write_file
+
+    def write_file(path, data):
+        if nth():
+            if mode == "enospc_checkpoint":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            with open(path, "xb") as f:  # kill_write: half the file reaches the disk, then the kill
+                f.write(data[: len(data) // 2])
+                f.flush()
+            die()
+        real_write(path, data)
+
+    class FullFile:
+        \"\"\"A log file on a full disk: opening works, writing fails.\"\"\"
+        def __init__(self, f): self.f = f
+        def __enter__(self): return self
+        def __exit__(self, *exc): self.f.close()
+        def __getattr__(self, name): return getattr(self.f, name)
+        def write(self, data): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def log_open(path, mode_, *a, **k):
+        f = open(path, mode_, *a, **k)
+        return FullFile(f) if mode_ == "ab" and nth() else f
+
+    class OsWithDeadlyRename:
+        def __getattr__(self, name): return getattr(os, name)
+        def rename(self, a, b):
+            if nth():
+                die()
+            os.rename(a, b)
+
+    if mode in ("enospc_checkpoint", "kill_write"):
+        ck._write_file = write_file
+    elif mode == "enospc_metrics":
+        atomic.open = log_open  # append_line's open(); its own error handling stays in the path
+    elif mode == "kill_rename":
+        ck.os = OsWithDeadlyRename()
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    sys.argv = ["trainkit", *args]
+    from trainkit.cli import app
+    app()
+    """)
+
+
+def parallel(jobs: list[tuple[Path, list]]) -> list[subprocess.CompletedProcess]:
+    """Run ``(cwd, argv)`` jobs at once (each in its own folder): the cases are independent and each
+    is a ~1.5 s process, so running them side by side keeps this file fast."""
+    procs = [(argv, subprocess.Popen([sys.executable, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env_for(cwd), cwd=cwd)) for cwd, argv in jobs]
+    out = []
+    for argv, p in procs:
+        stdout, stderr = p.communicate(timeout=180)
+        out.append(subprocess.CompletedProcess(argv, p.returncode, stdout, stderr))
+    return out
+
+
+def faulty_runs(tmp: Path, cases: list[tuple[str, int]]) -> list[tuple[str, int, Path, subprocess.CompletedProcess]]:
+    """Start the baseline config under each armed fault, all at once; one folder per case."""
+    jobs, runs = [], []
+    for mode, n in cases:
+        case = tmp / f"{mode}-{n}"
+        case.mkdir()
+        (case / "driver.py").write_text(DRIVER)
+        (case / "tiny_digits.yaml").write_text(DIGITS_MLP)
+        runs.append(case / "run")
+        jobs.append((case, [case / "driver.py", mode, n, "train", case / "tiny_digits.yaml", "--run-dir", case / "run",
+                            "--quiet"]))
+    return [(mode, n, run, r) for (mode, n), run, r in zip(cases, runs, parallel(jobs))]
+
+
+def resume_all(runs: list[Path]) -> list[subprocess.CompletedProcess]:
+    return parallel([(run.parent, ["-m", "trainkit", "train", "--resume", run, "--quiet"]) for run in runs])
+
+
+def no_debris(run: Path) -> bool:
+    return not [p.name for p in (run / "checkpoints").iterdir() if p.name not in ("last", "best")]
+
+
+# Checkpoint file writes: 4 per save (model, state, state.json, manifest); epoch 1 saves best then
+# last (writes 1-8). n=6 fails last's state.safetensors in epoch 1 (no last yet, only best);
+# n=14 falls in epoch 2's last save. Metrics appends ("ab" opens): epoch 1 = jsonl, csv header,
+# csv row (1-3); n=5 is epoch 2's csv row, after its jsonl row went in.
+DISK_FULL = [("enospc_checkpoint", 6), ("enospc_checkpoint", 14), ("enospc_metrics", 5)]
+
+
+def test_disk_full_fails_cleanly_and_resume_completes(baseline, tmp_path):
+    resumable = []
+    for mode, n, run, r in faulty_runs(tmp_path, DISK_FULL):
+        case = f"{mode} at call {n}"
+        flat = assert_refused(r, "No space left on device", "the disk is full")
+        assert ("checkpoints/" in flat) if mode == "enospc_checkpoint" else ("metrics." in flat), case
+        info = json.loads((run / "run.json").read_text())
+        assert info["status"] == "failed" and "No space left on device" in info["message"], case
+        # No temporary debris, and the checkpoints that exist are complete and loadable.
+        assert no_debris(run), case
+        for which in ("last", "best"):
+            if (run / "checkpoints" / which).exists():
+                load_checkpoint(run / "checkpoints" / which)
+        if not (run / "checkpoints" / "last").exists():
+            assert (mode, n) == ("enospc_checkpoint", 6), case
+            assert_refused(tk(run.parent, "train", "--resume", run), "no checkpoint")  # and it says so
+            continue
+        assert 1 <= load_checkpoint(run / "checkpoints" / "last")[2]["epoch"] < 3, case
+        resumable.append((case, run))
+    assert len(resumable) == len(DISK_FULL) - 1
+    for (case, run), r in zip(resumable, resume_all([run for _, run in resumable])):
+        assert r.returncode == 0, f"{case}: {r.stdout}{r.stderr}"
+        assert status(run) == "completed", case
+        assert_same_run(run, baseline)
+
+
+# SIGKILL just before the n-th rename of a checkpoint folder, or halfway through the n-th checkpoint
+# file write. Renames: epoch 1 tmp->best (1), tmp->last (2); epoch 2 (val acc improves in the
+# baseline) best->old (3), tmp->best (4), last->old (5), tmp->last (6). So n=2 leaves only a complete
+# last.tmp-*, n=5 dies before the swap, n=6 between the two renames (no last, only last.old-* and
+# last.tmp-*). Writes: 4 per save, epoch 2's best is 9-12 and last 13-16.
+KILLS = [("kill_rename", 2), ("kill_rename", 5), ("kill_rename", 6), ("kill_write", 11), ("kill_write", 14)]
+
+
+def test_sigkill_during_checkpoint_writes_then_resume_equals_uninterrupted(baseline, tmp_path):
+    killed = faulty_runs(tmp_path, KILLS)
+    for mode, n, run, r in killed:
+        assert r.returncode == -9, f"{mode} {n} was not killed: {r.stdout}{r.stderr}"
+        assert status(run) == "running"  # killed: nobody could record anything
+        if (mode, n) == ("kill_rename", 6):  # the worst instant: between the two renames of the swap
+            names = sorted(p.name.split("-")[0] for p in (run / "checkpoints").iterdir())
+            assert names == ["best", "last.old", "last.tmp"], names
+    resumed = resume_all([run for _, _, run, _ in killed])
+    for (mode, n, run, _), r in zip(killed, resumed):
+        case = f"{mode} at call {n}"
+        assert r.returncode == 0, f"{case}: {r.stdout}{r.stderr}"
+        assert status(run) == "completed", case
+        assert_same_run(run, baseline)
+        assert no_debris(run), case
+
+
+def test_divergence_later_in_a_run_keeps_the_last_good_checkpoint(tmp_path):
+    # lr 0.1 for epoch 1, then the step scheduler multiplies it by 1e12: the loss blows up in epoch 2.
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(DIGITS_MLP.replace("step_size: 2, gamma: 0.5", "step_size: 1, gamma: 1.0e+12"))
+    r = tk(tmp_path, "train", cfg, "--run-dir", tmp_path / "run")
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 3, out
+    assert "epoch 2" in out and "lower learning rate" in out and "Traceback" not in out
+    run = tmp_path / "run"
+    assert status(run) == "diverged"
+    _, _, meta = load_checkpoint(run / "checkpoints" / "last")
+    assert meta["epoch"] == 1
+    assert [row["epoch"] for row in rows_without_timing(run)] == [1]
