@@ -13,8 +13,12 @@ time by op type. The timing wrappers are installed on the op classes only for
 the profiled steps (a context manager here), never in the engine's hot path.
 
 Options: ``--workloads lenet32,mlp128`` to choose, ``--repeats 3``,
-``--seconds 1.5`` (target length of one timed run), ``--no-profile``,
-``--json FILE`` to save the numbers.
+``--seconds 1.5`` (target length of one timed run), ``--threads N`` (numpy's
+BLAS pool and torch both set to N), ``--no-profile``, ``--json FILE``.
+
+OpenBLAS reads OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when numpy is imported;
+the header shows them and the kernel chosen, since a forced older core type
+slows numpy's GEMMs several times while torch (its own BLAS) is unaffected.
 """
 from __future__ import annotations
 
@@ -268,8 +272,12 @@ def op_timing():
             setattr(cls, phase, fn)
 
 
-def profile_step(wl: Workload, steps: int = 20):
-    """Per-phase and per-op times (ms per step) of trainkit's training step."""
+def profile_step(wl: Workload, steps: int = 30):
+    """Per-phase and per-op times (ms per step, median over ``steps``) of trainkit's training step.
+
+    Medians rather than means keep a shared machine's bursts of load from
+    dominating the breakdown; the phases therefore need not add up exactly.
+    """
     xs, ys = make_data(wl.batch)
     ref = wl.build(tnn)
     state = {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
@@ -277,9 +285,12 @@ def profile_step(wl: Workload, steps: int = 20):
     model, opt, crit, bx, by = st.model, st.opt, st.crit, st.bx, st.by
     for i in range(3):
         st(i)
-    phases = defaultdict(float)
+    phases = defaultdict(list)
+    per_op = defaultdict(list)
+    calls = {}
     with op_timing() as stats:
         for i in range(steps):
+            stats.clear()
             t0 = time.perf_counter()
             opt.zero_grad()
             loss = crit(model(bx[i % N_BATCHES]), by[i % N_BATCHES])
@@ -288,10 +299,18 @@ def profile_step(wl: Workload, steps: int = 20):
             t2 = time.perf_counter()
             opt.step()
             t3 = time.perf_counter()
-            phases["forward"] += t1 - t0
-            phases["backward"] += t2 - t1
-            phases["optimizer"] += t3 - t2
-    return {k: 1e3 * v / steps for k, v in phases.items()}, {k: (1e3 * s / steps, n // steps) for k, (s, n) in stats.items()}
+            phases["forward"].append(t1 - t0)
+            phases["backward"].append(t2 - t1)
+            phases["optimizer"].append(t3 - t2)
+            for k, (sec, n) in stats.items():
+                per_op[k].append(sec)
+                calls[k] = n
+            for phase in ("forward", "backward"):  # time outside the ops, per step
+                inside = sum(sec for (ph, _), (sec, _) in stats.items() if ph == phase)
+                per_op[(phase, "")].append(phases[phase][-1] - inside)
+    med = {k: 1e3 * statistics.median(v) for k, v in phases.items()}
+    ops = {k: (1e3 * statistics.median(v), calls.get(k, 0)) for k, v in per_op.items()}
+    return med, ops
 
 
 # --------------------------------------------------------------------------- report
@@ -302,6 +321,7 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "torch": getattr(torch, "__version__", None),
         "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "processor": platform.processor() or platform.machine(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
@@ -328,7 +348,8 @@ def print_report(console, info, results, profile):
         f"[bold]trainkit throughput[/] — {info['processor']}, {info['cpus']} CPUs, "
         f"BLAS {info['blas']} with {info['threads']} threads; numpy {info['numpy']}, "
         f"torch {info['torch'] or 'not installed'} (set_num_threads({info['threads']})); "
-        f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}"
+        f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}; "
+        f"1-min load average at start {info['loadavg']:.2f}"
     )
     table = Table(title="images/s (median of alternating runs)")
     for col in ("workload", "trainkit", "PyTorch", "ratio", "target", "best-run ratio", "runs tk / torch"):
@@ -347,15 +368,14 @@ def print_report(console, info, results, profile):
         return
     wl, (phases, ops) = profile
     total = sum(phases.values())
-    pt = Table(title=f"trainkit step profile: {wl.label} (ms per step; total {total:.2f} ms)")
+    pt = Table(title=f"trainkit step profile: {wl.label} (median ms per step; total {total:.2f} ms)")
     for col in ("phase", "op", "calls/step", "ms/step", "% of step"):
         pt.add_column(col, justify="left" if col in ("phase", "op") else "right")
     for phase in ("forward", "backward"):
-        rows = sorted(((k[1], v) for k, v in ops.items() if k[0] == phase), key=lambda kv: -kv[1][0])
-        in_ops = sum(v[0] for _, v in rows)
+        rows = sorted(((k[1], v) for k, v in ops.items() if k[0] == phase and k[1]), key=lambda kv: -kv[1][0])
         for name, (ms, n) in rows:
             pt.add_row(phase, name, str(n), f"{ms:.3f}", f"{100 * ms / total:.1f}")
-        rest = phases[phase] - in_ops
+        rest = ops.get((phase, ""), (0.0, 0))[0]
         pt.add_row(phase, "[dim](engine + Python outside ops)[/]", "", f"{rest:.3f}", f"{100 * rest / total:.1f}")
         pt.add_row(f"[bold]{phase}[/]", "[bold]total[/]", "", f"[bold]{phases[phase]:.3f}[/]",
                    f"{100 * phases[phase] / total:.1f}", end_section=True)
@@ -372,6 +392,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=1.5, help="target length of one timed run")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op profile")
     parser.add_argument("--profile", default="lenet32", help="workload to profile (a training one)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads for numpy and torch.set_num_threads (default: numpy's current count)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -379,6 +401,12 @@ def main(argv=None) -> int:
     unknown = [k for k in keys if k not in {w.key for w in WORKLOADS}]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {[w.key for w in WORKLOADS]}")
+    if args.threads is not None:
+        try:  # limits numpy's BLAS pool for the whole run (kept alive by the variable)
+            from threadpoolctl import threadpool_limits
+            _limits = threadpool_limits(args.threads, user_api="blas")  # noqa: F841
+        except ImportError:
+            parser.error("--threads needs threadpoolctl (pip install threadpoolctl)")
     info = machine_info()
     if torch is not None:
         torch.set_num_threads(int(info["threads"]))  # same thread count as numpy's BLAS

@@ -87,10 +87,14 @@ class Op:
     Subclasses implement ``forward(*arrays) -> ndarray`` and
     ``backward(grad_output) -> tuple`` with one entry per input (None where no
     gradient is needed; ``self.needs[i]`` says whether input i needs one).
-    Whatever ``forward`` stores on ``self`` is freed after backward.
+    ``self.needs`` is set before ``forward`` runs and is None when no node
+    will be recorded (no_grad, or no input requires grad): forward may then
+    skip saving anything for backward. Whatever ``forward`` stores on
+    ``self`` is freed after backward.
     """
 
     inputs: tuple | None
+    needs: tuple | None = None
 
     def forward(self, *xs):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -106,14 +110,14 @@ class Op:
     def apply(cls, *inputs, **kwargs):
         """Run the op on Tensors and record it when a gradient will be needed."""
         op = cls(**kwargs) if kwargs else cls()
-        y = op.forward(*[t._array for t in inputs])
         if _grad_enabled:
             for t in inputs:
                 if t.requires_grad:
-                    op.inputs = inputs
                     op.needs = tuple(x.requires_grad for x in inputs)
+                    y = op.forward(*[x._array for x in inputs])
+                    op.inputs = inputs
                     return Tensor._from_op(y, op)
-        return Tensor(y)
+        return Tensor(op.forward(*[t._array for t in inputs]))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}Backward>"

@@ -71,6 +71,12 @@ def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int) -> 
     return g[:, :size].reshape(xshape)
 
 
+#: Bytes of im2col columns built per GEMM in the forward pass (about half an L2 cache):
+#: measured ~1.5x faster than one big im2col for LeNet's first conv at batch 128,
+#: ~3x at batch 256 without grad (no tens-of-MB buffer to fault in and stream).
+COLUMN_CHUNK_BYTES = 1 << 19
+
+
 class Conv2d(Op):
     """Cross-correlation of NCHW input with (O, C, kh, kw) weights, PyTorch's conv2d."""
 
@@ -80,13 +86,32 @@ class Conv2d(Op):
     def forward(self, x, w, b=None):
         (sh, sw), (ph, pw) = self.stride, self.padding
         o, c, kh, kw = w.shape
+        n = x.shape[0]
         xp = pad2d(x, ph, pw)
-        cols, ho, wo = im2col(xp, kh, kw, sh, sw)
-        self.cols, self.w, self.xpshape, self.xshape, self.hw = cols, w, xp.shape, x.shape, (ho, wo)
-        y = np.matmul(w.reshape(o, -1), cols)  # (N, O, Ho*Wo)
-        if b is not None:
-            y += b.reshape(1, o, 1)
-        return y.reshape(x.shape[0], o, ho, wo)
+        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+        ho, wo = win.shape[2], win.shape[3]
+        win = win.transpose(0, 1, 4, 5, 2, 3)  # N C kh kw Ho Wo: the column layout, still a view
+        k, p = c * kh * kw, ho * wo
+        wm = w.reshape(o, k)
+        y = np.empty((n, o, p), np.result_type(x, w))  # (N, O, Ho*Wo) is NCHW: no output transpose
+        bias = None if b is None else b.reshape(1, o, 1)
+        # The columns are built and multiplied a few images at a time so that the
+        # GEMM reads them from cache; only the weight gradient needs them kept.
+        keep = self.needs is not None and self.needs[1]
+        step = max(1, COLUMN_CHUNK_BYTES // (k * p * x.itemsize))
+        cols = np.empty((n if keep else min(step, n), k, p), x.dtype)
+        for a in range(0, n, step):
+            m = min(step, n - a)
+            dst = cols[a:a + m] if keep else cols[:m]
+            dst.reshape(m, c, kh, kw, ho, wo)[...] = win[a:a + m]
+            out = y[a:a + m]
+            np.matmul(wm, dst, out=out)
+            if bias is not None:
+                out += bias
+        if self.needs is not None:
+            self.cols = cols if keep else None
+            self.w, self.xpshape, self.xshape, self.hw = w, xp.shape, x.shape, (ho, wo)
+        return y.reshape(n, o, ho, wo)
 
     def backward(self, gy):
         n, o = gy.shape[:2]
