@@ -17,9 +17,11 @@ class MatMul(Op):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = gy
-        if a.ndim == 1:
+        if a.ndim == 1 and b.ndim == 1:  # a dot product: gy is 0-d, and expand_dims(-2) would fail
+            g2 = np.reshape(gy, (1, 1))
+        elif a.ndim == 1:
             g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
+        elif b.ndim == 1:
             g2 = np.expand_dims(g2, -1)
         ga = gb = None
         if self.needs[0]:
