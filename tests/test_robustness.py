@@ -256,6 +256,8 @@ DRIVER = textwrap.dedent("""\
         if nth():
             if mode == "enospc_checkpoint":
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            if mode == "eacces_checkpoint":
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
             with open(path, "xb") as f:  # kill_write: half the file reaches the disk, then the kill
                 f.write(data[: len(data) // 2])
                 f.flush()
@@ -281,7 +283,7 @@ DRIVER = textwrap.dedent("""\
                 die()
             os.rename(a, b)
 
-    if mode in ("enospc_checkpoint", "kill_write"):
+    if mode in ("enospc_checkpoint", "eacces_checkpoint", "kill_write"):
         ck._write_file = write_file
     elif mode == "enospc_metrics":
         atomic.open = log_open  # append_line's open(); its own error handling stays in the path
@@ -331,19 +333,22 @@ def no_debris(run: Path) -> bool:
 
 # Checkpoint file writes: 4 per save (model, state, state.json, manifest); epoch 1 saves best then
 # last (writes 1-8). n=6 fails last's state.safetensors in epoch 1 (no last yet, only best);
-# n=14 falls in epoch 2's last save. Metrics appends ("ab" opens): epoch 1 = jsonl, csv header,
+# n=10 and n=14 fall in epoch 2's best and last saves. Metrics appends ("ab" opens): epoch 1 = jsonl, csv header,
 # csv row (1-3); n=5 is epoch 2's csv row, after its jsonl row went in.
-DISK_FULL = [("enospc_checkpoint", 6), ("enospc_checkpoint", 14), ("enospc_metrics", 5)]
+DISK_FULL = [("enospc_checkpoint", 6), ("enospc_checkpoint", 14), ("enospc_metrics", 5), ("eacces_checkpoint", 10)]
+# (as root, a read-only folder does not stop writes, so permission denied is injected the same way)
 
 
-def test_disk_full_fails_cleanly_and_resume_completes(baseline, tmp_path):
+def test_disk_full_or_permission_denied_fails_cleanly_and_resume_completes(baseline, tmp_path):
     resumable = []
     for mode, n, run, r in faulty_runs(tmp_path, DISK_FULL):
         case = f"{mode} at call {n}"
-        flat = assert_refused(r, "No space left on device", "the disk is full")
-        assert ("checkpoints/" in flat) if mode == "enospc_checkpoint" else ("metrics." in flat), case
+        reason, hint = (("Permission denied", "no permission to write there") if mode.startswith("eacces")
+                        else ("No space left on device", "the disk is full"))
+        flat = assert_refused(r, reason, hint)
+        assert ("checkpoints/" in flat) if mode.endswith("_checkpoint") else ("metrics." in flat), case
         info = json.loads((run / "run.json").read_text())
-        assert info["status"] == "failed" and "No space left on device" in info["message"], case
+        assert info["status"] == "failed" and reason in info["message"], case
         # No temporary debris, and the checkpoints that exist are complete and loadable.
         assert no_debris(run), case
         for which in ("last", "best"):
@@ -592,3 +597,26 @@ def test_broadcasting_matmul_matches_finite_differences(shapes, seed):
     expected = np.matmul(a, b)
     np.testing.assert_allclose(trainkit.matmul(ta, tb).detach().numpy(), expected, rtol=1e-12, atol=1e-12)
     assert gradcheck(trainkit.matmul, (ta, tb))
+
+
+# ----------------------------------------------------------------------------- hostile run directories
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_run_directory_with_a_hostile_config_yaml_runs_nothing(run_copy, tmp_path, monkeypatch, command):
+    # A run directory copied from elsewhere is as untrusted as a downloaded checkpoint.
+    marker = tmp_path / "pwned"
+    text = (run_copy / "config.yaml").read_text()
+    (run_copy / "config.yaml").write_text(text + f"\nextra: !!python/object/apply:os.system ['touch {marker}']\n")
+    args = ["eval", run_copy] if command == "eval" else ["train", "--resume", run_copy, "--set", "train.epochs=4"]
+    _assert_result_refused(_cli(tmp_path, monkeypatch, *args), "config.yaml", "python/object/apply")
+    assert not marker.exists()
+    assert len(rows_without_timing(run_copy)) == 3
+
+
+def test_run_json_that_is_not_json_is_refused(run_copy, tmp_path, monkeypatch):
+    (run_copy / "run.json").write_bytes(b"\x80\x04\x95garbage")
+    for args in (["eval", run_copy], ["train", "--resume", run_copy], ["runs", tmp_path]):
+        res = _cli(tmp_path, monkeypatch, *args)
+        if args[0] == "runs":  # the listing survives one damaged run and shows it
+            assert res.exit_code == 0, res.output
+            continue
+        _assert_result_refused(res, "run.json")
