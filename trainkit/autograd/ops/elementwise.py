@@ -218,7 +218,8 @@ class Sigmoid(Op):
 
 class ReLU(Op):
     def forward(self, x):
-        self.mask = x > 0
+        if self.needs is not None:  # the mask only serves backward: none under no_grad
+            self.mask = x > 0
         return np.maximum(x, 0)
 
     def backward(self, gy):

@@ -27,17 +27,20 @@ class MaxPool2x2(Op):
         return y
 
     def backward(self, gy):
-        g = np.zeros(self.xshape, gy.dtype)
-        h2, w2 = self.xshape[2] // 2 * 2, self.xshape[3] // 2 * 2
-        free = None
+        n, c, h, w = self.xshape
+        h2, w2 = h // 2 * 2, w // 2 * 2
+        # every element of an even-sized input is written below; odd edges stay zero
+        g = np.empty(self.xshape, gy.dtype) if (h2 == h and w2 == w) else np.zeros(self.xshape, gy.dtype)
+        y, taken = self.y, None
         for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-            win = self.q[k] == self.y
-            if free is None:
-                free = ~win
+            won = self.q[k] == y
+            if taken is None:
+                taken = won
             else:
-                win &= free
-                free &= ~win
-            g[:, :, i:h2:2, j:w2:2] = gy * win
+                np.greater(won, taken, out=won)  # a maximum here, and none in an earlier quarter
+                if k < 3:
+                    taken |= won
+            np.multiply(gy, won, out=g[:, :, i:h2:2, j:w2:2])  # straight into the strided quarter
         return (g,)
 
 
