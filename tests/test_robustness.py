@@ -206,7 +206,7 @@ def test_damaged_checkpoint_refused_by_eval_and_resume(run_copy, tmp_path, monke
     marker = tmp_path / "pwned"
     for which in ("best", "last"):
         phrase = damage(run_copy / "checkpoints" / which, name, kind, marker)
-    before = status(run_copy)
+    before, config_before = status(run_copy), (run_copy / "config.yaml").read_bytes()
     if not (kind == "misfit" and name == "state.safetensors"):  # eval needs only the weights
         res = _cli(tmp_path, monkeypatch, "eval", run_copy)
         flat = _assert_result_refused(res, phrase)
@@ -215,9 +215,10 @@ def test_damaged_checkpoint_refused_by_eval_and_resume(run_copy, tmp_path, monke
     res = _cli(tmp_path, monkeypatch, "train", "--resume", run_copy, "--set", "train.epochs=4")
     flat = _assert_result_refused(res, phrase, name)
     assert not marker.exists()
-    # The refused resume trained nothing: no metrics row, and the checkpoint it refused is still there.
+    # The refused resume changed nothing: no metrics row, same status and config (not epochs: 4).
     assert len(rows_without_timing(run_copy)) == 3
-    assert status(run_copy) in (before, "failed")
+    assert status(run_copy) == before == "completed"
+    assert (run_copy / "config.yaml").read_bytes() == config_before
 
 
 @pytest.mark.parametrize("command", ["eval", "resume"])
@@ -620,3 +621,10 @@ def test_run_json_that_is_not_json_is_refused(run_copy, tmp_path, monkeypatch):
             assert res.exit_code == 0, res.output
             continue
         _assert_result_refused(res, "run.json")
+
+
+def test_refused_resume_of_a_completed_run_leaves_it_completed(run_copy, tmp_path, monkeypatch):
+    config_before = (run_copy / "config.yaml").read_bytes()
+    _assert_result_refused(_cli(tmp_path, monkeypatch, "train", "--resume", run_copy), "already completed 3 of 3")
+    assert status(run_copy) == "completed"  # was marked "failed" before the fix
+    assert (run_copy / "config.yaml").read_bytes() == config_before

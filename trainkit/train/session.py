@@ -120,8 +120,10 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
     cfg = prep.config.data
     log = RunLog(console, rdir / "train.log", quiet=quiet)
     trainer = None
+    started = None  # the RunInfo to mark failed/interrupted: only once this command owns the run
     try:
-        atomic_write_text(rdir / "config.yaml", resolved_yaml(prep.config))
+        if resume is None:
+            atomic_write_text(rdir / "config.yaml", resolved_yaml(prep.config))
         metrics_log = MetricsLog(rdir)
         fingerprint = model_fingerprint(cfg)
         if resume is not None:
@@ -136,8 +138,12 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
             if done >= cfg["train"]["epochs"] and trainer.state.in_epoch is None:
                 raise RunDirError(f"{rdir} already completed {done} of {cfg['train']['epochs']} epochs; "
                                   f"to train further: trainkit train --resume {rdir} --set train.epochs=N (N > {done})")
+            # Only now, with the checkpoint accepted, may the run's files change: a refused resume
+            # must leave a completed (or interrupted) run exactly as it was.
+            atomic_write_text(rdir / "config.yaml", resolved_yaml(prep.config))
             metrics_log.truncate_after(done)
             info.resume(command=command, epochs_planned=cfg["train"]["epochs"])
+            started = info
             log.print(f"resuming {rdir} after epoch {done}" + (" (mid-epoch)" if trainer.state.in_epoch else ""))
         else:
             info = RunInfo.create(rdir, name=prep.config.name, seed=cfg["seed"], epochs_planned=cfg["train"]["epochs"],
@@ -145,6 +151,7 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
             trainer = Trainer(resolved=cfg, model=prep.model, loss_fn=prep.loss_fn, optimizer=prep.optimizer,
                               scheduler=prep.scheduler, bundle=prep.bundle, run_dir=rdir, log=log, info=info,
                               metrics_log=metrics_log, config_hash=fingerprint)
+            started = info
             log.print(f"run directory: {rdir}")
         _show_summary(log, prep)
         trainer.fit()
@@ -154,7 +161,7 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
         log.close()
         return 130
     except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint on disk stays valid
-        _finish_quietly(info if trainer else None, "interrupted", "aborted by a second Ctrl-C")
+        _finish_quietly(started, "interrupted", "aborted by a second Ctrl-C")
         log.print(f"\n[yellow]aborted.[/] Resume from the last checkpoint with:  trainkit train --resume {rdir}",
                   always=True)
         log.close()
@@ -165,11 +172,11 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
         log.close()
         return 3
     except TrainkitError as exc:
-        _finish_quietly(info if trainer else None, "failed", str(exc))
+        _finish_quietly(started, "failed", str(exc))
         log.close()
         raise
     except BaseException as exc:
-        _finish_quietly(info if trainer else None, "failed", f"{type(exc).__name__}: {exc}")
+        _finish_quietly(started, "failed", f"{type(exc).__name__}: {exc}")
         log.close()
         raise
     try:
