@@ -1,0 +1,112 @@
+"""The fast paths of the hot ops give the same values and gradients as the plain definitions.
+
+The gradient checker uses tiny inputs, which never reach the chunked conv2d
+forward (several chunks per batch), the frozen-weight and no_grad branches, or
+an odd-sized 2x2 max pool; these tests do, against direct numpy loops.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trainkit as tk
+import trainkit.nn.functional as F
+from trainkit.autograd.ops import conv as conv_ops
+
+
+def conv_ref(x, w, b, stride, pad):
+    """Direct cross-correlation and its gradients for the loss sum(y * gy)."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    y = np.zeros((n, o, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            y[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
+    return y + b.reshape(1, o, 1, 1)
+
+
+def conv_grads_ref(x, w, gy, stride, pad):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    gxp, gw = np.zeros_like(xp), np.zeros_like(w)
+    for i in range(gy.shape[2]):
+        for j in range(gy.shape[3]):
+            sl = (slice(None), slice(None), slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw))
+            gw += np.tensordot(gy[:, :, i, j], xp[sl], axes=([0], [0]))
+            gxp[sl] += np.tensordot(gy[:, :, i, j], w, axes=([1], [0]))
+    return gxp[:, :, pad:pad + h, pad:pad + wd], gw
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (1, 2), (2, 1)])
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 19])
+def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, stride, pad, chunk_bytes):
+    monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per chunk
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    xt, wt, bt = (tk.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.conv2d(xt, wt, bt, stride=stride, padding=pad)
+    np.testing.assert_allclose(y.detach().numpy(), conv_ref(x, w, b, stride, pad), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    (y * tk.tensor(gy)).sum().backward()
+    gx_ref, gw_ref = conv_grads_ref(x, w, gy, stride, pad)
+    np.testing.assert_allclose(xt.grad.numpy(), gx_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.numpy(), gw_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(bt.grad.numpy(), gy.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-10)
+
+
+def test_conv2d_frozen_weight_and_no_grad_paths(monkeypatch):
+    monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", 1)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((5, 2, 3, 3)).astype(np.float32)
+    b = np.zeros(5, np.float32)
+    xt, wt = tk.tensor(x, requires_grad=True), tk.tensor(w)  # weight frozen: no columns kept
+    y = F.conv2d(xt, wt, padding=1)
+    assert y.dtype == np.float32
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    (y * tk.tensor(gy)).sum().backward()
+    gx_ref, _ = conv_grads_ref(x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64), 1, 1)
+    np.testing.assert_allclose(xt.grad.numpy(), gx_ref, rtol=1e-4, atol=1e-4)
+    assert wt.grad is None and xt.grad.dtype == np.float32
+    with tk.no_grad():
+        z = F.conv2d(tk.tensor(x, requires_grad=True), tk.tensor(w, requires_grad=True), padding=1)
+    assert z.grad_fn is None and not z.requires_grad
+    np.testing.assert_allclose(z.numpy(), conv_ref(x, w, b, 1, 1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 2, 7, 5)])
+def test_max_pool_2x2_gradient_goes_to_the_first_maximum(shape):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 3, shape).astype(np.float64)  # many ties
+    xt = tk.tensor(x, requires_grad=True)
+    y = F.max_pool2d(xt, 2)
+    gy = rng.standard_normal(y.shape)
+    (y * tk.tensor(gy)).sum().backward()
+    n, c, h, w = shape
+    ref_y = np.zeros(y.shape)
+    ref_g = np.zeros(shape)
+    for i in range(h // 2):
+        for j in range(w // 2):
+            win = x[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2].reshape(n, c, 4)
+            k = win.argmax(axis=2)  # first maximum in scan order, as PyTorch
+            ref_y[:, :, i, j] = win.max(axis=2)
+            for a in range(n):
+                for b in range(c):
+                    ref_g[a, b, 2 * i + k[a, b] // 2, 2 * j + k[a, b] % 2] += gy[a, b, i, j]
+    np.testing.assert_array_equal(y.detach().numpy(), ref_y)
+    np.testing.assert_allclose(xt.grad.numpy(), ref_g, rtol=0, atol=0)
+
+
+def test_relu_under_no_grad_and_in_training():
+    x = np.array([[-1.0, 0.0, 2.0]], np.float32)
+    with tk.no_grad():
+        assert F.relu(tk.tensor(x)).numpy().tolist() == [[0.0, 0.0, 2.0]]
+    xt = tk.tensor(x, requires_grad=True)
+    F.relu(xt).sum().backward()
+    assert xt.grad.numpy().tolist() == [[0.0, 0.0, 1.0]] and xt.grad.dtype == np.float32
