@@ -1,5 +1,4 @@
 """The engine: gradients of every registered op, graph semantics, dtypes, custom Functions."""
-import warnings
 
 import numpy as np
 import pytest

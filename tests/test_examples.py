@@ -2,7 +2,6 @@
 import importlib.util
 from pathlib import Path
 
-import pytest
 
 from fakedata import write_cifar10
 

@@ -21,48 +21,14 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from clitools import DIGITS_MLP, assert_same_run, env_for, rows_without_timing, tk
 from trainkit.train.checkpoint import load_checkpoint
-
-DIGITS_MLP = """\
-name: tiny_digits
-seed: 3
-data:
-  dataset: digits
-  val_split: 0.1
-  batch_size: 32
-model:
-  layers:
-    - flatten
-    - linear: {out_features: 32}
-    - relu
-    - dropout: {p: 0.1}
-    - linear: {out_features: 10}
-optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
-scheduler: {type: step, step_size: 2, gamma: 0.5}
-train:
-  epochs: 3
-"""
-
-TIMING = ("seconds", "images_per_s")
-
-
-# ----------------------------------------------------------------------------- helpers
-def env_for(tmp: Path) -> dict:
-    return dict(os.environ, TRAINKIT_DATA=str(tmp / "data-cache"), TRAINKIT_RUNS=str(tmp / "runs"), COLUMNS="200")
-
-
-def tk(tmp: Path, *args, timeout: int = 120) -> subprocess.CompletedProcess:
-    """``python -m trainkit ARGS`` in a subprocess with its own data cache and runs folder."""
-    return subprocess.run([sys.executable, "-m", "trainkit", *map(str, args)], capture_output=True, text=True,
-                          env=env_for(tmp), cwd=tmp, timeout=timeout)
-
 
 def assert_refused(r, *names: str) -> str:
     """Exit 2, every name in the message, no traceback; returns the flattened message."""
@@ -73,30 +39,6 @@ def assert_refused(r, *names: str) -> str:
     for name in names:
         assert name in flat.replace(" ", "") or name in flat, f"{name!r} not in:\n{out}"
     return flat
-
-
-def rows_without_timing(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
-
-
-def csv_without_timing(run: Path) -> list[list[str]]:
-    lines = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
-    keep = [i for i, c in enumerate(lines[0]) if c not in TIMING]
-    return [[row[i] for i in keep] for row in lines]
-
-
-def assert_same_run(run: Path, baseline: Path) -> None:
-    """Same metrics (both logs, timing columns aside) and bit-identical last and best weights."""
-    assert rows_without_timing(run) == rows_without_timing(baseline)
-    assert csv_without_timing(run) == csv_without_timing(baseline)
-    for which in ("last", "best"):
-        a, b = load_checkpoint(run / "checkpoints" / which)[0], load_checkpoint(baseline / "checkpoints" / which)[0]
-        assert a.keys() == b.keys()
-        for k in a:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{which}/{k}")
-    assert json.loads((run / "report.json").read_text())["test"] == json.loads(
-        (baseline / "report.json").read_text())["test"]
 
 
 def status(run: Path) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,66 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainkit.train.checkpoint import load_checkpoint
-
-DIGITS_MLP = """\
-name: tiny_digits
-seed: 3
-data:
-  dataset: digits
-  val_split: 0.1
-  batch_size: 32
-model:
-  layers:
-    - flatten
-    - linear: {out_features: 32}
-    - relu
-    - dropout: {p: 0.1}
-    - linear: {out_features: 10}
-optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
-scheduler: {type: step, step_size: 2, gamma: 0.5}
-train:
-  epochs: EPOCHS
-"""
-
-TIMING = ("seconds", "images_per_s")
-
+from clitools import assert_same_weights, digits_config, env_for, rows_without_timing, tk, weights
 
 def write_config(tmp_path: Path, epochs: int = 3, extra: str = "") -> Path:
     p = tmp_path / "tiny_digits.yaml"
-    p.write_text(DIGITS_MLP.replace("EPOCHS", str(epochs)) + extra)
+    p.write_text(digits_config(epochs) + extra)
     return p
-
-
-def env_for(tmp_path: Path) -> dict:
-    env = dict(os.environ)
-    env["TRAINKIT_DATA"] = str(tmp_path / "data-cache")
-    env["TRAINKIT_RUNS"] = str(tmp_path / "runs")
-    env["COLUMNS"] = "120"
-    return env
-
-
-def tk(tmp_path, *args, check=None, timeout=120):
-    r = subprocess.run([sys.executable, "-m", "trainkit", *map(str, args)], capture_output=True, text=True,
-                       env=env_for(tmp_path), cwd=tmp_path, timeout=timeout)
-    if check is not None:
-        assert r.returncode == check, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-    return r
-
-
-def rows_without_timing(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
-
-
-def weights(run: Path, which: str = "last") -> dict:
-    return load_checkpoint(run / "checkpoints" / which)[0]
-
-
-def assert_same_weights(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 @pytest.fixture
