@@ -119,7 +119,12 @@ class Conv2d(Op):
         g = gy.reshape(n, o, -1)
         gx = gw = gb = None
         if self.needs[1]:
-            gw = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+            if cols.shape[2] <= cols.shape[1]:
+                # short reduction (Ho*Wo <= C*kh*kw, e.g. LeNet's second conv): the
+                # (K, O) orientation measured ~2x faster in OpenBLAS than (O, K)
+                gw = np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T.reshape(w.shape)
+            else:
+                gw = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
         if len(self.needs) > 2 and self.needs[2]:
             gb = g.sum(axis=(0, 2))
         if self.needs[0]:
