@@ -35,11 +35,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import trainkit
-import trainkit.nn as tnn
-import trainkit.optim as toptim
-from trainkit.autograd.function import Op
-from trainkit.autograd.tensor import Tensor
+# benchmark the trainkit of this checkout, whatever an editable install points at
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import trainkit  # noqa: E402
+import trainkit.nn as tnn  # noqa: E402
+import trainkit.optim as toptim  # noqa: E402
+from trainkit.autograd.function import Op  # noqa: E402
+from trainkit.autograd.tensor import Tensor  # noqa: E402
 
 try:  # the reference is optional: without torch only trainkit's figures are shown
     import torch
