@@ -1,4 +1,4 @@
-"""2-D convolution by im2col + batched GEMM (no Python loop over batch or pixels)."""
+"""2-D convolution by im2col + batched GEMM (no Python loop over pixels; the batch goes in cache-sized chunks)."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,18 +20,6 @@ def pad2d(x: np.ndarray, ph: int, pw: int, value=0) -> np.ndarray:
     out = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
     out[:, :, ph:ph + h, pw:pw + w] = x
     return out
-
-
-def im2col(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
-    """Columns (N, C*kh*kw, Ho*Wo) of a padded NCHW array: one contiguous copy.
-
-    This layout makes ``W(O, C*kh*kw) @ cols`` produce (N, O, Ho*Wo), i.e. NCHW,
-    directly, with no transpose of the output.
-    """
-    n, c = xp.shape[:2]
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # N C Ho Wo kh kw
-    ho, wo = win.shape[2], win.shape[3]
-    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo), ho, wo
 
 
 def col2im_add(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int) -> np.ndarray:
