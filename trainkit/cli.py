@@ -23,6 +23,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _wide() -> Console:
+    """The console, or for pipes and CI logs a wider page: tables folded into 80 columns are unreadable."""
+    return console if console.is_terminal else Console(width=max(console.width, 130))
+
+
 def user_errors(fn):
     """Turn the tool's own errors into a message and exit code 2 (bugs keep their traceback)."""
 
@@ -63,6 +68,8 @@ def gradcheck(
     """Check every op's and layer's analytic gradients against finite differences (float64).
 
     Examples:
+
+    \b
       trainkit gradcheck
       trainkit gradcheck --op conv2d
       trainkit gradcheck configs/digits_cnn.yaml
@@ -110,6 +117,8 @@ def train(
     """Train a model described by a YAML config and write a run directory.
 
     Examples:
+
+    \b
       trainkit train configs/digits_cnn.yaml
       trainkit train configs/cifar_cnn.yaml --set data.root=../shared/data --set data.download=false
       trainkit train --resume runs/20261127-101500-cifar_cnn
@@ -138,6 +147,8 @@ def eval_(
     """Evaluate a run's checkpoint: accuracy, per-class table, confusion matrix.
 
     Examples:
+
+    \b
       trainkit eval runs/20261127-101500-digits_cnn
       trainkit eval runs/20261127-101500-digits_cnn --checkpoint last --split val --json
     """
@@ -162,6 +173,8 @@ def runs(runs_dir: Optional[Path] = typer.Argument(None, help="Runs folder (defa
     """List runs, newest first: id, config, status, epochs, best val metric, test accuracy, duration.
 
     Examples:
+
+    \b
       trainkit runs
       trainkit runs /data/experiments/runs
     """
@@ -169,18 +182,19 @@ def runs(runs_dir: Optional[Path] = typer.Argument(None, help="Runs folder (defa
 
     rows = list_runs(runs_dir)
     table = Table(title=f"runs in {runs_dir or 'runs'}")
-    for col in ("id", "config", "status", "epochs", "best val", "test acc", "duration"):
+    table.add_column("id", no_wrap=True)
+    for col in ("config", "status", "epochs", "best val", "test acc", "duration"):
         table.add_column(col, justify="right" if col in ("epochs", "best val", "test acc", "duration") else "left")
     for r in rows:
         status = r.status + (" (stale)" if r.stale else "")
         epochs = f"{r.epochs_done if r.epochs_done is not None else '-'}/{r.epochs_planned or '-'}"
         best = "-"
         if r.best_value is not None:
-            best = f"{100 * r.best_value:.2f}% acc" if (r.best_metric or "").endswith("acc") else f"{r.best_value:.4g} {r.best_metric}"
+            best = f"{100 * r.best_value:.2f}%" if (r.best_metric or "").endswith("acc") else f"{r.best_value:.4g} loss"
         test = f"{100 * r.test_accuracy:.2f}%" if r.test_accuracy is not None else "-"
         dur = f"{r.duration_s:.0f}s" if r.duration_s is not None else "-"
         table.add_row(r.id, r.name or "-", status, epochs, best, test, dur)
-    console.print(table)
+    _wide().print(table)
     if not rows:
         console.print("no runs yet: start one with  trainkit train configs/digits_cnn.yaml")
 
@@ -197,6 +211,8 @@ def summary(
     """Show the model of a config: layers, output shapes, parameters, multiply-adds, memory.
 
     Examples:
+
+    \b
       trainkit summary configs/cifar_cnn.yaml
       trainkit summary configs/cifar_resnet.yaml --dot resnet.dot --svg
     """
@@ -205,7 +221,7 @@ def summary(
 
     cfg, model, shape = prepare_model(config, set_)
     s = summarize(cfg, model, shape)
-    render_summary(s, console)
+    render_summary(s, _wide())
     if dot is not None:
         for line in write_dot(s, dot, svg=svg, png=png):
             console.print(line)
