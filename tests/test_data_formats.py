@@ -72,7 +72,18 @@ def _idx(array: np.ndarray, magic: int) -> bytes:
 
 # -- CIFAR ------------------------------------------------------------------------------
 
-def test_cifar10_python_archive_read_in_place(tmp_path):
+@pytest.fixture(params=["isal", "zlib"])
+def gzip_backend(request, monkeypatch):
+    """Archives are read through ISA-L's igzip when it is installed, else stdlib zlib: test both."""
+    if request.param == "isal":
+        pytest.importorskip("isal")
+    else:
+        import sys
+        monkeypatch.setitem(sys.modules, "isal", None)  # makes `from isal import igzip` fail
+    return request.param
+
+
+def test_cifar10_python_archive_read_in_place(tmp_path, gzip_backend):
     members = _cifar10_members()
     _write_tar(tmp_path / "cifar-10-python.tar.gz", members)
     train = CIFAR10(tmp_path, train=True)
