@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, grad_array
+from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
 
@@ -101,15 +101,8 @@ class Adam(Optimizer):
             eps = float(group["eps"])
             weight_decay = float(group["weight_decay"])
             amsgrad = bool(group["amsgrad"])
-            maximize = bool(group["maximize"])
             decoupled = bool(group.get("decoupled_weight_decay", False))
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                g = grad_array(p)
-                if maximize:
-                    g = np.negative(g)
+            for p, param, g in self._gradients(group):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0.0

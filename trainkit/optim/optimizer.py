@@ -180,6 +180,18 @@ class Optimizer:
                 else:
                     grad_array(p)[...] = 0
 
+    def _gradients(self, group: dict):
+        """``(p, p's array, gradient array)`` for each parameter of ``group`` that has a gradient.
+
+        With ``maximize`` the gradient is negated into a new array (``.grad`` stays untouched).
+        """
+        maximize = bool(group.get("maximize", False))
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = grad_array(p)
+            yield p, p._array, (np.negative(g) if maximize else g)
+
     def step(self, closure: Callable[[], Any] | None = None):
         """Perform one optimization step; ``closure`` re-evaluates the loss and returns it."""
         raise NotImplementedError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .adam import lerp_
-from .optimizer import Optimizer, grad_array
+from .optimizer import Optimizer
 
 __all__ = ["RMSprop"]
 
@@ -79,14 +79,7 @@ class RMSprop(Optimizer):
             weight_decay = float(group["weight_decay"])
             momentum = float(group["momentum"])
             centered = bool(group["centered"])
-            maximize = bool(group["maximize"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                g = grad_array(p)
-                if maximize:
-                    g = np.negative(g)
+            for p, param, g in self._gradients(group):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0.0

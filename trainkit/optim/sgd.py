@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, grad_array
+from .optimizer import Optimizer
 
 __all__ = ["SGD"]
 
@@ -72,14 +72,7 @@ class SGD(Optimizer):
             dampening = float(group["dampening"])
             weight_decay = float(group["weight_decay"])
             nesterov = bool(group["nesterov"])
-            maximize = bool(group["maximize"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                g = grad_array(p)
-                if maximize:
-                    g = np.negative(g)
+            for p, param, g in self._gradients(group):
                 if weight_decay != 0:
                     # A new array: the user's .grad must stay untouched.
                     wd = np.multiply(param, weight_decay)
