@@ -23,9 +23,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+_wide_console: Console | None = None
+
+
 def _wide() -> Console:
     """The console, or for pipes and CI logs a wider page: tables folded into 80 columns are unreadable."""
-    return console if console.is_terminal else Console(width=max(console.width, 130))
+    global _wide_console
+    if console.is_terminal:
+        return console
+    if _wide_console is None:
+        _wide_console = Console(width=max(console.width, 130))
+    return _wide_console
 
 
 def user_errors(fn):
@@ -132,7 +140,7 @@ def train(
         raise TrainkitError("--resume continues an existing run directory; it cannot be combined with --run-dir/--runs-dir")
     if run_dir is not None and runs_dir is not None:
         raise TrainkitError("give either --run-dir or --runs-dir, not both")
-    code = run_train(config, set_, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet, console=console)
+    code = run_train(config, set_, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet, console=_wide())
     raise typer.Exit(code)
 
 
@@ -164,7 +172,7 @@ def eval_(
         typer.echo(json.dumps(report, indent=2))
     else:
         for r in report_tables(report):
-            console.print(r)
+            _wide().print(r)
 
 
 @app.command()
