@@ -64,6 +64,24 @@ def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int) -> 
 #: ~3x at batch 256 without grad (no tens-of-MB buffer to fault in and stream).
 COLUMN_CHUNK_BYTES = 1 << 19
 
+#: Columns larger than this are not kept for the weight gradient but rebuilt a few images at a
+#: time in backward from the (much smaller) input.
+KEEP_COLUMNS_MAX_BYTES = 16 << 20
+
+#: Images per chunk when the columns are rebuilt in backward.
+REBUILD_CHUNK = 8
+
+
+def _weight_grad(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """sum over the batch of g (N, O, P) @ colsᵀ (N, P, K), as (O, K).
+
+    For a short reduction (P <= K, e.g. LeNet's second conv) the (K, O) orientation
+    measured ~2x faster in OpenBLAS than (O, K).
+    """
+    if cols.shape[2] <= cols.shape[1]:
+        return np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T
+    return np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
+
 
 class Conv2d(Op):
     """Cross-correlation of NCHW input with (O, C, kh, kw) weights, PyTorch's conv2d."""
@@ -85,7 +103,8 @@ class Conv2d(Op):
         bias = None if b is None else b.reshape(1, o, 1)
         # The columns are built and multiplied a few images at a time so that the
         # GEMM reads them from cache; only the weight gradient needs them kept.
-        keep = self.needs is not None and self.needs[1]
+        wants_cols = self.needs is not None and self.needs[1]
+        keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES
         step = max(1, COLUMN_CHUNK_BYTES // (k * p * x.itemsize))
         cols = np.empty((n if keep else min(step, n), k, p), x.dtype)
         for a in range(0, n, step):
@@ -98,6 +117,7 @@ class Conv2d(Op):
                 out += bias
         if self.needs is not None:
             self.cols = cols if keep else None
+            self.win = win if (wants_cols and not keep) else None  # a view of xp: rebuilt in backward
             self.w, self.xpshape, self.xshape, self.hw = w, xp.shape, x.shape, (ho, wo)
         return y.reshape(n, o, ho, wo)
 
@@ -107,12 +127,7 @@ class Conv2d(Op):
         g = gy.reshape(n, o, -1)
         gx = gw = gb = None
         if self.needs[1]:
-            if cols.shape[2] <= cols.shape[1]:
-                # short reduction (Ho*Wo <= C*kh*kw, e.g. LeNet's second conv): the
-                # (K, O) orientation measured ~2x faster in OpenBLAS than (O, K)
-                gw = np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T.reshape(w.shape)
-            else:
-                gw = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+            gw = (_weight_grad(cols, g) if cols is not None else self._rebuilt_weight_grad(g)).reshape(w.shape)
         if len(self.needs) > 2 and self.needs[2]:
             gb = g.sum(axis=0).sum(axis=1)  # batch axis first: measured 2-4x faster than sum(axis=(0, 2))
         if self.needs[0]:
@@ -132,3 +147,17 @@ class Conv2d(Op):
             h, wd = self.xshape[2:]
             gx = gxp[:, :, ph:ph + h, pw:pw + wd] if (ph or pw) else gxp
         return gx, gw, gb
+
+    def _rebuilt_weight_grad(self, g: np.ndarray) -> np.ndarray:
+        """The weight gradient with the columns rebuilt a few images at a time (kept in cache)."""
+        win = self.win
+        n, c, kh, kw, ho, wo = win.shape
+        cols = np.empty((min(REBUILD_CHUNK, n), c * kh * kw, ho * wo), g.dtype)
+        acc = None
+        for a in range(0, n, REBUILD_CHUNK):
+            m = min(REBUILD_CHUNK, n - a)
+            dst = cols[:m]
+            dst.reshape(m, c, kh, kw, ho, wo)[...] = win[a:a + m]
+            part = _weight_grad(dst, g[a:a + m])
+            acc = part if acc is None else acc + part
+        return acc
