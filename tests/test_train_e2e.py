@@ -176,8 +176,11 @@ def test_early_stopping_stops_and_is_reported(tmp_path):
     cfg = write_config(tmp_path, epochs=6, extra="")
     text = cfg.read_text().replace("  epochs: 6\n", "  epochs: 6\n  early_stopping: {metric: val_loss, patience: 1, min_delta: 100.0}\n")
     cfg.write_text(text)
-    r = tk(tmp_path, "train", cfg, "--run-dir", tmp_path / "run", check=0)
+    r = tk(tmp_path, "train", cfg, "--run-dir", tmp_path / "run", "--set", "train.log_every=10", check=0)
     assert "early stopping" in r.stdout
+    # no terminal, no progress bar: a line every log_every batches, also in train.log
+    assert "epoch 1  batch 10/" in r.stdout and "epoch 2  batch 40/" in r.stdout
+    assert "epoch 1  batch 10/" in (tmp_path / "run" / "train.log").read_text()
     rows = rows_without_timing(tmp_path / "run")
     assert [row["epoch"] for row in rows] == [1, 2]
     info = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -9,20 +9,26 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
-class _NoBar:
-    def advance(self, loss, n):
-        pass
-
-
 class _Bar:
-    def __init__(self, progress: Progress, task):
-        self.progress, self.task = progress, task
-        self.images, self.t0 = 0, time.perf_counter()
+    """Progress of one epoch: a live bar on a terminal, and every ``log_every`` batches a line
+    (on the console when there is no bar, e.g. in CI logs; always in train.log)."""
+
+    def __init__(self, log: "RunLog", epoch: int, total: int, log_every: int, progress: Progress | None):
+        self.log, self.epoch, self.total, self.log_every = log, epoch, total, log_every
+        self.progress = progress
+        self.task = progress.add_task("train", total=total, loss="-", rate="-") if progress else None
+        self.batches, self.images, self.t0 = 0, 0, time.perf_counter()
 
     def advance(self, loss, n):
+        self.batches += 1
         self.images += n
         rate = self.images / max(time.perf_counter() - self.t0, 1e-9)
-        self.progress.update(self.task, advance=1, loss=f"{loss:.4f}", rate=f"{rate:,.0f}")
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, loss=f"{loss:.4f}", rate=f"{rate:,.0f}")
+        if self.batches % self.log_every == 0 and self.batches < self.total:
+            line = (f"  epoch {self.epoch}  batch {self.batches}/{self.total}  loss {loss:.4f}  "
+                    f"{rate:,.0f} img/s")
+            self.log.print(line, console=self.progress is None, highlight=False)
 
 
 class RunLog:
@@ -35,9 +41,10 @@ class RunLog:
                                     highlight=False, soft_wrap=True) if self._file else None
         self._cols: list[tuple[str, str, int]] = []
 
-    def print(self, *objects, always: bool = False, **kwargs) -> None:
-        """Show on the console (unless quiet and not ``always``) and append to train.log."""
-        if always or not self.quiet:
+    def print(self, *objects, always: bool = False, console: bool = True, **kwargs) -> None:
+        """Show on the console (unless quiet and not ``always``, or ``console`` is False) and
+        append to train.log."""
+        if console and (always or not self.quiet):
             self.console.print(*objects, **kwargs)
         if self.file_console is not None:
             self.file_console.print(*objects, **kwargs)
@@ -50,17 +57,17 @@ class RunLog:
             self.file_console = None
 
     @contextlib.contextmanager
-    def progress(self, epoch: int, total: int):
-        """A transient progress bar (batches, running loss, images/s, ETA) on a terminal."""
+    def progress(self, epoch: int, total: int, log_every: int = 50):
+        """A transient progress bar (batches, running loss, images/s, ETA) on a terminal, and a
+        line every ``log_every`` batches (see :class:`_Bar`)."""
         if self.quiet or not self.console.is_terminal:
-            yield _NoBar()
+            yield _Bar(self, epoch, total, log_every, None)
             return
         progress = Progress(TextColumn(f"epoch {epoch}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
                             TimeRemainingColumn(), console=self.console, transient=True)
         with progress:
-            task = progress.add_task("train", total=total, loss="-", rate="-")
-            yield _Bar(progress, task)
+            yield _Bar(self, epoch, total, log_every, progress)
 
     def epoch_header(self, task: str, eval_split: str | None) -> None:
         if task == "classification":

@@ -169,7 +169,7 @@ class Trainer:
         model.train()
         n_batches = len(self.train_loader)
         t0 = time.perf_counter()
-        with self.log.progress(epoch, n_batches) as bar:
+        with self.log.progress(epoch, n_batches, self.train_cfg.get("log_every", 50)) as bar:
             for x, y in self.train_loader:
                 out = model(x)
                 y = align_target(out, y)
