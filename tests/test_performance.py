@@ -113,3 +113,16 @@ def test_relu_under_no_grad_and_in_training():
     xt = tk.tensor(x, requires_grad=True)
     F.relu(xt).sum().backward()
     assert xt.grad.numpy().tolist() == [[0.0, 0.0, 1.0]] and xt.grad.dtype == np.float32
+
+
+def test_allocator_tuning_is_on_by_default_on_glibc_and_can_be_turned_off():
+    import subprocess
+    import sys
+    code = "import trainkit, trainkit.autograd.allocator as a; print(a._tuned)"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    import platform
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert on == "True"
+    env = {**__import__("os").environ, "TRAINKIT_MALLOC_TUNING": "0"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert off.stdout.strip() == "False"

@@ -5,6 +5,10 @@ The top-level namespace mirrors ``torch`` for the subset trainkit covers, so
 """
 __version__ = "0.1.0"
 
+from .autograd.allocator import tune_allocator as _tune_allocator
+
+_tune_allocator()  # see trainkit/autograd/allocator.py: stable reuse of per-step temporaries
+
 from .autograd.creation import (  # noqa: F401
     arange, as_tensor, empty, from_numpy, full, full_like, linspace, ones, ones_like, rand, rand_like, randint,
     randn, randn_like, randperm, tensor, zeros, zeros_like,

@@ -68,6 +68,9 @@ COLUMN_CHUNK_BYTES = 1 << 19
 #: time in backward from the (much smaller) input.
 KEEP_COLUMNS_MAX_BYTES = 16 << 20
 
+#: Bytes of input-gradient columns per chunk in backward (stride 1).
+INPUT_GRAD_CHUNK_BYTES = 1 << 21
+
 #: Images per chunk when the columns are rebuilt in backward.
 REBUILD_CHUNK = 8
 
@@ -137,10 +140,15 @@ class Conv2d(Op):
             wt = w.reshape(o, -1).T
             if sh == 1 and sw == 1:
                 wp = self.xpshape[3]
-                gpad = np.zeros((n, o, ho, wp), gy.dtype)
-                gpad[..., :wo] = gy
-                gcols = np.matmul(wt, gpad.reshape(n, o, ho * wp))  # (N, C*kh*kw, Ho*Wp)
-                gxp = col2im_flat(gcols, self.xpshape, kh, kw, ho)
+                # a few images at a time, so that the columns are scattered back while in cache
+                step = max(1, INPUT_GRAD_CHUNK_BYTES // (wt.shape[0] * ho * wp * gy.itemsize))
+                gpad = np.zeros((min(step, n), o, ho, wp), gy.dtype)
+                gxp = np.empty(self.xpshape, gy.dtype)
+                for a in range(0, n, step):
+                    m = min(step, n - a)
+                    gpad[:m, ..., :wo] = gy[a:a + m]
+                    gcols = np.matmul(wt, gpad[:m].reshape(m, o, ho * wp))  # (m, C*kh*kw, Ho*Wp)
+                    gxp[a:a + m] = col2im_flat(gcols, (m,) + self.xpshape[1:], kh, kw, ho)
             else:
                 gcols = np.matmul(wt, g)  # (N, C*kh*kw, Ho*Wo)
                 gxp = col2im_add(gcols, self.xpshape, kh, kw, sh, sw, ho, wo)
