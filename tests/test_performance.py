@@ -44,7 +44,10 @@ def conv_grads_ref(x, w, gy, stride, pad):
 @pytest.mark.parametrize("stride,pad", [(1, 0), (1, 2), (2, 1)])
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 19])
 @pytest.mark.parametrize("keep_max", [1 << 40, 0])
-def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, stride, pad, chunk_bytes, keep_max):
+@pytest.mark.parametrize("flat_min", [0, 1 << 50])
+def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, stride, pad, chunk_bytes, keep_max,
+                                                                  flat_min):
+    monkeypatch.setattr(conv_ops, "FLAT_MIN_BYTES", flat_min)  # 0: flat windows for every stride-1 conv
     monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per chunk
     monkeypatch.setattr(conv_ops, "KEEP_COLUMNS_MAX_BYTES", keep_max)  # 0: columns rebuilt in backward
     monkeypatch.setattr(conv_ops, "REBUILD_CHUNK", 2)

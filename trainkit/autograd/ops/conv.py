@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..function import Op
 
@@ -86,6 +86,29 @@ def _weight_grad(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
     return np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
 
 
+#: Columns at least this big are built from flat windows (stride 1): the long contiguous copies
+#: win over the junk columns they add once the columns no longer fit in cache.
+FLAT_MIN_BYTES = 8 << 20
+
+
+def _flat_windows(x: np.ndarray, kh: int, kw: int, ph: int, pw: int):
+    """Stride-1 windows as long contiguous runs: a (N, C, kh, kw, Ho*Wp) view of the padded input.
+
+    Each padded plane is stored flat with kw-1 spare zeros, so window (i, j) of every output
+    position is one contiguous run of Ho*Wp values starting at i*Wp + j; the Wp-Wo extra values
+    per output row are junk columns dropped after the GEMM. Copying these runs into columns
+    measured 1.6-4x faster than copying the 2-D windows of sliding_window_view (rows of only Wo
+    values), e.g. LeNet conv2 at batch 128: 0.80 -> 0.19 ms.
+    """
+    n, c, h, w = x.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    ho = hp - kh + 1
+    flat = np.zeros((n, c, hp * wp + kw - 1), x.dtype)
+    flat[:, :, :hp * wp].reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + w] = x
+    s = flat.strides
+    return as_strided(flat, (n, c, kh, kw, ho * wp), (s[0], s[1], wp * s[2], s[2], s[2]), writeable=False)
+
+
 class Conv2d(Op):
     """Cross-correlation of NCHW input with (O, C, kh, kw) weights, PyTorch's conv2d."""
 
@@ -95,14 +118,20 @@ class Conv2d(Op):
     def forward(self, x, w, b=None):
         (sh, sw), (ph, pw) = self.stride, self.padding
         o, c, kh, kw = w.shape
-        n = x.shape[0]
-        xp = pad2d(x, ph, pw)
-        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-        ho, wo = win.shape[2], win.shape[3]
-        win = win.transpose(0, 1, 4, 5, 2, 3)  # N C kh kw Ho Wo: the column layout, still a view
-        k, p = c * kh * kw, ho * wo
+        n, _, h, wd = x.shape
+        hp, wp = h + 2 * ph, wd + 2 * pw
+        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        k = c * kh * kw
+        if sh == 1 and sw == 1 and n * k * ho * wo * x.itemsize >= FLAT_MIN_BYTES:
+            win = _flat_windows(x, kh, kw, ph, pw)  # columns over Ho*Wp positions (junk past Wo)
+            p = ho * wp
+        else:
+            xp = pad2d(x, ph, pw)
+            win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+            win = win.transpose(0, 1, 4, 5, 2, 3)  # N C kh kw Ho Wo: the column layout, still a view
+            p = ho * wo
         wm = w.reshape(o, k)
-        y = np.empty((n, o, p), np.result_type(x, w))  # (N, O, Ho*Wo) is NCHW: no output transpose
+        y = np.empty((n, o, p), np.result_type(x, w))  # (N, O, positions): NCHW with no transpose
         bias = None if b is None else b.reshape(1, o, 1)
         # The columns are built and multiplied a few images at a time so that the
         # GEMM reads them from cache; only the weight gradient needs them kept.
@@ -113,16 +142,30 @@ class Conv2d(Op):
         for a in range(0, n, step):
             m = min(step, n - a)
             dst = cols[a:a + m] if keep else cols[:m]
-            dst.reshape(m, c, kh, kw, ho, wo)[...] = win[a:a + m]
+            dst.reshape((m,) + win.shape[1:])[...] = win[a:a + m]
             out = y[a:a + m]
             np.matmul(wm, dst, out=out)
             if bias is not None:
                 out += bias
         if self.needs is not None:
             self.cols = cols if keep else None
-            self.win = win if (wants_cols and not keep) else None  # a view of xp: rebuilt in backward
-            self.w, self.xpshape, self.xshape, self.hw = w, xp.shape, x.shape, (ho, wo)
+            self.win = win if (wants_cols and not keep) else None  # rebuilt in backward
+            self.w, self.xshape, self.hw = w, x.shape, (ho, wo)
+            self.xpshape = (n, c, hp, wp)
+            self.flat = p != ho * wo
+        if p != ho * wo:  # drop the junk columns of the flat layout
+            return np.ascontiguousarray(y.reshape(n, o, ho, wp)[..., :wo])
         return y.reshape(n, o, ho, wo)
+
+    def _positions_grad(self, gy: np.ndarray) -> np.ndarray:
+        """gy (N, O, Ho, Wo) as (N, O, positions) in the forward's column layout (zeros at junk columns)."""
+        n, o, ho, wo = gy.shape
+        if self.flat:
+            wp = self.xpshape[3]
+            gpad = np.zeros((n, o, ho, wp), gy.dtype)
+            gpad[..., :wo] = gy
+            return gpad.reshape(n, o, ho * wp)
+        return gy.reshape(n, o, ho * wo)
 
     def backward(self, gy):
         n, o = gy.shape[:2]
@@ -130,7 +173,8 @@ class Conv2d(Op):
         g = gy.reshape(n, o, -1)
         gx = gw = gb = None
         if self.needs[1]:
-            gw = (_weight_grad(cols, g) if cols is not None else self._rebuilt_weight_grad(g)).reshape(w.shape)
+            gpos = self._positions_grad(gy)
+            gw = (_weight_grad(cols, gpos) if cols is not None else self._rebuilt_weight_grad(gpos)).reshape(w.shape)
         if len(self.needs) > 2 and self.needs[2]:
             gb = g.sum(axis=0).sum(axis=1)  # batch axis first: measured 2-4x faster than sum(axis=(0, 2))
         if self.needs[0]:
@@ -156,16 +200,17 @@ class Conv2d(Op):
             gx = gxp[:, :, ph:ph + h, pw:pw + wd] if (ph or pw) else gxp
         return gx, gw, gb
 
-    def _rebuilt_weight_grad(self, g: np.ndarray) -> np.ndarray:
+    def _rebuilt_weight_grad(self, gpos: np.ndarray) -> np.ndarray:
         """The weight gradient with the columns rebuilt a few images at a time (kept in cache)."""
         win = self.win
-        n, c, kh, kw, ho, wo = win.shape
-        cols = np.empty((min(REBUILD_CHUNK, n), c * kh * kw, ho * wo), g.dtype)
+        n, c, kh, kw = win.shape[:4]
+        p = gpos.shape[2]
+        cols = np.empty((min(REBUILD_CHUNK, n), c * kh * kw, p), gpos.dtype)
         acc = None
         for a in range(0, n, REBUILD_CHUNK):
             m = min(REBUILD_CHUNK, n - a)
             dst = cols[:m]
-            dst.reshape(m, c, kh, kw, ho, wo)[...] = win[a:a + m]
-            part = _weight_grad(dst, g[a:a + m])
+            dst.reshape((m,) + win.shape[1:])[...] = win[a:a + m]
+            part = _weight_grad(dst, gpos[a:a + m])
             acc = part if acc is None else acc + part
         return acc
