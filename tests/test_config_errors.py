@@ -140,8 +140,10 @@ def test_recursive_alias_and_deep_nesting():
         "c.yaml:4:7: name.0: recursive alias (an anchor used inside itself)")
     deep = error(MIN + "name: " + "[" * 200000 + "]" * 200000 + "\n")
     assert "YAML nested too deeply (limit 64 levels)" in deep
-    if yaml.__with_libyaml__:  # the fast pre-scan places it at the 64th bracket
-        assert deep == "c.yaml:4:70: YAML nested too deeply (limit 64 levels)"
+    if yaml.__with_libyaml__:  # the fast pre-scan places it: at the 64th bracket, or where a newer
+        # libyaml's own scanner limit (1000 levels, PyYAML >= 6.0.4) stopped reading ahead
+        assert deep in ("c.yaml:4:70: YAML nested too deeply (limit 64 levels)",
+                        "c.yaml:4:1006: YAML nested too deeply (limit 64 levels)")
 
 
 def test_too_many_values():

@@ -169,7 +169,14 @@ def _prescan(text: str, file: str) -> None:
                 line, col = _pos(ev.start_mark)
                 raise ConfigError([Problem(file, line, col, "", f"more than {MAX_NODES} values; "
                                            "a config describes a run, it does not hold data")])
-    except yaml.YAMLError:
+    except yaml.YAMLError as e:
+        # Newer libyaml (PyYAML >= 6.0.4 wheels) has its own nesting limit in the scanner, which
+        # reads ahead of the events: report that as too deep too, where the scanner stopped.
+        if "nesting depth" in str(getattr(e, "problem", "") or ""):
+            mark = getattr(e, "problem_mark", None)
+            line, col = _pos(mark) if mark is not None else (None, None)
+            raise ConfigError([Problem(file, line, col, "",
+                                       f"YAML nested too deeply (limit {MAX_DEPTH} levels)")]) from None
         return
     finally:
         events.close()
