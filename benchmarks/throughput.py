@@ -110,22 +110,26 @@ def make_data(batch: int, seed: int = 0):
 
 
 # --------------------------------------------------------------------------- steppers
-def trainkit_stepper(wl: Workload, state: dict, xs, ys):
-    """A closure running one trainkit step (train or inference) on batch ``i``."""
-    model = wl.build(tnn)
-    model.load_state_dict({k: Tensor(v) for k, v in state.items()})
-    bx = [Tensor(x) for x in xs]
-    by = [Tensor(y) for y in ys]
+def _stepper(wl: Workload, lib, nn, optim, to_tensor, xs, ys, state: dict):
+    """A closure running one step (train or inference) on batch ``i``.
+
+    Written once against PyTorch's API and run with ``lib`` = trainkit or torch: the
+    same code drives both sides, which is what trainkit's compatibility promises.
+    """
+    model = wl.build(nn)
+    model.load_state_dict({k: to_tensor(v) for k, v in state.items()})
+    bx = [to_tensor(x) for x in xs]
+    by = [to_tensor(y) for y in ys]
     if not wl.train:
         model.eval()
 
         def infer(i):
-            with trainkit.no_grad():
+            with lib.no_grad():
                 return model(bx[i % N_BATCHES])
 
         return infer
-    opt = toptim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-    crit = tnn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    crit = nn.CrossEntropyLoss()
 
     def step(i):
         opt.zero_grad()
@@ -138,31 +142,14 @@ def trainkit_stepper(wl: Workload, state: dict, xs, ys):
     return step
 
 
+def trainkit_stepper(wl: Workload, state: dict, xs, ys):
+    """One trainkit step (train or inference) on batch ``i``."""
+    return _stepper(wl, trainkit, tnn, toptim, Tensor, xs, ys, state)
+
+
 def torch_stepper(wl: Workload, state: dict, xs, ys):
     """The same step in PyTorch, from the same initial weights and data."""
-    model = wl.build(torch.nn)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
-    bx = [torch.from_numpy(x) for x in xs]
-    by = [torch.from_numpy(y) for y in ys]
-    if not wl.train:
-        model.eval()
-
-        def infer(i):
-            with torch.no_grad():
-                return model(bx[i % N_BATCHES])
-
-        return infer
-    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-    crit = torch.nn.CrossEntropyLoss()
-
-    def step(i):
-        opt.zero_grad()
-        loss = crit(model(bx[i % N_BATCHES]), by[i % N_BATCHES])
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    return _stepper(wl, torch, torch.nn, torch.optim, lambda a: torch.from_numpy(a.copy()), xs, ys, state)
 
 
 def calibrate(step, seconds: float) -> int:
