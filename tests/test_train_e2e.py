@@ -206,3 +206,33 @@ train: {epochs: 3}
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["task"] == "regression" and {"mse", "mae", "r2"} <= set(report["test"])
     assert report["test"]["mse"] > 0 and not (tmp_path / "run" / "confusion_matrix.png").exists()
+
+
+BN_DIGITS = """\
+name: bn_digits
+data: {dataset: digits, val_split: 0.1, batch_size: 64}
+model:
+  layers:
+    - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
+    - batchnorm2d
+    - relu
+    - flatten
+    - linear: {out_features: 10}
+optimizer: {type: sgd, lr: 0.05}
+train: {epochs: 1}
+"""
+
+
+def test_batch_norm_run_completes_with_its_report(tmp_path):
+    """Release blocker: num_batches_tracked (0-d) was saved as shape (1,) and the final report failed."""
+    cfg = tmp_path / "bn.yaml"
+    cfg.write_text(BN_DIGITS)
+    tk(tmp_path, "train", cfg, "--run-dir", tmp_path / "run", "--quiet", check=0)
+    run = tmp_path / "run"
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    assert (run / "report.json").is_file() and (run / "curves.png").is_file()
+    for which in ("best", "last"):
+        assert weights(run, which)["1.num_batches_tracked"].shape == ()
+    tk(tmp_path, "eval", run, check=0)
+    tk(tmp_path, "train", "--resume", run, "--set", "train.epochs=2", "--quiet", check=0)
+    assert weights(run, "last")["1.num_batches_tracked"].shape == ()

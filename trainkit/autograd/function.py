@@ -124,14 +124,24 @@ class Op:
 
 
 def _toposort(root_op: Op) -> list:
-    """Ops reachable from ``root_op``, each after all ops that consume its output."""
-    order, visited = [], {id(root_op)}
+    """Ops reachable from ``root_op``, each after all ops that consume its output.
+
+    An iterative depth-first post-order: an op is appended only once every op
+    it feeds from has been finished, so reversing the list gives a true
+    topological order (an op is marked when it is *entered*, and an op pushed
+    twice before being entered is entered once). Iterative so that a
+    10,000-op chain does not hit the recursion limit.
+    """
+    order, entered = [], set()
     stack = [(root_op, False)]
     while stack:
-        op, expanded = stack.pop()
-        if expanded:
+        op, finished = stack.pop()
+        if finished:
             order.append(op)
             continue
+        if id(op) in entered:
+            continue
+        entered.add(id(op))
         stack.append((op, True))
         inputs = getattr(op, "inputs", None)
         if inputs is None:
@@ -143,8 +153,7 @@ def _toposort(root_op: Op) -> list:
             )
         for t in inputs:
             parent = t.grad_fn
-            if parent is not None and id(parent) not in visited:
-                visited.add(id(parent))
+            if parent is not None and id(parent) not in entered:
                 stack.append((parent, False))
     order.reverse()
     return order

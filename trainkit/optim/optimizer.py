@@ -293,7 +293,7 @@ class Optimizer:
         for idx, entries in self.state_dict()["state"].items():
             for name, value in entries.items():
                 if isinstance(value, np.ndarray):
-                    out[f"state.{idx}.{name}"] = np.ascontiguousarray(value).copy()
+                    out[f"state.{idx}.{name}"] = np.array(value, order="C", copy=True)  # keeps 0-d arrays 0-d
         return out
 
     def state_json(self) -> dict[str, Any]:

@@ -76,7 +76,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_payload(self, in_epoch: dict | None = None):
-        model_state = {k: np.ascontiguousarray(v._array) for k, v in self.model.state_dict().items()}
+        # save_checkpoint makes the arrays dense itself (np.ascontiguousarray would turn 0-d ones 1-d)
+        model_state = {k: v._array for k, v in self.model.state_dict().items()}
         arrays = {f"optimizer.{k}": v for k, v in self.optimizer.state_arrays().items()}
         st = self.state
         meta = {
