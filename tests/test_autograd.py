@@ -6,9 +6,9 @@ import pytest
 import trainkit as tk
 import trainkit.nn.functional as F
 from trainkit.autograd import Function, GradcheckError, gradcheck
-from trainkit.autograd.checkall import run_case
+from trainkit.testing.run import run_case
 from trainkit.autograd.gradcheck import all_op_classes, check_gradients
-from trainkit.autograd.registry import cases
+from trainkit.testing.cases import cases
 
 CASES = cases()
 

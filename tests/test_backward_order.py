@@ -235,8 +235,8 @@ CONFIGS = __import__("pathlib").Path(__file__).parent / "configs"
 
 @pytest.mark.parametrize("name", ["residual_shortcut_first", "residual_branch_first", "resnet_graph"])
 def test_config_gradcheck_with_either_add_order(name):
-    from trainkit.autograd.checkall import run_case
-    from trainkit.config.checks import config_case
+    from trainkit.testing.run import run_case
+    from trainkit.testing.config_case import config_case
 
     out = run_case(config_case(CONFIGS / f"{name}.yaml"))
     assert out.passed, out.message

@@ -13,7 +13,7 @@ from trainkit.autograd import random as tk_random
 from trainkit.autograd.gradcheck import gradcheck
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn import init
-from trainkit.nn.check_cases import nn_cases
+from trainkit.testing.layer_cases import nn_cases
 from trainkit.nn.registry import LAYER_SPECS, LAYERS, LOSSES, did_you_mean
 
 
@@ -101,7 +101,7 @@ def test_gradcheck_through_every_layer_and_loss(case):
 def test_gradcheck_cases_cover_the_registry_and_reach_the_cli_table():
     covered = {type(c.module) for c in CASES}
     assert set(LAYERS.values()) <= covered and set(LOSSES.values()) <= covered
-    from trainkit.autograd.registry import cases
+    from trainkit.testing.cases import cases
 
     table = cases()
     assert {c.name for c in CASES} <= set(table) and table["Conv2d"].kind == "layer"

@@ -130,8 +130,8 @@ def test_human_units():
 
 @pytest.mark.parametrize("name", ["cifar_cnn", "digits_cnn", "iris_mlp", "diabetes_regression"])
 def test_config_gradcheck_passes(name):
-    from trainkit.autograd.checkall import run_case
-    from trainkit.config.checks import config_case
+    from trainkit.testing.run import run_case
+    from trainkit.testing.config_case import config_case
 
     case = config_case(CONFIGS / f"{name}.yaml")
     assert case.kind == "model" and name in case.name
@@ -141,8 +141,8 @@ def test_config_gradcheck_passes(name):
 
 def test_config_gradcheck_catches_a_wrong_gradient(monkeypatch):
     """Break ReLU's backward; the whole-model check must notice."""
-    from trainkit.autograd.checkall import run_case
-    from trainkit.config.checks import config_case
+    from trainkit.testing.run import run_case
+    from trainkit.testing.config_case import config_case
     from trainkit.nn import activation
 
     real = activation.F.relu

@@ -82,10 +82,10 @@ def gradcheck(
       trainkit gradcheck --op conv2d
       trainkit gradcheck configs/digits_cnn.yaml
     """
-    from .autograd.checkall import run_case, select
+    from .testing.run import run_case, select
 
     if config is not None:
-        from .config.checks import config_case
+        from .testing.config_case import config_case
         selected = [config_case(config, set_)]
     else:
         selected = select(op)

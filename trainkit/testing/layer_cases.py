@@ -1,7 +1,6 @@
 """Gradient-check cases for every layer and loss (the nn half of ``trainkit gradcheck``).
 
-Importing this module adds one case per layer/loss configuration to the
-engine's table (:mod:`trainkit.autograd.registry`), named after the class
+One case per layer/loss configuration, named after the class
 (``Linear``, ``Conv2d(stride=2,padding=1)``, ...) so they do not clash with the
 op cases (``linear``, ``conv2d``). Each layer case checks the gradient with
 respect to the input *and* every parameter: ``fn(x, *params)`` swaps the given
@@ -149,13 +148,3 @@ def _build(n: int, c: int) -> list[NNCase]:
         _loss("BCEWithLogitsLoss", BCEWithLogitsLoss(), (n, c), unit),
         _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c), unit),
     ]
-
-
-def _register() -> None:
-    from trainkit.autograd.registry import register_case
-
-    for case in nn_cases():
-        register_case(case.name, case.fn, case.make_inputs, kind=case.kind)
-
-
-_register()

@@ -1,7 +1,7 @@
 """``trainkit gradcheck CONFIG``: a gradient check of a whole configured model and its loss.
 
 :func:`config_case` builds the config's model in float64 and returns a
-:class:`~trainkit.autograd.registry.CheckCase` whose function computes the
+:class:`~trainkit.testing.cases.CheckCase` whose function computes the
 loss of a fixed batch of 2 random samples of the config's input shape.
 
 Checking every weight by finite differences would take two forward passes
@@ -54,7 +54,7 @@ def config_case(config_path, overrides=(), directions: int = 4, batch: int = 2):
         ConfigError: the config is invalid (as for ``trainkit train``).
     """
     from trainkit.autograd import random as tk_random
-    from trainkit.autograd.registry import CheckCase
+    from trainkit.testing.cases import CheckCase
     from trainkit.autograd.tensor import Tensor
     from trainkit.config.build import build_loss, build_model_and_plan
     from trainkit.config.graph import validate_layer

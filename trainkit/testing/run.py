@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gradcheck import check_gradients
-from .registry import CheckCase, cases
+from trainkit.autograd.gradcheck import check_gradients
+
+from .cases import CheckCase, cases
 
 
 @dataclass
