@@ -7,13 +7,12 @@ refused by name, never read (a FIFO used to hang the run); a CSV with a single c
 training split and a fractional class label are exit 2 with a message saying what to change.
 
 Loads run in ``data_load_worker.py``, one long-lived process, so that its ``ru_maxrss`` and
-tracemalloc peak measure the load alone (this process's peak is whatever earlier tests left).
+tracemalloc peak measure the load alone (this process's peak is whatever earlier tests left);
+the builders of hostile files and the worker's driver are in ``hostile_data.py``.
 """
 from __future__ import annotations
 
 import gzip
-import io
-import json
 import os
 import pickle
 import signal
@@ -22,7 +21,6 @@ import subprocess
 import sys
 import tarfile
 import tracemalloc
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,176 +29,37 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from fakedata import write_cifar10
+from hostile_data import (NDARRAY_CALL, NPZ_1E12, PEAK_BYTES, MiB, Reduce, array_state, assert_bounded,  # noqa: F401
+                          assert_refused, batch, cifar_root, cifar_template, idx_bytes, npy_bytes, npz_bytes, worker,
+                          with_memo_index)
 from trainkit.data import build
 from trainkit.data.datasets import CIFAR10, MNIST, CSVDataset, NPZDataset
 from trainkit.data.readers import IDX_IMAGES, open_regular, read_idx, read_npy, read_npz
 from trainkit.errors import ConfigError, DataError
 
 try:
-    from numpy._core.multiarray import _reconstruct
     from numpy._core.numeric import _frombuffer
 except ImportError:  # numpy 1.x
-    from numpy.core.multiarray import _reconstruct
     from numpy.core.numeric import _frombuffer
-
-WORKER = Path(__file__).with_name("data_load_worker.py")
-PEAK_BYTES = 48 << 20      # what one load of these tiny files may allocate (tracemalloc)
-RSS_GROWTH_KB = 256 << 10  # what the worker's peak RSS may grow over all loads
-MiB = 1 << 20
-
-
-# -- builders of hostile files -------------------------------------------------------------------
-
-class _Reduce:
-    """Pickles as ``fn(*args)`` (then ``BUILD state``): any call a hostile pickle can make."""
-
-    def __init__(self, fn, args, state=None):
-        self.fn, self.args, self.state = fn, args, state
-
-    def __reduce__(self):
-        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
-
-
-def array_state(shape, dtype, raw, fortran=False) -> _Reduce:
-    """numpy's own array pickle (``_reconstruct`` + BUILD), with whatever state one likes."""
-    return _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, fortran, raw))
-
-
-def batch(data, labels, protocol: int = 2) -> bytes:
-    return pickle.dumps({b"data": data, b"labels": labels}, protocol=protocol)
-
-
-def with_memo_index(blob: bytes, index: int) -> bytes:
-    """``blob`` (protocol 2) with one extra memo entry stored at ``index``: push None, LONG_BINPUT, pop."""
-    return blob[:2] + b"Nr" + struct.pack("<I", index) + b"0" + blob[2:]
-
-
-def npy_bytes(descr="<f8", shape=(2,), fortran=False, payload=b"", version=1, header=None) -> bytes:
-    text = (header if header is not None else repr({"descr": descr, "fortran_order": fortran, "shape": shape}))
-    raw = text.encode("utf-8" if version == 3 else "latin1")
-    width = 2 if version == 1 else 4
-    raw += b" " * ((-(8 + width + len(raw) + 1)) % 64) + b"\n"
-    return b"\x93NUMPY" + bytes([version, 0]) + len(raw).to_bytes(width, "little") + raw + payload
-
-
-def npz_bytes(members: dict[str, bytes], deflate: bool = False) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def idx_bytes(dims, payload: bytes, magic: int = IDX_IMAGES) -> bytes:
-    return struct.pack(">I" + "I" * len(dims), magic, *dims) + payload
-
-
-#: The issue's 193-byte CIFAR batch (181 here): ``numpy.ndarray((300000, 3072), uint8)`` called directly.
-NDARRAY_CALL = batch(_Reduce(np.ndarray, ((300000, 3072), np.dtype("u1"))), [0])
-#: The issue's 538-byte .npz (346 here) whose x.npy header claims a million million float64.
-NPZ_1E12 = npz_bytes({"x.npy": npy_bytes("<f8", (10 ** 12,), payload=bytes(16)),
-                      "y.npy": npy_bytes("<i8", (2,), payload=bytes(16))})
-
-
-# -- the worker ------------------------------------------------------------------------------------
-
-class Worker:
-    """The loading process; restarted if a load kills it (which the test then reports)."""
-
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.proc = None
-
-    def _start(self) -> None:
-        env = dict(os.environ, TRAINKIT_DATA=str(self.tmp / "worker-data"), TRAINKIT_NO_DATA_CACHE="1")
-        self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
-        self.base_kb = json.loads(self.proc.stdout.readline())["maxrss_kb"]
-
-    def load(self, kind: str, path: Path) -> dict:
-        """Load ``path``; the answer holds outcome, detail, peak_bytes and rss_growth_kb."""
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        self.proc.stdin.write(json.dumps({"kind": kind, "path": str(path)}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            code = self.proc.wait()
-            self.proc = None
-            return {"outcome": f"crashed (exit {code})", "detail": "", "peak_bytes": 0, "rss_growth_kb": 0}
-        answer = json.loads(line)
-        answer["rss_growth_kb"] = answer["maxrss_kb"] - self.base_kb
-        return answer
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-    w = Worker(tmp_path_factory.mktemp("worker"))
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
-def cifar_template(tmp_path_factory) -> Path:
-    """A valid tiny CIFAR-10 python folder; each test links it and replaces data_batch_1."""
-    return write_cifar10(tmp_path_factory.mktemp("cifar-template"), per_batch=2, test=10) / "cifar-10-batches-py"
-
-
-_counter = iter(range(10 ** 9))
-
-
-def cifar_root(template: Path, base: Path, data_batch_1: bytes) -> Path:
-    """A fresh CIFAR-10 root (its own path, so no cache hit) with ``data_batch_1`` replaced."""
-    root = base / f"cifar-{next(_counter)}"
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for f in template.iterdir():
-        if f.name != "data_batch_1":
-            os.link(f, folder / f.name)
-    (folder / "data_batch_1").write_bytes(data_batch_1)
-    return root
-
-
-def assert_bounded(answer: dict) -> str:
-    """Only a clean load or a DataError, without a big allocation; returns the outcome."""
-    assert answer["outcome"] in ("ok", "DataError"), f"{answer['outcome']}\n{answer['detail']}"
-    assert answer["peak_bytes"] < PEAK_BYTES, f"allocated {answer['peak_bytes'] / MiB:.0f} MiB: {answer['detail']}"
-    assert answer["rss_growth_kb"] < RSS_GROWTH_KB, f"peak RSS grew {answer['rss_growth_kb'] >> 10} MiB"
-    return answer["outcome"]
-
-
-def assert_refused(answer: dict, *phrases: str) -> str:
-    assert_bounded(answer)
-    assert answer["outcome"] == "DataError", answer
-    for phrase in phrases:
-        assert phrase in answer["detail"], f"{phrase!r} not in {answer['detail']!r}"
-    return answer["detail"]
-
 
 # -- item 7: pickled CIFAR batches ------------------------------------------------------------------
 
 def test_cifar_batch_calling_ndarray_is_refused_without_allocating(worker, cifar_template, tmp_path):
     assert len(NDARRAY_CALL) < 200
     answer = worker.load("cifar", cifar_root(cifar_template, tmp_path, NDARRAY_CALL))
-    assert_refused(answer, "data_batch_1", "numpy.ndarray(...) called directly")
+    assert_refused(answer, "data_batch_1", "numpy.ndarray((300000, 3072), ...) called directly")
 
 
 def test_cifar_batches_of_zero_images_made_by_ndarray_calls_are_refused(worker, cifar_template, tmp_path):
     # Data and labels both "allocated" by the pickle: numpy hands back zeroed pages, which used to
     # pass every check and train (the issue's 2 M images at 6 GB RSS; 2,000 per batch here).
     n = 2000
-    blob = batch(_Reduce(np.ndarray, ((n, 3072), np.dtype("u1"))), _Reduce(np.ndarray, ((n,), np.dtype("i8"))))
+    blob = batch(Reduce(np.ndarray, ((n, 3072), np.dtype("u1"))), Reduce(np.ndarray, ((n,), np.dtype("i8"))))
     root = cifar_root(cifar_template, tmp_path, blob)
     for f in (root / "cifar-10-batches-py").glob("*_batch*"):
         f.unlink()
         f.write_bytes(blob)
-    assert_refused(worker.load("cifar", root), "numpy.ndarray(...) called directly")
+    assert_refused(worker.load("cifar", root), "numpy.ndarray((2000, 3072), ...) called directly")
 
 
 def test_cifar_labels_list_expanded_through_shared_references_is_refused(worker, cifar_template, tmp_path):
@@ -631,14 +490,14 @@ def hostile_batches(draw) -> bytes:
     state = draw(st.sampled_from([None, (3, "|", None, None, None, -1, -1, 0),
                                   (3, "<", None, None, None, 10 ** 9, 1, 0),
                                   (3, "|", (np.dtype("u1"), (3072,)), None, None, -1, -1, 0), (9,)]))
-    dtype = _Reduce(np.dtype, (dtype_name, False, True), state)
+    dtype = Reduce(np.dtype, (dtype_name, False, True), state)
     shape = draw(st.one_of(shapes, st.tuples(big_ints, st.just(3072))))
     raw = draw(st.one_of(st.binary(max_size=64), st.lists(st.integers(0, 3), max_size=4),
                          st.builds(lambda k: bytes(3072 * k), st.integers(0, 2))))
     data = draw(st.sampled_from([
         array_state(shape, dtype, raw, draw(st.sampled_from([False, True, 2]))),
-        _Reduce(_frombuffer, (raw if isinstance(raw, bytes) else b"", dtype, shape, draw(st.sampled_from("CFX")))),
-        _Reduce(np.ndarray, (shape, np.dtype("u1"))),
+        Reduce(_frombuffer, (raw if isinstance(raw, bytes) else b"", dtype, shape, draw(st.sampled_from("CFX")))),
+        Reduce(np.ndarray, (shape, np.dtype("u1"))),
     ]))
     labels = draw(st.one_of(st.lists(st.integers(-1, 12), max_size=3), st.just([[0] * 50] * 50), st.just(data)))
     return batch(data, labels, draw(st.sampled_from([2, 4, 5])))

@@ -138,8 +138,10 @@ class _Token:
     __slots__ = ()
 
     def __call__(self, *args, **kwargs):
-        raise _Refused("numpy.ndarray(...) called directly: it would allocate an array of whatever shape "
-                       "the pickle claims; only numpy's own array pickles are allowed")
+        ok = args and isinstance(args[0], tuple) and len(args[0]) <= _MAX_NDIM and all(type(d) is int for d in args[0])
+        shape = str(args[0]) if ok else "..."
+        raise _Refused(f"numpy.ndarray({shape}, ...) called directly: it would allocate an array of the shape "
+                       "the pickle claims, holding none of its data; only numpy's own array pickles are allowed")
 
 
 _NDARRAY = _Token()
