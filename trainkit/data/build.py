@@ -187,6 +187,23 @@ def _split_off_test(full: ArrayDataset, fraction: float) -> tuple[Any, Any]:
     return Subset(full, keep), (Subset(full, held) if len(held) else None)
 
 
+def _check_trainable(name: str, spec: dict, train: Any, test: Any) -> None:
+    """Refuse data a model cannot be trained on: an empty training part, or a single class."""
+    if len(train) == 0:
+        n_test = len(test) if test is not None else 0
+        if spec.get("test_split", 0.2) and n_test:
+            raise ConfigError([_problem("data.test_split", (
+                f"{float(spec.get('test_split', 0.2))} holds out all {n_test} samples for the test set and "
+                "leaves 0 to train on; use a smaller test_split"))])
+        raise DataError(f"{spec.get('path') or name}: no training samples")
+    if train.task == "classification" and train.classes is not None and len(train.classes) < 2:
+        # sklearn refuses this too ("needs samples of at least 2 classes"); accuracy, F1 and the
+        # confusion matrix need two.
+        raise DataError(f"{spec.get('path') or name}: the training data hold a single class "
+                        f"({train.classes[0]!r}); classification needs at least 2 classes (set data.task: "
+                        "regression to predict a number)")
+
+
 def _parse_transforms(items: Any, problems: list[Problem]) -> list[tuple[str, dict, str]]:
     """Normalise the ``transforms`` list to (name, args, key path) triples, collecting problems."""
     out = []
@@ -286,13 +303,21 @@ def build(spec: dict, seed: int = 0) -> DataBundle:
         raise ConfigError(problems)
     train_full, test = _load_parts(name, spec)
     task = train_full.task
+    _check_trainable(name, spec, train_full, test)
     if task == "classification" and test is not None and len(test) and train_full.classes is not None:
         if int(np.max(test.targets)) >= len(train_full.classes):
             raise DataError(f"{spec.get('test_path') or spec.get('path') or name}: test label "
                             f"{int(np.max(test.targets))} out of range 0..{len(train_full.classes) - 1} "
                             "of the training data")
     labels = train_full.targets if task == "classification" else None
-    keep, held = holdout_split(labels, len(train_full), float(spec.get("val_split", 0.0)), seed)
+    val_split = float(spec.get("val_split", 0.0))
+    keep, held = holdout_split(labels, len(train_full), val_split, seed)
+    if val_split > 0 and (len(keep) == 0 or len(held) == 0):
+        # Known only now that the data are read: both parts must hold samples.
+        raise ConfigError([_problem("data.val_split", (
+            f"{val_split} of the {len(train_full)} training samples holds out {len(held)} for validation and "
+            f"leaves {len(keep)} to train on; both need at least one (use a "
+            f"{'smaller' if len(keep) == 0 else 'larger'} val_split, or 0 for no validation)"))])
     train = Subset(train_full, keep) if len(held) else train_full
     val = Subset(train_full, held) if len(held) else None
     input_shape = tuple(int(s) for s in train_full.data.shape[1:])

@@ -1,35 +1,52 @@
-"""Readers for untrusted data files: pickled CIFAR batches, tar archives, gzip and IDX.
+"""Readers for untrusted data files: regular files only, tar archives, gzip, IDX, .npy and .npz.
 
 Each reader assumes the file may be hostile and turns every way it can be bad
-into a :class:`DataError` naming the file:
+into a :class:`DataError` naming the file. The rule behind them: **every size a
+file claims is checked against what the file can hold before anything of that
+size is allocated.**
 
-* pickles go through :class:`RestrictedUnpickler`, which can only rebuild numpy
-  arrays and builtin containers; any other global (``os.system``, ...) is
-  refused before it is looked up, so nothing runs;
+* data are read only from regular files (:func:`open_regular`): a FIFO, a
+  directory, a device or a /proc or /sys pseudo-file is refused by its path,
+  and opening never blocks (``O_NONBLOCK``), so a FIFO cannot hang a run;
+* pickles go through :mod:`trainkit.data.pickles` (nothing runs, no claimed
+  array size is trusted);
 * tar members are read in place with ``extractfile`` (never extracted to
   disk); a member with an absolute or ``..`` name, a link, a device, a member
   larger than its format allows, or too many members stops the read;
 * gzip streams are read only up to the size the format allows (plus one byte
-  to notice a longer stream), so a gzip bomb stops early;
-* IDX headers (magic number, dimensions) are checked against the data length.
+  to notice a longer stream), so a gzip bomb stops early, and a size claimed
+  inside one must fit in what its compressed bytes can inflate to;
+* IDX headers (magic number, dimensions) are checked against the file size;
+* .npy headers (dtype, shape, order) are parsed here, never by ``np.load``,
+  and ``prod(shape) * itemsize`` must equal the bytes the file (or .npz
+  member) holds; object dtypes are refused, so nothing is unpickled.
 """
 from __future__ import annotations
 
+import ast
 import gzip
-import io
-import pickle
+import os
+import stat
 import struct
 import tarfile
+import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
 from trainkit.errors import DataError
 
-__all__ = ["RestrictedUnpickler", "load_pickle", "iter_tar", "read_idx",
-           "IDX_IMAGES", "IDX_LABELS"]
+from .pickles import RestrictedUnpickler, load_pickle
+
+__all__ = ["RestrictedUnpickler", "load_pickle", "open_regular", "read_regular", "file_size", "iter_tar", "read_idx",
+           "read_npy", "read_npz", "IDX_IMAGES", "IDX_LABELS"]
+
+try:
+    import fcntl
+except ImportError:  # Windows: no FIFOs to guard against, and no O_NONBLOCK to clear
+    fcntl = None
 
 IDX_IMAGES = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -38,99 +55,84 @@ IDX_LABELS = 2049  # 0x00000801: unsigned bytes, 1 dimension
 # train: 155 MB); anything far beyond is not one of them.
 MAX_ARCHIVE_BYTES = 1 << 30
 MAX_ARCHIVE_MEMBERS = 1000
+MAX_NPZ_BYTES = 8 << 30
+MAX_NPZ_MEMBERS = 256
+# Deflate cannot inflate by more than 1032:1 (zlib's technical notes); a gzip or
+# zip member claiming more than this from its compressed size is lying.
+DEFLATE_MAX_RATIO = 1032
+_NPY_MAX_HEADER = 10_000  # numpy's own limit for np.load
+_NPY_KINDS = "biuf"       # bool, integers, floats: what data sets hold
+_PSEUDO_ROOTS = ("/proc/", "/sys/")
 
 
-def _latin1_encode(obj, encoding="latin1", errors="strict"):
-    """The one use of ``_codecs.encode`` numpy pickles need: a latin-1 str back to bytes."""
-    if not isinstance(obj, str) or encoding.replace("-", "").lower() != "latin1" or errors != "strict":
-        raise pickle.UnpicklingError("refused: _codecs.encode is allowed only as str -> latin1 bytes")
-    return obj.encode("latin1")
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
-def _allowed_globals() -> dict[tuple[str, str], object]:
-    try:
-        from numpy._core.multiarray import _reconstruct
-        from numpy._core.numeric import _frombuffer
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-        from numpy.core.numeric import _frombuffer
-    def reconstruct(subtype, shape, dtype):
-        # numpy always pickles an empty placeholder here and fills it in BUILD;
-        # refusing anything else stops a pickle from allocating a huge array.
-        if subtype is not np.ndarray or tuple(shape) != (0,):
-            raise pickle.UnpicklingError("refused: unexpected array reconstruction arguments")
-        return _reconstruct(subtype, shape, dtype)
-
-    return {
-        # Pickle protocols 2-4 rebuild arrays with _reconstruct, protocol 5 with _frombuffer;
-        # numpy 1.x names the module numpy.core, numpy 2.x numpy._core.
-        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
-        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-    }
+def _refuse_kind(path: Path, mode: int) -> DataError:
+    return DataError(f"{path}: is {_file_kind(mode)}, not a regular file; data are read only from regular files")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only rebuilds numpy arrays, builtin containers and scalars.
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular data file; DataError naming it otherwise.
 
-    ``find_class`` is the only way a pickle can reach code; it answers for the
-    names above and refuses everything else, so a ``__reduce__`` that
-    names ``os.system`` fails before anything is called.
+    The path is checked with ``stat`` before it is opened (opening a device can
+    have effects), then opened with ``O_NONBLOCK`` (a FIFO swapped in meanwhile
+    cannot block) and checked again with ``fstat`` on what was opened. Files under
+    /proc and /sys are refused: they report a size of 0 or 4096 whatever they hold.
     """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise _refuse_kind(path, mode)
+    real = os.path.realpath(path)
+    if real.startswith(_PSEUDO_ROOTS):
+        raise DataError(f"{path}: is a kernel pseudo-file ({real}), not a data file")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse_kind(path, st.st_mode)
+        if fcntl is not None:  # a regular file: reads should block as usual (some FUSE file systems care)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
-    _allowed: dict | None = None
 
-    def find_class(self, module: str, name: str):
-        if RestrictedUnpickler._allowed is None:
-            RestrictedUnpickler._allowed = _allowed_globals()
+def file_size(f: BinaryIO) -> int:
+    """Size in bytes of an open file (what it holds now)."""
+    return os.fstat(f.fileno()).st_size
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int, what: str = "this file") -> bytes:
+    """All bytes of regular file ``path``, refused before reading if larger than ``max_bytes``."""
+    with open_regular(path) as f:
+        size = file_size(f)
+        if size > max_bytes:
+            raise DataError(f"{path}: {size:,} bytes, more than the {max_bytes:,} {what} can have")
         try:
-            return RestrictedUnpickler._allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays and "
-                                         "builtin containers are allowed") from None
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused: persistent ids are not allowed")
-
-
-def _check_no_objects(obj, depth: int = 0) -> None:
-    """Refuse object-dtype arrays (they could hide arbitrary structures) and absurd nesting."""
-    if depth > 20:
-        raise pickle.UnpicklingError("nesting too deep")
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise pickle.UnpicklingError("object arrays are not allowed")
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_no_objects(k, depth + 1)
-            _check_no_objects(v, depth + 1)
-    elif isinstance(obj, (list, tuple)):
-        # Long lists of ints (labels) are flat: only look at containers inside.
-        for v in obj:
-            if isinstance(v, (dict, list, tuple, np.ndarray)):
-                _check_no_objects(v, depth + 1)
-
-
-def load_pickle(data: bytes, source: str) -> object:
-    """Unpickle ``data`` with :class:`RestrictedUnpickler`; any failure is a DataError naming ``source``.
-
-    Python 2 strings are read as bytes (the official CIFAR batches are Python 2
-    pickles); callers normalise bytes keys.
-    """
-    try:
-        obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-        _check_no_objects(obj)
-        return obj
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"{source}: unsafe or invalid pickle: {exc}") from None
-    except MemoryError:
-        raise DataError(f"{source}: pickle too large to load") from None
-    except Exception as exc:  # any other parse failure of hostile bytes is a data problem
-        raise DataError(f"{source}: not a valid pickle ({type(exc).__name__}: {exc})") from None
+            data = f.read(size + 1)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) != size:
+        raise DataError(f"{path}: changed size while being read ({size:,} bytes, then {len(data):,})")
+    return data
 
 
 def _safe_member_name(name: str) -> bool:
@@ -173,7 +175,7 @@ def iter_tar(path: Path, limits: Callable[[str], int | None]) -> Iterator[tuple[
     """
     total = 0
     try:
-        with open(path, "rb") as raw, _tar_stream(raw) as tf:
+        with open_regular(path) as raw, _tar_stream(raw) as tf:
             for count, member in enumerate(tf, 1):
                 name = member.name
                 if count > MAX_ARCHIVE_MEMBERS:
@@ -203,9 +205,12 @@ def iter_tar(path: Path, limits: Callable[[str], int | None]) -> Iterator[tuple[
     except DataError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, _IsalError, OSError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise DataError(f"{path}: file not found") from None
         raise DataError(f"{path}: truncated or not a valid tar archive ({exc})") from None
+
+
+def _inflate_bound(compressed: int) -> int:
+    """Most bytes ``compressed`` bytes of deflate data can inflate to."""
+    return compressed * DEFLATE_MAX_RATIO
 
 
 def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -217,13 +222,19 @@ def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...]
         max_items: most samples allowed (first dimension).
         item_shape: required shape of one sample, e.g. (28, 28); None: any.
 
-    Only ``header + data + 1`` bytes are ever decompressed, so a gzip bomb stops.
+    The header's dimensions must fit the format and the file: a plain file must
+    hold exactly the bytes they announce, a .gz file's compressed size must be
+    able to inflate to them. Only ``header + data + 1`` bytes are ever
+    decompressed, so a gzip bomb stops.
     """
+    path = Path(path)
     ndim = magic & 0xFF
     header_len = 4 + 4 * ndim
+    gz = path.suffix == ".gz"
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
+        with open_regular(path) as raw:
+            on_disk = file_size(raw)
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
             header = f.read(header_len)
             if len(header) < header_len:
                 raise DataError(f"{path}: file too short for an IDX header")
@@ -235,15 +246,141 @@ def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...]
             if dims[0] > max_items or (item_shape is not None and tuple(dims[1:]) != tuple(item_shape)):
                 raise DataError(f"{path}: IDX dimensions {dims} do not fit the format "
                                 f"(at most {max_items} items of {item_shape})")
-            size = int(np.prod(dims, dtype=np.int64))
+            size = 1
+            for d in dims:
+                size *= d
+            if not gz and size != on_disk - header_len:
+                held = on_disk - header_len
+                raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is "
+                                f"{'shorter' if held < size else 'longer'}: it holds {held:,} bytes after the header")
+            if gz and size + header_len > _inflate_bound(on_disk):
+                raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is shorter: "
+                                f"{on_disk:,} compressed bytes inflate to at most {_inflate_bound(on_disk):,}")
             data = f.read(size + 1)
     except DataError:
         raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: truncated or corrupt ({exc})") from None
     if len(data) != size:
         what = "shorter" if len(data) < size else "longer"
-        raise DataError(f"{path}: header says {dims} ({size} bytes of data) but the file is {what}")
+        raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is {what}")
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _npy_header(f: BinaryIO, source: str, kinds: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+    """Parse a .npy header from ``f``: (dtype, shape, fortran_order, header length in bytes)."""
+    magic = f.read(8)
+    if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
+        raise DataError(f"{source}: not a .npy array (no \\x93NUMPY magic)")
+    major = magic[6]
+    if major not in (1, 2, 3):
+        raise DataError(f"{source}: unknown .npy format version {major}.{magic[7]}")
+    width = 2 if major == 1 else 4
+    raw_len = f.read(width)
+    if len(raw_len) < width:
+        raise DataError(f"{source}: truncated .npy header")
+    hlen = int.from_bytes(raw_len, "little")
+    if hlen > _NPY_MAX_HEADER:
+        raise DataError(f"{source}: .npy header of {hlen:,} bytes (numpy writes at most {_NPY_MAX_HEADER:,})")
+    text = f.read(hlen)
+    if len(text) < hlen:
+        raise DataError(f"{source}: truncated .npy header")
+    try:
+        header = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):
+        raise DataError(f"{source}: unreadable .npy header") from None
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise DataError(f"{source}: a .npy header must hold exactly descr, fortran_order and shape")
+    descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
+    if not isinstance(descr, str):
+        raise DataError(f"{source}: structured dtype {descr!r} is not supported (plain numeric arrays only)")
+    try:
+        dtype = np.dtype(descr)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: unknown dtype {descr!r}") from None
+    if dtype.hasobject:
+        raise DataError(f"{source}: object arrays are refused (loading them would unpickle code)")
+    if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None or dtype.itemsize == 0:
+        raise DataError(f"{source}: dtype {descr!r} is not supported (numeric arrays only)")
+    if not isinstance(fortran, bool):
+        raise DataError(f"{source}: fortran_order must be True or False, not {fortran!r}")
+    if not isinstance(shape, tuple) or len(shape) > 32 or not all(type(s) is int and s >= 0 for s in shape):
+        raise DataError(f"{source}: shape {shape!r} is not a tuple of non-negative integers")
+    return dtype, shape, fortran, 8 + width + hlen
+
+
+def _read_npy_from(f: BinaryIO, held: int, source: str, kinds: str) -> np.ndarray:
+    """The array of a .npy stream ``f`` of ``held`` bytes, once its header's claim fits ``held``."""
+    dtype, shape, fortran, hlen = _npy_header(f, source, kinds)
+    count = 1
+    for s in shape:
+        count *= s
+    need = count * dtype.itemsize
+    if need != held - hlen:
+        raise DataError(f"{source}: header claims shape {shape} of {dtype} ({need:,} bytes) but holds "
+                        f"{max(held - hlen, 0):,} bytes of data")
+    # Allocated only now that the size is the file's own; filled in place (writable, one copy).
+    buf = np.empty(need, dtype=np.uint8)
+    view, got = memoryview(buf), 0
+    while got < need:
+        n = f.readinto(view[got:got + (16 << 20)])
+        if not n:
+            raise DataError(f"{source}: truncated: {got:,} of {need:,} bytes of data")
+        got += n
+    return buf.view(dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def read_npy(path: str | os.PathLike, kinds: str = _NPY_KINDS) -> np.ndarray:
+    """Read a .npy file without ``np.load``: header checked against the file's size, no pickles.
+
+    ``kinds`` are the allowed dtype kinds (default bool, integers and floats).
+    """
+    try:
+        with open_regular(path) as f:
+            return _read_npy_from(f, file_size(f), str(path), kinds)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: not a valid .npy file ({exc})") from None
+
+
+def read_npz(path: str | os.PathLike, kinds: str = _NPY_KINDS) -> dict[str, np.ndarray]:
+    """All arrays of an .npz file (a zip of .npy members), each checked like :func:`read_npy`.
+
+    Before a member is read, its size as the zip claims it must fit what its
+    compressed bytes can hold (stored: equal; deflated: at most 1032x), and all
+    members together at most ``MAX_NPZ_BYTES``; then its .npy header must
+    claim exactly that size.
+    """
+    try:
+        with open_regular(path) as raw, zipfile.ZipFile(raw) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            if len(infos) > MAX_NPZ_MEMBERS:
+                raise DataError(f"{path}: {len(infos)} members; an .npz of data arrays has at most {MAX_NPZ_MEMBERS}")
+            total = 0
+            for info in infos:
+                where = f"{path}:{info.filename}"
+                if not info.filename.endswith(".npy"):
+                    raise DataError(f"{where}: an .npz holds only .npy members")
+                if info.compress_type == zipfile.ZIP_STORED:
+                    fits = info.file_size == info.compress_size
+                elif info.compress_type == zipfile.ZIP_DEFLATED:
+                    fits = info.file_size <= _inflate_bound(info.compress_size) + 64
+                else:
+                    raise DataError(f"{where}: compression method {info.compress_type} is not one numpy writes")
+                if not fits:
+                    raise DataError(f"{where}: claims {info.file_size:,} bytes but holds {info.compress_size:,} "
+                                    "compressed bytes, which cannot inflate to that")
+                total += info.file_size
+                if total > MAX_NPZ_BYTES:
+                    raise DataError(f"{path}: unpacks to more than {MAX_NPZ_BYTES:,} bytes")
+            out = {}
+            for info in infos:
+                with zf.open(info) as member:
+                    out[info.filename[:-4]] = _read_npy_from(member, info.file_size, f"{path}:{info.filename}", kinds)
+            return out
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError,
+            NotImplementedError, RuntimeError, zlib.error) as exc:
+        raise DataError(f"{path}: not a valid .npz file ({exc})") from None

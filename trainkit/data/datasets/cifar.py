@@ -32,11 +32,12 @@ from trainkit.errors import DataError
 
 from ..dataset import ArrayDataset
 from ..download import default_root, download_file
-from ..readers import iter_tar, load_pickle
+from ..readers import iter_tar, load_pickle, read_npy, read_regular
 
 __all__ = ["CIFAR10", "CIFAR100"]
 
 _PIXELS = 3 * 32 * 32
+_MAX_NAME = 256  # characters of one class name
 _CACHE: dict[tuple, dict] = {}  # the last archive read, so train and test cost one pass
 # Inflating the 163 MB CIFAR-10 archive costs ~2 s; archives above this size get a
 # decoded copy (plain .npy files, loaded without pickle) under <data root>/.decoded.
@@ -52,7 +53,9 @@ def _str_keys(d: object, source: str) -> dict:
 def _names(values: object, source: str) -> list[str]:
     if not isinstance(values, (list, tuple)):
         raise DataError(f"{source}: label names are not a list")
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+    if not all(isinstance(v, (bytes, str)) and len(v) <= _MAX_NAME for v in values):
+        raise DataError(f"{source}: label names must be strings of at most {_MAX_NAME} characters")
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
 
 
 class _CIFAR(ArrayDataset):
@@ -85,19 +88,21 @@ class _CIFAR(ArrayDataset):
     # -- locating ----------------------------------------------------------------
     def _load(self, download: bool) -> dict:
         root = self.root
-        if root.is_file() and root.name in (self.py_archive, self.bin_archive):  # root names the archive itself
+        # Candidates are detected by existence, not is_file(): a FIFO or device where a data file
+        # belongs is then refused by name when it is opened, instead of "not found".
+        if root.exists() and not root.is_dir() and root.name in (self.py_archive, self.bin_archive):
             reader = self._read_py_archive if root.name == self.py_archive else self._read_bin_archive
             return self._cached(root, reader)
         py_dir = root / self.py_folder
         if not py_dir.is_dir() and root.name == self.py_folder:
             py_dir = root
-        if (py_dir / self.meta_file).is_file():
+        if (py_dir / self.meta_file).exists():
             return self._cached(py_dir, self._read_py_folder)
-        if (root / self.py_archive).is_file():
+        if (root / self.py_archive).exists():
             return self._cached(root / self.py_archive, self._read_py_archive)
-        if (root / self.bin_folder / self.bin_test[0]).is_file():
+        if (root / self.bin_folder / self.bin_test[0]).exists():
             return self._cached(root / self.bin_folder, self._read_bin_folder)
-        if (root / self.bin_archive).is_file():
+        if (root / self.bin_archive).exists():
             return self._cached(root / self.bin_archive, self._read_bin_archive)
         if download:
             path = download_file(self.url_base + self.py_archive, root / self.py_archive, self.py_md5,
@@ -110,7 +115,7 @@ class _CIFAR(ArrayDataset):
         )
 
     def _cached(self, source: Path, reader: Callable[[Path], dict]) -> dict:
-        files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
+        files = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
         key = (type(self).__name__, str(source.resolve()),
                tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
         if key not in _CACHE:
@@ -141,11 +146,11 @@ class _CIFAR(ArrayDataset):
         if not (folder / "classes.txt").is_file():
             return None
         try:
-            out = {"classes": (folder / "classes.txt").read_text("utf-8").splitlines()}
+            out = {"classes": read_regular(folder / "classes.txt", 1 << 20).decode("utf-8").splitlines()}
             for split in ("train", "test"):
-                # Plain .npy files: np.load reads them straight into the array, no pickle allowed.
-                x = np.load(folder / f"{split}_x.npy", allow_pickle=False)
-                y = np.load(folder / f"{split}_y.npy", allow_pickle=False)
+                # Plain .npy files, their headers checked against their sizes; no pickle allowed.
+                x = read_npy(folder / f"{split}_x.npy")
+                y = read_npy(folder / f"{split}_y.npy")
                 ok = (x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (3, 32, 32)
                       and y.dtype == np.int64 and y.shape == (len(x),)
                       and (y.size == 0 or (y.min() >= 0 and y.max() < self.n_classes)))
@@ -181,28 +186,37 @@ class _CIFAR(ArrayDataset):
             raise DataError(f"{source}: not a {self.name} batch (needs 'data' and '{self.label_key}')")
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
             raise DataError(f"{source}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, {_PIXELS})")
+        # The count is checked before any conversion: a list can repeat one shared sub-list many
+        # times in a few bytes, and np.asarray would expand it.
+        if isinstance(labels, np.ndarray):
+            ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+        else:
+            ok = isinstance(labels, (list, tuple)) and all(type(v) is int for v in labels)
+        if not ok:
+            raise DataError(f"{source}: '{self.label_key}' is not a flat list of integers")
+        if len(labels) != data.shape[0]:
+            raise DataError(f"{source}: {data.shape[0]} images but {len(labels)} labels")
         try:
             labels = np.asarray(labels, dtype=np.int64)
-        except (TypeError, ValueError, OverflowError):
-            raise DataError(f"{source}: '{self.label_key}' is not a list of integers") from None
-        if labels.shape != (data.shape[0],):
-            raise DataError(f"{source}: {data.shape[0]} images but {labels.size} labels")
+        except OverflowError:
+            raise DataError(f"{source}: '{self.label_key}' holds an integer beyond int64") from None
         return data, labels
 
     def _parse_meta(self, raw: bytes, source: str) -> list[str]:
         d = _str_keys(load_pickle(raw, source), source)
         if self.meta_key not in d:
             raise DataError(f"{source}: no '{self.meta_key}' in the meta file")
-        return _names(d[self.meta_key], source)
+        values = d[self.meta_key]
+        if isinstance(values, (list, tuple)) and len(values) != self.n_classes:
+            raise DataError(f"{source}: {len(values)} class names, {self.name} has {self.n_classes}")
+        return _names(values, source)
 
     def _read_py_folder(self, folder: Path) -> dict:
         def read(name: str) -> bytes:
             path = folder / name
-            if not path.is_file():
+            if not path.exists():
                 raise DataError(f"{path}: missing (expected in a {self.name} python folder)")
-            if path.stat().st_size > self.max_member:
-                raise DataError(f"{path}: {path.stat().st_size} bytes, more than the format allows")
-            return path.read_bytes()
+            return read_regular(path, self.max_member, f"a {self.name} batch")
 
         parts = {name: self._parse_batch(read(name), str(folder / name))
                  for name in self.train_files + self.test_files}
@@ -244,13 +258,11 @@ class _CIFAR(ArrayDataset):
         parts = {}
         for name in self.bin_train + self.bin_test:
             path = folder / name
-            if not path.is_file():
+            if not path.exists():
                 raise DataError(f"{path}: missing (expected in a {self.name} binary folder)")
-            if path.stat().st_size > self.max_member:
-                raise DataError(f"{path}: {path.stat().st_size} bytes, more than the format allows")
-            parts[name] = self._parse_bin(path.read_bytes(), str(path))
+            parts[name] = self._parse_bin(read_regular(path, self.max_member, f"a {self.name} batch"), str(path))
         meta = folder / self.bin_meta
-        classes = self._parse_bin_meta(meta.read_bytes()[:1 << 20]) if meta.is_file() else None
+        classes = self._parse_bin_meta(read_regular(meta, 1 << 20, "a class-name list")) if meta.exists() else None
         return self._assemble(parts, classes, str(folder), binary=True)
 
     def _read_bin_archive(self, path: Path) -> dict:

@@ -70,7 +70,8 @@ class MNIST(ArrayDataset):
     def _find(self, stem: str, download: bool) -> Path:
         for folder in self._candidates():
             for name in (stem, stem + ".gz"):
-                if (folder / name).is_file():
+                # exists(), not is_file(): a FIFO or device here is refused by name when read.
+                if (folder / name).exists():
                     return folder / name
         gz = stem + ".gz"
         dest = self._candidates()[0] / gz

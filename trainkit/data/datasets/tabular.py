@@ -5,12 +5,15 @@ CSV: a header line is required; ``target`` names the label column and
 The task is classification when every target cell is an integer (used as the
 class index) or when any is a non-number (strings become classes, sorted);
 regression when the targets are numbers with a fraction. ``task`` overrides
-it. Every problem (ragged row, empty / NaN / inf / non-numeric cell, empty
-file, an absurdly wide header) is a DataError naming the file, the line and
-the column.
+it. Every problem (ragged row, empty / NaN / inf / non-numeric cell, a value
+beyond float32, a class label that is not an integer, empty file, an absurdly
+wide header or long line, a path that is not a regular file) is a DataError
+naming the file, the line and the column.
 
 NPZ: arrays ``x`` and ``y`` (all samples), or ``x_train``/``y_train`` and
-optionally ``x_test``/``y_test``. Loaded with ``allow_pickle=False``.
+optionally ``x_test``/``y_test``. Read by :func:`trainkit.data.readers.read_npz`:
+each member's header is checked against its size before anything is
+allocated, and object arrays are refused (nothing is unpickled).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import csv
 import io
 import math
 import os
-import zipfile
+from array import array
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,73 +30,125 @@ import numpy as np
 from trainkit.errors import DataError
 
 from ..dataset import ArrayDataset
+from ..readers import open_regular, read_npz
 
-__all__ = ["CSVDataset", "NPZDataset", "MAX_COLUMNS"]
+__all__ = ["CSVDataset", "NPZDataset", "MAX_COLUMNS", "MAX_CLASSES"]
 
 MAX_COLUMNS = 10_000          # far more than any CSV one trains on; stops a 10-million-column header
 MAX_LINE = 4 << 20            # bytes per line
 MAX_CLASSES = 10_000
-MAX_NPZ_BYTES = 8 << 30
-
-
-def _targets_to_labels(cells: list[str], task: str | None, path: Path, column: str, lines: list[int],
-                       class_names: Sequence[str] | None = None):
-    """Decide the task and turn target cells into (targets, class_names)."""
-    def as_float(i: int, s: str) -> float:
-        try:
-            v = float(s)
-        except ValueError:
-            raise DataError(f"{path}: line {lines[i]}, column {column!r}: {s!r} is not a number") from None
-        if not math.isfinite(v):
-            raise DataError(f"{path}: line {lines[i]}, column {column!r}: {s!r} (NaN/inf) is not allowed")
-        return v
-
-    numeric = True
-    for s in cells:
-        try:
-            float(s)
-        except ValueError:
-            numeric = False
-            break
-    if task is None:
-        task = "classification" if (not numeric or all(_is_int(s) for s in cells)) else "regression"
-    if task == "regression":
-        values = np.array([as_float(i, s) for i, s in enumerate(cells)], dtype=np.float32).reshape(-1, 1)
-        return values, None, task
-    if task != "classification":
-        raise DataError(f"{path}: task must be 'classification' or 'regression', got {task!r}")
-    if not numeric:
-        if class_names is not None:
-            index = {n: i for i, n in enumerate(class_names)}
-            for i, s in enumerate(cells):
-                if s not in index:
-                    raise DataError(f"{path}: line {lines[i]}, column {column!r}: label {s!r} is not one of "
-                                    f"the training classes")
-            return np.array([index[s] for s in cells], dtype=np.int64), list(class_names), task
-        names = sorted(set(cells))
-        if len(names) > MAX_CLASSES:
-            raise DataError(f"{path}: column {column!r} has {len(names)} distinct labels; too many classes")
-        index = {n: i for i, n in enumerate(names)}
-        return np.array([index[s] for s in cells], dtype=np.int64), names, task
-    labels = []
-    for i, s in enumerate(cells):
-        v = as_float(i, s)
-        if v != int(v) or v < 0 or v >= MAX_CLASSES:
-            raise DataError(f"{path}: line {lines[i]}, column {column!r}: label {s!r} out of range "
-                            f"(class labels are integers 0..{MAX_CLASSES - 1})")
-        labels.append(int(v))
-    labels_arr = np.array(labels, dtype=np.int64)
-    k = int(labels_arr.max()) + 1
-    if class_names is not None:
-        if k > len(class_names):
-            raise DataError(f"{path}: label {k - 1} out of range 0..{len(class_names) - 1} of the training data")
-        return labels_arr, list(class_names), task
-    return labels_arr, [str(i) for i in range(k)], task
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_int(s: str) -> bool:
     s = s.strip()
     return s.lstrip("+-").isdigit()
+
+
+class _TargetColumn:
+    """The target cells of a CSV, kept compactly while rows are read.
+
+    A cell costs 8 bytes here (its value as float32, which is what a
+    regression target becomes, and a label id), not a Python string: a CSV's
+    memory stays proportional to its size. The text of each distinct cell is
+    kept, with its first line, while there are at most ``MAX_CLASSES`` of them
+    (enough for any classification; beyond that only regression remains). The
+    first cell of each kind of problem is remembered with its line, so the task
+    can be decided after the last row and errors still name the first
+    offending line.
+    """
+
+    def __init__(self):
+        self.values = array("f")   # the cell as a number; NaN when it is not one
+        self.ids: array | None = array("i")
+        self.texts: dict[str, tuple[int, int]] = {}  # distinct text -> (label id, first line)
+        self.all_int = True
+        self.first: dict[str, tuple[int, str]] = {}
+
+    def add(self, text: str, line: int) -> None:
+        text = text.strip()
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+            self.first.setdefault("not a number", (line, text))
+        else:
+            if not math.isfinite(v):
+                self.first.setdefault("not finite", (line, text))
+            else:
+                if v != int(v):
+                    self.first.setdefault("not an integer", (line, text))
+                elif not 0 <= v < MAX_CLASSES:
+                    self.first.setdefault("out of range", (line, text))
+                if not -_F32_MAX <= v <= _F32_MAX:
+                    self.first.setdefault("beyond float32", (line, text))
+        if self.all_int and not _is_int(text):
+            self.all_int = False
+        # Checked above: a value beyond float32 becomes inf here, and is an error for any task.
+        self.values.append(v if -_F32_MAX <= v <= _F32_MAX else math.inf)
+        if self.ids is not None:
+            i = self.texts.setdefault(text, (len(self.texts), line))[0]
+            if len(self.texts) > MAX_CLASSES:
+                self.ids = None  # too many distinct cells to be classes: numbers only from here
+            else:
+                self.ids.append(i)
+
+    def _earliest(self, *kinds: str) -> tuple[int, str, str] | None:
+        found = [(self.first[k][0], self.first[k][1], k) for k in kinds if k in self.first]
+        return min(found) if found else None
+
+    def labels(self, task: str | None, path: Path, column: str, class_names: Sequence[str] | None):
+        """Decide the task and return ``(targets, class_names, task)``."""
+        numeric = "not a number" not in self.first
+        if task is None:
+            task = "classification" if (not numeric or self.all_int) else "regression"
+        where = f"{path}: line {{}}, column {column!r}"
+        if task == "regression":
+            bad = self._earliest("not a number", "not finite")
+            if bad is None and "beyond float32" in self.first:
+                bad = (*self.first["beyond float32"], "beyond float32")
+            if bad is not None:
+                line, text, kind = bad
+                what = {"not a number": "is not a number", "not finite": "(NaN/inf) is not allowed",
+                        "beyond float32": "is beyond the float32 range"}[kind]
+                raise DataError(f"{where.format(line)}: {text!r} {what}")
+            return np.frombuffer(self.values, dtype=np.float32).reshape(-1, 1).copy(), None, task
+        if task != "classification":
+            raise DataError(f"{path}: task must be 'classification' or 'regression', got {task!r}")
+        if not numeric:
+            if self.ids is None:
+                raise DataError(f"{path}: column {column!r} has more than {MAX_CLASSES} distinct labels; "
+                                "too many classes")
+            ids = np.frombuffer(self.ids, dtype=np.int32)
+            texts = list(self.texts)  # in id order
+            names = list(class_names) if class_names is not None else sorted(texts)
+            index = {n: i for i, n in enumerate(names)}
+            unknown = [(self.texts[t][1], t) for t in texts if t not in index]
+            if unknown:
+                line, text = min(unknown)
+                raise DataError(f"{where.format(line)}: label {text!r} is not one of the training classes")
+            mapping = np.array([index[t] for t in texts], dtype=np.int64)
+            labels, k = mapping[ids], len(names)
+        else:
+            bad = self._earliest("not finite", "not an integer", "out of range")
+            if bad is not None:
+                line, text, kind = bad
+                what = {"not finite": "(NaN/inf) is not allowed",
+                        "not an integer": "is not an integer (class labels are integers 0.."
+                                          f"{MAX_CLASSES - 1}; set task: regression to predict numbers)",
+                        "out of range": f"out of range (class labels are integers 0..{MAX_CLASSES - 1})"}[kind]
+                raise DataError(f"{where.format(line)}: label {text!r} {what}")
+            labels = np.frombuffer(self.values, dtype=np.float32).astype(np.int64)
+            k = int(labels.max()) + 1
+            names = None
+            if class_names is not None:
+                if k > len(class_names):
+                    raise DataError(f"{path}: label {k - 1} out of range 0..{len(class_names) - 1} of the "
+                                    "training data")
+                names = list(class_names)
+            else:
+                names = [str(i) for i in range(k)]
+        return labels, names, task
 
 
 class CSVDataset(ArrayDataset):
@@ -107,18 +162,16 @@ class CSVDataset(ArrayDataset):
         transform: applied to the feature vectors.
         class_names: map labels through these classes (e.g. a test file using the
             training file's classes); unknown labels are an error.
+
+    Features are parsed row by row into float32, so memory stays about 4 bytes
+    per feature cell plus 24 per row, whatever the file's text looks like.
     """
 
     def __init__(self, path: str | os.PathLike, target: str, features: Sequence[str] | None = None,
                  task: str | None = None, transform: Callable | None = None,
                  class_names: Sequence[str] | None = None):
         self.path = path = Path(path)
-        try:
-            f = open(path, "r", encoding="utf-8", newline="")
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except OSError as exc:
-            raise DataError(f"{path}: cannot open ({exc.strerror})") from None
+        f = io.TextIOWrapper(open_regular(path), encoding="utf-8", newline="")
         try:
             with f:
                 header_line = f.readline(MAX_LINE)
@@ -130,11 +183,22 @@ class CSVDataset(ArrayDataset):
                 if not header_line.endswith("\n") and len(header_line) >= MAX_LINE:
                     raise DataError(f"{path}: line 1 (header) is longer than {MAX_LINE} bytes")
                 header = [h.strip() for h in next(csv.reader([header_line]))]
-                rows, lines = self._read_rows(f, path, len(header))
+                columns = self._columns(header, target, features, path)
+                x, column = self._read_rows(f, path, header, columns, header.index(target))
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except csv.Error as exc:
             raise DataError(f"{path}: malformed CSV ({exc})") from None
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if not len(x):
+            raise DataError(f"{path}: no data rows after the header")
+        y, classes, self.task_name = column.labels(task, path, target, class_names)
+        self.feature_names = [header[c] for c in columns]
+        super().__init__(x, y, transform=transform, classes=classes)
+
+    @staticmethod
+    def _columns(header: list[str], target: str, features: Sequence[str] | None, path: Path) -> list[int]:
         if len(set(header)) != len(header) or "" in header:
             raise DataError(f"{path}: line 1: column names must be non-empty and unique")
         if target not in header:
@@ -143,32 +207,38 @@ class CSVDataset(ArrayDataset):
         missing = [c for c in features if c not in header]
         if missing or not features or target in features:
             raise DataError(f"{path}: bad feature columns {missing or features} (columns: {', '.join(header[:20])})")
-        if not rows:
-            raise DataError(f"{path}: no data rows after the header")
-        t_col = header.index(target)
-        x = np.empty((len(rows), len(features)), dtype=np.float32)
-        for j, name in enumerate(features):
-            col = header.index(name)
-            for i, row in enumerate(rows):
-                x[i, j] = self._number(row[col], path, lines[i], name)
-        y, classes, self.task_name = _targets_to_labels([r[t_col].strip() for r in rows], task, path, target, lines,
-                                                         class_names)
-        self.feature_names = features
-        super().__init__(x, y, transform=transform, classes=classes)
+        return [header.index(c) for c in features]
 
     @staticmethod
-    def _read_rows(f, path: Path, ncols: int) -> tuple[list[list[str]], list[int]]:
-        rows, lines = [], []
-        reader = csv.reader(iter(lambda: f.readline(MAX_LINE), ""))
+    def _read_rows(f, path: Path, header: list[str], columns: list[int], t_col: int):
+        ncols = len(header)
+        feats = array("f")
+        column = _TargetColumn()
+        physical = 1  # lines read so far (the header)
+
+        def lines():
+            nonlocal physical
+            while True:
+                text = f.readline(MAX_LINE)
+                if not text:
+                    return
+                physical += 1
+                if len(text) >= MAX_LINE and not text.endswith("\n"):
+                    raise DataError(f"{path}: line {physical} is longer than {MAX_LINE} bytes")
+                yield text
+
+        reader = csv.reader(lines())
         for row in reader:
             if not row or all(not c.strip() for c in row):
                 continue  # blank lines are not samples
             line = reader.line_num + 1  # +1: the header was read before the reader started
             if len(row) != ncols:
                 raise DataError(f"{path}: line {line} has {len(row)} cells, the header has {ncols}")
-            rows.append(row)
-            lines.append(line)
-        return rows, lines
+            feats.extend([CSVDataset._number(row[c], path, line, header[c]) for c in columns])
+            column.add(row[t_col], line)
+        x = np.frombuffer(feats, dtype=np.float32).reshape(-1, len(columns)) if feats else \
+            np.empty((0, len(columns)), np.float32)
+        return x, column
 
     @staticmethod
     def _number(cell: str, path: Path, line: int, column: str) -> float:
@@ -177,8 +247,9 @@ class CSVDataset(ArrayDataset):
         except ValueError:
             what = "an empty cell" if not cell.strip() else f"{cell.strip()!r} is not a number"
             raise DataError(f"{path}: line {line}, column {column!r}: {what}") from None
-        if not math.isfinite(v):
-            raise DataError(f"{path}: line {line}, column {column!r}: {cell.strip()!r} (NaN/inf) is not allowed")
+        if not -_F32_MAX <= v <= _F32_MAX:  # also false for NaN
+            what = "(NaN/inf) is not allowed" if not math.isfinite(v) else "is beyond the float32 range"
+            raise DataError(f"{path}: line {line}, column {column!r}: {cell.strip()!r} {what}")
         return v
 
     @property
@@ -220,9 +291,10 @@ class NPZDataset(ArrayDataset):
         if task == "classification":
             if y.ndim != 1 or (y.dtype.kind == "f" and np.any(y != np.round(y))):
                 raise DataError(f"{path}: class labels must be integers of shape (N,), got {y.dtype} {y.shape}")
-            y = y.astype(np.int64)
             if y.min() < 0 or y.max() >= MAX_CLASSES:
-                raise DataError(f"{path}: label {int(y.min() if y.min() < 0 else y.max())} out of range")
+                raise DataError(f"{path}: label {y.min() if y.min() < 0 else y.max()} out of range "
+                                f"(class labels are integers 0..{MAX_CLASSES - 1})")
+            y = y.astype(np.int64)
             classes = [str(i) for i in range(int(y.max()) + 1)]
         elif task == "regression":
             y = y.astype(np.float32).reshape(len(y), -1)
@@ -239,24 +311,16 @@ class NPZDataset(ArrayDataset):
                 x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         else:
             x = x.astype(np.float32)
+            if not np.all(np.isfinite(x)):  # float64 values beyond float32's range became inf
+                raise DataError(f"{path}: x holds values beyond the float32 range")
         self.task_name = task
         super().__init__(x, y, transform=transform, classes=classes)
 
     @staticmethod
     def read(path: Path) -> dict[str, np.ndarray]:
-        """All arrays of an npz file, refusing pickled objects and absurd sizes."""
-        try:
-            with zipfile.ZipFile(path) as zf:
-                if sum(i.file_size for i in zf.infolist()) > MAX_NPZ_BYTES:
-                    raise DataError(f"{path}: unpacks to more than {MAX_NPZ_BYTES} bytes")
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except DataError:
-            raise
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, io.UnsupportedOperation) as exc:
-            raise DataError(f"{path}: not a valid .npz file ({exc})") from None
+        """All arrays of an npz file (see :func:`trainkit.data.readers.read_npz`: headers checked
+        against member sizes before allocating, no object arrays, nothing unpickled)."""
+        return read_npz(path)
 
     @property
     def task(self) -> str:  # type: ignore[override]

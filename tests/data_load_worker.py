@@ -1,0 +1,58 @@
+"""A long-lived process that loads data files for the fuzz tests of test_data_limits.py.
+
+Reads one JSON request per line on stdin (``{"kind": ..., "path": ...}``), loads the file
+through the public reader of that kind, and answers one JSON line: the outcome (``ok``,
+``DataError``, or another exception's type and traceback), the peak bytes tracemalloc saw
+during the load (numpy reports its buffers to it, so an allocation counts even if its pages
+are never touched), and ``ru_maxrss``. A fresh process's ``ru_maxrss`` is its own peak; the
+test process's is not, once other tests have run in it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import traceback
+import tracemalloc
+from pathlib import Path
+
+from trainkit.data.datasets import CIFAR10, NPZDataset
+from trainkit.data.readers import IDX_IMAGES, read_idx, read_npy
+from trainkit.errors import DataError
+
+
+def load(kind: str, path: str) -> None:
+    if kind == "npy":
+        read_npy(path)
+    elif kind == "npz":
+        NPZDataset(path)
+    elif kind == "idx":
+        read_idx(Path(path), IDX_IMAGES, 60_000)  # any item shape: the general path
+    elif kind == "cifar":  # a CIFAR-10 python folder whose data_batch_1 is the file under test
+        CIFAR10(path)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+
+
+def main() -> None:
+    tracemalloc.start()
+    print(json.dumps({"ready": True, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        tracemalloc.reset_peak()
+        try:
+            load(req["kind"], req["path"])
+            outcome, detail = "ok", ""
+        except DataError as exc:
+            outcome, detail = "DataError", str(exc)
+        except Exception as exc:  # reported to the test, which fails on it
+            outcome, detail = type(exc).__name__, traceback.format_exc()
+        peak = tracemalloc.get_traced_memory()[1]
+        print(json.dumps({"outcome": outcome, "detail": detail, "peak_bytes": peak,
+                          "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TRAINKIT_NO_DATA_CACHE", "1")
+    main()
