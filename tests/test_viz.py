@@ -301,3 +301,47 @@ def test_cli_graph_renders_svg_and_png(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "<svg" in (tmp_path / "g.svg").read_text() and (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
     assert parse((tmp_path / "x.dot").read_text()).titled("AddBackward0")
+
+
+# ----------------------------------------------------------------------------- random graphs
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from test_hooks import _apply, programs  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(program=programs(), seed=st.integers(0, 100))
+def test_dot_has_one_node_per_graph_node_and_one_edge_per_input(program, seed):
+    """On random graphs (fan-out, reused leaves), the DOT agrees with ``next_functions``."""
+    n_leaves, steps, extra = program
+    rng = np.random.default_rng(seed)
+    values = [tk.tensor(rng.uniform(-1, 1, (3, 3)), requires_grad=True) for _ in range(n_leaves)]
+    for op, i, j in steps:
+        values.append(_apply(tk, op, values[i], values[j]))
+    out = values[-1].sum()
+    for k in extra:
+        out = out + (values[k] * values[k]).sum()
+    names = {f"x{i}": v for i, v in enumerate(values[:n_leaves])}
+    g = parse(make_dot(out, params=names).source)
+
+    expected, stack, seen = [], [out.grad_fn], set()
+    while stack:  # the graph as torch shows it: node name and its sources' names (leaves by param name)
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        sources = set()
+        for nxt, _ in node.next_functions:
+            if nxt is None:
+                continue
+            if hasattr(nxt, "variable"):
+                sources.add(next(n for n, v in names.items() if v is nxt.variable))
+            else:
+                sources.add(nxt.name())
+                stack.append(nxt)
+        expected.append((node.name(), tuple(sorted(sources))))
+    drawn = [(n["lines"][0], tuple(sorted({g.nodes[s]["lines"][0] for s in g.into(k)})))
+             for k, n in g.nodes.items() if n["fillcolor"] == "lightgrey"]
+    assert sorted(drawn) == sorted(expected)
+    used = {s for _, srcs in expected for s in srcs if s in names}
+    assert sorted(n["lines"][0] for n in g.nodes.values() if n["fillcolor"] == "lightblue") == sorted(used)

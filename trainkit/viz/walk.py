@@ -16,7 +16,7 @@ from trainkit.autograd.graph import node_name
 from trainkit.autograd.hooks import _HookSelect
 from trainkit.autograd.tensor import Tensor
 
-__all__ = ["RawGraph", "walk", "saved_arrays", "saved_bytes", "array_base", "op_attrs"]
+__all__ = ["RawGraph", "walk", "saved_arrays", "saved_bytes", "array_base", "op_attrs", "describe", "op_title"]
 
 # op attributes that are the engine's bookkeeping, not the op's configuration or saved values
 _INTERNAL = {"inputs", "needs", "_seq", "_hooks", "_next_functions", "_metadata", "node", "source"}
