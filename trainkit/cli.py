@@ -237,5 +237,33 @@ def summary(
         raise TrainkitError("--svg/--png render the DOT file: give --dot FILE too")
 
 
+@app.command()
+@user_errors
+def graph(
+    config: Path = typer.Argument(..., help="The YAML config."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key (key.path=value)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the DOT text here "
+                                          "(default: next to --svg/--png, else to stdout)."),
+    svg: Optional[Path] = typer.Option(None, "--svg", help="Render to this SVG file (needs Graphviz's dot)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Render to this PNG file (needs Graphviz's dot)."),
+    backward: bool = typer.Option(False, "--backward", help="Also draw the backward pass."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Draw each module at this nesting depth "
+                                        "as one box (0: the whole model)."),
+):
+    """Draw the autograd graph of one training step (forward and loss) of a config's model.
+
+    Examples:
+
+    \b
+      trainkit graph configs/cifar_resnet.yaml --svg resnet.svg
+      trainkit graph configs/digits_cnn.yaml -o step.dot --backward
+      trainkit graph configs/cifar_resnet.yaml --depth 1 | dot -Tpng > resnet.png
+    """
+    from .viz.step import graph_command
+
+    for line in graph_command(config, set_, output=output, svg=svg, png=png, backward=backward, depth=depth):
+        err_console.print(line, highlight=False, markup=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

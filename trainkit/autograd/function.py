@@ -13,6 +13,8 @@ recursion and frees each node's saved arrays as soon as it has been used.
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 
 import numpy as np
 
@@ -95,16 +97,51 @@ class Op:
 
     inputs: tuple | None
     needs: tuple | None = None
+    # --- hooks and graph introspection (trainkit/autograd/hooks.py, graph.py) -----------------
+    # ``_seq`` numbers nodes in creation order: backward runs them newest first, torch's order.
+    # ``_hooks`` stays None unless a hook is registered, so the engine pays one attribute test.
+    _seq: int = -1
+    _hooks = None
+    _next_seq = staticmethod(itertools.count().__next__)
+
+    def name(self) -> str:
+        """PyTorch's name for this node, e.g. ``'AddBackward0'`` (see :mod:`trainkit.autograd.graph`)."""
+        from .graph import node_name
+        return node_name(self)
+
+    @property
+    def next_functions(self) -> tuple:
+        """``((node, 0), ...)`` per input: its grad_fn, an ``AccumulateGrad`` for a leaf needing grad, else None."""
+        from .graph import next_functions
+        return next_functions(self)
+
+    @property
+    def metadata(self) -> dict:
+        """A dict for the user's own annotations of this node."""
+        return self.__dict__.setdefault("_metadata", {})
+
+    def register_hook(self, fn):
+        """Call ``fn(grad_inputs, grad_outputs)`` after this node's backward; a returned tuple replaces grad_inputs."""
+        from .hooks import RemovableHandle, node_hooks
+        d = node_hooks(self).post
+        handle = RemovableHandle(d)
+        d[handle.id] = fn
+        return handle
+
+    def register_prehook(self, fn):
+        """Call ``fn(grad_outputs)`` before this node's backward; a returned tuple replaces grad_outputs."""
+        from .hooks import RemovableHandle, node_hooks
+        d = node_hooks(self).pre
+        handle = RemovableHandle(d)
+        d[handle.id] = fn
+        return handle
+    # ------------------------------------------------------------------------------------------
 
     def forward(self, *xs):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def backward(self, gy):  # pragma: no cover - abstract
         raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
     @classmethod
     def apply(cls, *inputs, **kwargs):
@@ -116,33 +153,31 @@ class Op:
                     op.needs = tuple(x.requires_grad for x in inputs)
                     y = op.forward(*[x._array for x in inputs])
                     op.inputs = inputs
+                    op._seq = _next_seq()
                     return Tensor._from_op(y, op)
         return Tensor(op.forward(*[t._array for t in inputs]))
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__}Backward>"
+        return f"<{self.name()}>"
+
+
+_next_seq = Op._next_seq
 
 
 def _toposort(root_op: Op) -> list:
-    """Ops reachable from ``root_op``, each after all ops that consume its output.
+    """Ops reachable from ``root_op`` in the order backward runs them: newest first.
 
-    An iterative depth-first post-order: an op is appended only once every op
-    it feeds from has been finished, so reversing the list gives a true
-    topological order (an op is marked when it is *entered*, and an op pushed
-    twice before being entered is entered once). Iterative so that a
-    10,000-op chain does not hit the recursion limit.
+    Every op is created after the ops that produced its inputs, so decreasing
+    creation number is a topological order (each op comes before all ops
+    feeding it). It is also the order of PyTorch's engine (its ready queue
+    picks the highest sequence number), so hooks fire in torch's order.
+    An iterative walk: a 10,000-op chain does not hit the recursion limit.
     """
-    order, entered = [], set()
-    stack = [(root_op, False)]
+    seen = {id(root_op)}
+    nodes = [root_op]
+    stack = [root_op]
     while stack:
-        op, finished = stack.pop()
-        if finished:
-            order.append(op)
-            continue
-        if id(op) in entered:
-            continue
-        entered.add(id(op))
-        stack.append((op, True))
+        op = stack.pop()
         inputs = getattr(op, "inputs", None)
         if inputs is None:
             raise RuntimeError(
@@ -153,39 +188,84 @@ def _toposort(root_op: Op) -> list:
             )
         for t in inputs:
             parent = t.grad_fn
-            if parent is not None and id(parent) not in entered:
-                stack.append((parent, False))
-    order.reverse()
-    return order
+            if parent is not None and id(parent) not in seen:
+                seen.add(id(parent))
+                nodes.append(parent)
+                stack.append(parent)
+    nodes.sort(key=_creation, reverse=True)
+    return nodes
+
+
+_creation = operator.attrgetter("_seq")
+
+
+def _plan_leaf_hooks(order: list, start: int, inputs: tuple) -> dict:
+    """For leaves with hooks: id(op) -> the leaves whose last consumer (in ``order[start:]``) is that op.
+
+    torch accumulates a leaf's gradient once, after all its consumers ran, so
+    its hooks see the sum; the engine buffers such a leaf's gradient until then.
+    ``inputs`` are those of ``order[start]``, whose own attributes are cleared.
+    """
+    def hooked_leaves(k):
+        for t in (inputs if k == start else getattr(order[k], "inputs", ())):
+            if t.grad_fn is None and t._hooks is not None and t.requires_grad:
+                yield t
+
+    last = {}
+    for k in range(start, len(order)):
+        for t in hooked_leaves(k):
+            last[id(t)] = k
+    # in the last consumer's input order: the order torch's engine queues the leaves' AccumulateGrad nodes
+    flush: dict = {}
+    for k in sorted(set(last.values())):
+        leaves = flush.setdefault(id(order[k]), [])
+        for t in hooked_leaves(k):
+            if last.pop(id(t), None) == k:
+                leaves.append(t)
+    return flush
 
 
 def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (d out / d root) to every leaf that requires grad."""
+    if root.grad_fn is None:  # a leaf: its gradient is the seed itself
+        if root._hooks is not None:
+            root._hooks.accumulate(root, grad)
+        else:
+            root.grad = Tensor(grad.copy()) if root.grad is None else Tensor(root.grad._array + grad)
+        return
     order = _toposort(root.grad_fn)
     grads = {id(root.grad_fn): grad}
+    flush = pending = None  # leaves with hooks (see _plan_leaf_hooks); None while there are none
     for op in order:
         gy = grads.pop(id(op), None)
         inputs = op.inputs
         if gy is None:
             if not retain_graph:
                 op.__dict__.clear()
+            if flush is not None and id(op) in flush:
+                _flush_leaves(flush.pop(id(op)), pending)
             continue
-        out = getattr(op, "_retained_output", None)
-        if out is not None:
-            out.grad = Tensor(gy) if out.grad is None else Tensor(out.grad._array + gy)
+        hooks = op._hooks
+        if hooks is not None:
+            gy = hooks.before(gy)
         gxs = op.backward(gy)
+        if hooks is not None and hooks.post:
+            gxs = hooks.after(gxs, gy)
         if not retain_graph:
             op.__dict__.clear()  # free saved arrays as soon as this node is done
+            if hooks is not None:
+                op._hooks = hooks  # torch keeps a node's hooks (and retains_grad) after backward
         for t, g in zip(inputs, gxs):
             if g is None or not t.requires_grad:
                 continue
             parent = t.grad_fn
             if parent is None:
-                if t._hooks:
-                    for hook in t._hooks:
-                        r = hook(Tensor(g))
-                        if r is not None:
-                            g = r._array
+                if t._hooks is not None:
+                    if flush is None:
+                        flush, pending = _plan_leaf_hooks(order, order.index(op), inputs), {}
+                    prev = pending.get(id(t))
+                    pending[id(t)] = (t, g if prev is None else prev[1] + g)
+                    continue
                 if t.grad is None:
                     # copy when g may alias an array that another leaf also receives
                     t.grad = Tensor(g if g.dtype == t._array.dtype else g.astype(t._array.dtype))
@@ -197,6 +277,18 @@ def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 key = id(parent)
                 prev = grads.get(key)
                 grads[key] = g if prev is None else prev + g
+        if flush is not None and id(op) in flush:
+            _flush_leaves(flush.pop(id(op)), pending)
+    if pending:  # leaves that got a hook while backward ran were not planned for
+        _flush_leaves([t for t, _ in list(pending.values())], pending)
+
+
+def _flush_leaves(leaves: list, pending: dict) -> None:
+    """Accumulate the buffered gradients of hooked leaves whose last consumer has run."""
+    for t in leaves:
+        entry = pending.pop(id(t), None)
+        if entry is not None:
+            t._hooks.accumulate(t, entry[1])
 
 
 class FunctionCtx:
@@ -217,9 +309,8 @@ class _FunctionNode(Op):
     def __init__(self, fn_cls, ctx, positions):
         self.fn_cls, self.ctx, self.positions = fn_cls, ctx, positions
 
-    @property
     def name(self) -> str:
-        return self.fn_cls.__name__
+        return f"{self.fn_cls.__name__}Backward"
 
     def backward(self, gy):
         grads = self.fn_cls.backward(self.ctx, Tensor(gy))
@@ -271,6 +362,7 @@ class Function:
             node = _FunctionNode(cls, ctx, positions)
             node.inputs = tensors
             node.needs = tuple(t.requires_grad for t in tensors)
+            node._seq = _next_seq()
             return Tensor._from_op(out._array, node)
         return out
 

@@ -133,16 +133,28 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
+    # ----------------------------------------------------------------- hooks (autograd/hooks.py)
     def retain_grad(self) -> None:
-        """Keep ``.grad`` for this non-leaf tensor after backward."""
-        if self.grad_fn is not None:
-            self.grad_fn._retained_output = self
+        """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
+        _hk.retain_grad(self)
 
-    def register_hook(self, hook) -> None:
-        """Call ``hook(grad)`` when this leaf's gradient is computed; it may return a replacement."""
-        if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(hook)
+    @property
+    def retains_grad(self) -> bool:
+        """Whether this non-leaf tensor keeps its ``.grad`` (``retain_grad()`` was called)."""
+        return _hk.retains_grad(self)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is complete; a returned tensor replaces it.
+
+        Returns a handle whose ``remove()`` unregisters the hook. Several hooks
+        run in registration order, each on the previous one's result.
+        """
+        return _hk.register_tensor_hook(self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` on this leaf after its ``.grad`` was updated by backward."""
+        return _hk.register_post_accumulate_grad_hook(self, hook)
+    # -----------------------------------------------------------------
 
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Compute the gradient of this tensor w.r.t. every graph leaf that requires grad."""
@@ -156,9 +168,6 @@ class Tensor:
             g = gradient._array if isinstance(gradient, Tensor) else np.asarray(gradient, dtype=self.dtype)
             if g.shape != self.shape:
                 raise RuntimeError(f"Mismatch in shape: grad_output has shape {g.shape} and output has shape {self.shape}")
-        if self.grad_fn is None:  # a leaf: its gradient is the seed itself
-            self.grad = Tensor(g.copy()) if self.grad is None else Tensor(self.grad._array + g)
-            return
         run_backward(self, g, retain_graph)
 
     # ----------------------------------------------------------------- conversion
@@ -535,6 +544,7 @@ class Tensor:
         return _sh.getitem(self, key)
 
 
+from . import hooks as _hk  # noqa: E402
 from .ops import elementwise as _ew  # noqa: E402  (ops build on Tensor)
 from .ops import matmul as _mm  # noqa: E402
 from .ops import reduce as _rd  # noqa: E402

@@ -13,9 +13,19 @@ import numpy as np
 
 from trainkit.autograd.tensor import Tensor
 from trainkit.errors import CheckpointError
+from trainkit.nn import hooks as _hooks
+from trainkit.nn.hooks import (  # noqa: F401  (torch.nn.modules.module's global hook functions)
+    ModuleHooks, register_module_forward_hook, register_module_forward_pre_hook,
+    register_module_full_backward_hook, register_module_full_backward_pre_hook,
+)
 from trainkit.nn.parameter import Parameter
 
 __all__ = ["Module", "StateDictError", "IncompatibleKeys"]
+
+# bound once: Module.__call__ tests them on every call
+_hooks_used = _hooks.hooks_used
+_gfh, _gfph = _hooks._global_forward_hooks, _hooks._global_forward_pre_hooks
+_gbh, _gbph = _hooks._global_backward_hooks, _hooks._global_backward_pre_hooks
 
 
 class StateDictError(CheckpointError, RuntimeError):
@@ -60,12 +70,13 @@ def _value_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-class Module:
+class Module(ModuleHooks):
     """Base class for all layers and models.
 
     Subclasses call ``super().__init__()`` first, then assign ``Parameter``\\ s,
     sub-modules and buffers (``register_buffer``) as attributes, and define
-    ``forward``. Calling the module runs ``forward``.
+    ``forward``. Calling the module runs ``forward`` (and the hooks registered
+    with the ``register_*_hook`` methods of :class:`~trainkit.nn.hooks.ModuleHooks`).
     """
 
     training: bool
@@ -77,6 +88,7 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        _hooks.init_hooks(self)
 
     # ------------------------------------------------------------------ calling
     def forward(self, *args, **kwargs):
@@ -84,6 +96,10 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
+        # hooks (nn/hooks.py): until a hook is registered anywhere this costs one flag test
+        if _hooks_used[0] and (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                               or self._backward_pre_hooks or _gfh or _gfph or _gbh or _gbph):
+            return _hooks.call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------- registration
