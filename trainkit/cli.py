@@ -224,7 +224,7 @@ def summary(
       trainkit summary configs/cifar_cnn.yaml
       trainkit summary configs/cifar_resnet.yaml --dot resnet.dot --svg
     """
-    from .config.summary import render_summary, summarize, write_dot
+    from .views.summary import render_summary, summarize, write_dot
     from .train.session import prepare_model
 
     cfg, model, shape = prepare_model(config, set_)

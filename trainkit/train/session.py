@@ -45,15 +45,12 @@ def model_fingerprint(data: dict) -> str:
 
 def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepared:
     """Load and validate the config, build the data and the model: all before touching disk."""
+    from ..assemble import build_data, build_loss, build_model, build_optimizer, build_scheduler
     from ..config import load_config
-    from ..config.build import build_loss, build_model, build_optimizer, build_scheduler
-    from ..config.graph import validate_layer
-    from ..data import build as build_data
 
-    config = load_config(config_path, list(overrides), validate_layer=validate_layer)
-    data = config.data
-    manual_seed(data["seed"])
-    bundle = build_data(data["data"], seed=data["seed"])
+    config = load_config(config_path, list(overrides))
+    manual_seed(config.resolved.seed)
+    bundle = build_data(config)
     model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes)
     loss_fn = build_loss(config)
     optimizer = scheduler = None
@@ -66,7 +63,7 @@ def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepar
 
 def resolved_yaml(config) -> str:
     """The resolved config for the run directory, with file-based custom layers made absolute."""
-    from ..config.custom import absolutize_layer_paths
+    from ..assemble.custom import absolutize_layer_paths
     from ..config.yamlsafe import dump_yaml
     return dump_yaml(absolutize_layer_paths(config))
 
@@ -74,24 +71,21 @@ def resolved_yaml(config) -> str:
 def prepare_model(config_path, overrides=()):
     """For ``trainkit summary``: the model from the config alone when its input shape is known
     without reading data (downloadable sets need not be present), else via the data."""
+    from ..assemble import build_model, static_input_shape
     from ..config import load_config
-    from ..config.build import build_model, static_input_shape
-    from ..config.graph import validate_layer
 
-    config = load_config(config_path, list(overrides), validate_layer=validate_layer)
+    config = load_config(config_path, list(overrides))
     shape = static_input_shape(config)
     if shape is None:
         prep = prepare(config_path, overrides, with_optimizer=False)
         return prep.config, prep.model, prep.bundle.input_shape
-    manual_seed(config.data["seed"])
+    manual_seed(config.resolved.seed)
     return config, build_model(config, shape), shape
 
 
 def _show_summary(log: RunLog, prep: Prepared) -> None:
-    try:
-        from ..config.summary import render_summary, summarize
-    except ImportError:  # summary module not available
-        return
+    from ..views.summary import render_summary, summarize
+
     summary = summarize(prep.config, prep.model, prep.bundle.input_shape)
     if not log.quiet:
         render_summary(summary, log.console)

@@ -6,10 +6,11 @@
     render_dot(text, "model.svg")                   # needs the 'dot' program
 
 Independent of the CLI; ``trainkit summary`` and ``trainkit train`` call these.
-Multiply-adds are per sample for inference: a linear layer counts
-``in * out``, a convolution ``C_out * H_out * W_out * C_in * kH * kW``, batch
-norm one per element, activations and pooling none. Custom layers have no
-count (shown as ``?``; the total then covers the other layers only).
+Shapes and multiply-adds come from the layers' declared shape rules (per
+sample, for inference: a linear layer counts ``in * out``, a convolution
+``C_out * H_out * W_out * C_in * kH * kW``, batch norm one per element,
+activations and pooling none). Undeclared custom layers have no count (shown
+as ``?``; the total then covers the other layers only).
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit.config.graph import ModelPlan, plan_model
-from trainkit.config.model_spec import INPUT
-from trainkit.config.shapes import fmt
+from trainkit.assemble.model import ModelPlan, plan_model
 from trainkit.errors import TrainkitError
+from trainkit.nn.graph import INPUT
 from trainkit.nn.module import Module
+from trainkit.registry import LAYERS, fmt
 
 __all__ = ["SummaryRow", "Summary", "summarize", "render_summary", "to_dot", "render_dot", "write_dot",
            "dot_available", "human_bytes", "human_count"]
@@ -182,7 +183,8 @@ def to_dot(summary: Summary) -> str:
         label = f"{r.name}{_NL}{r.type}"
         if r.params:
             label += f"{_NL}{r.params:,} params"
-        fill = "#fdf0d5" if r.type in ("add", "mul", "concat") else "#eef3fb"
+        merge = r.type in LAYERS and LAYERS[r.type].merges
+        fill = "#fdf0d5" if merge else "#eef3fb"
         if r.name == summary.output:
             fill = "#f8d7da"
         lines.append(f"  {_dot_quote(r.name)} [label={_dot_quote(label)}, "

@@ -1,0 +1,466 @@
+"""Declarations and registries: what YAML may name, read from each component's own class.
+
+A *declaration* is made once, by a decorator on the component's class (as timm's
+``@register_model``), and puts the class into the registry of its kind when the
+class's module is imported. It holds the YAML name, the YAML arguments (read
+from the constructor's signature, as LightningCLI does: names, defaults and,
+where the annotation says it, types), value specs where the signature cannot say
+(ranges, choices), and a line of documentation per argument (from the class
+docstring's ``Args:`` section). Everything that lists components (the config
+schema, the builders, did-you-mean lists, gradient checks, ``trainkit summary``
+and the generated docs) reads these registries; nothing else lists them.
+
+This module imports nothing of trainkit above the value specs, so every layer
+of the code (``nn``, ``optim``, ``data``) can declare its components here.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from .spec import (INVALID, REQUIRED, Bool, Checker, Field, Float, Int, Nullable, Record, Spec, Str,
+                   unknown_name)
+
+__all__ = ["Argument", "Declaration", "DeclarationError", "Registry", "read_arguments", "docstring_args",
+           "LOSSES", "OPTIMIZERS", "SCHEDULERS", "DATASETS", "TRANSFORMS", "loss", "optimizer", "scheduler",
+           "dataset", "transform", "first_line"]
+
+
+class DeclarationError(TypeError):
+    """A declaration is wrong: a bug in the code that declares the component, raised when it is imported."""
+
+
+#: YAML names are snake_case: they are typed by people and used as keys.
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: Constructor arguments that are never YAML arguments, per kind (the rest of the signature is).
+KIND_EXCLUDES: dict[str, tuple[str, ...]] = {
+    "layer": ("dtype", "device"),
+    "loss": ("dtype", "device"),
+    "optimizer": ("params", "maximize", "foreach", "capturable", "differentiable", "fused",
+                  "decoupled_weight_decay"),
+    "scheduler": ("optimizer", "last_epoch", "verbose"),
+    "transform": ("seed",),
+    "dataset": ("train", "transform"),
+}
+
+#: Annotation text -> value spec, for arguments whose annotation says enough.
+_ANNOTATED = {"int": Int, "float": Float, "bool": Bool, "str": Str}
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One YAML argument of a component: its spec, default (or REQUIRED) and a line of docs."""
+
+    name: str
+    spec: Spec
+    default: Any = REQUIRED
+    doc: str = ""
+
+    @property
+    def field(self) -> Field:
+        """The argument as a record field (for validation)."""
+        return Field(self.spec, self.default, self.doc)
+
+
+def first_line(text: str | None) -> str:
+    """The first sentence of a docstring, on one line."""
+    text = " ".join((text or "").strip().split("\n\n")[0].split())
+    cut = re.search(r"(?<=\.)\s", text)
+    return text[:cut.start()] if cut else text
+
+
+def docstring_args(obj) -> dict[str, str]:
+    """``name -> first sentence`` from the ``Args:`` sections of ``obj``'s docstring and its bases'."""
+    out: dict[str, str] = {}
+    for klass in reversed(getattr(obj, "__mro__", (obj,))):
+        out.update(_own_docstring_args(klass.__doc__))
+    return out
+
+
+def _own_docstring_args(doc: str | None) -> dict[str, str]:
+    doc = inspect.cleandoc(doc or "")
+    out: dict[str, str] = {}
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, ln in enumerate(lines) if ln.strip() in ("Args:", "Arguments:", "Parameters:"))
+    except StopIteration:
+        return out
+    base = None
+    current = None
+    for ln in lines[start + 1:]:
+        if not ln.strip():
+            current = None
+            continue
+        indent = len(ln) - len(ln.lstrip())
+        if base is None:
+            base = indent
+        if indent < base or (indent == 0 and ln.rstrip().endswith(":")):
+            break
+        m = re.match(r"^\s*(?:\(\w+\)\s*)?([A-Za-z_][A-Za-z0-9_]*)(?:\s*\([^)]*\))?:\s*(.*)$", ln)
+        if indent == base and m:
+            current = m.group(1)
+            out[current] = m.group(2).strip()
+        elif current is not None and indent > base:
+            out[current] += " " + ln.strip()
+    return {k: first_line(v) for k, v in out.items()}
+
+
+def spec_from_annotation(annotation) -> Spec | None:
+    """The spec an annotation such as ``int``, ``float | None`` or ``bool`` implies, or None."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    text = text.replace("typing.", "").replace(" ", "")
+    m = re.match(r"^Optional\[(.*)\]$", text)
+    parts = [m.group(1), "None"] if m else text.split("|")
+    optional = "None" in parts
+    rest = [p for p in parts if p != "None"]
+    if len(rest) != 1 or rest[0] not in _ANNOTATED:
+        return None
+    spec = _ANNOTATED[rest[0]]()
+    return Nullable(spec) if optional else spec
+
+
+def _plain_default(value):
+    """A signature default as YAML would write it (tuples become lists)."""
+    if isinstance(value, tuple):
+        return [_plain_default(v) for v in value]
+    return value
+
+
+def constructor(cls) -> inspect.Signature | None:
+    """The signature of ``cls``'s constructor without ``self`` (None when it cannot be read)."""
+    try:
+        sig = inspect.signature(cls.__init__ if isinstance(cls, type) else cls)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())
+    if isinstance(cls, type) and params and params[0].name == "self":
+        params = params[1:]
+    return sig.replace(parameters=params)
+
+
+def read_arguments(kind: str, name: str, cls, *, args: Mapping[str, Spec] | None = None,
+                   defaults: Mapping[str, Any] | None = None, exclude=(), extra: Mapping[str, Field] | None = None,
+                   docs: Mapping[str, str] | None = None, fields: Mapping[str, Field] | None = None
+                   ) -> dict[str, Argument]:
+    """The YAML arguments of ``cls``: its constructor's parameters minus the excluded ones.
+
+    Each gets its spec from ``args`` or else from its annotation; a parameter with
+    neither is a :class:`DeclarationError` (every YAML value is checked before use).
+    ``defaults`` replace signature defaults (e.g. a nullable ``T_max`` whose null the
+    config stage resolves), ``extra`` adds YAML-only arguments the builder consumes,
+    and ``fields`` replaces the signature entirely (data sets whose YAML keys are not
+    their constructor's).
+    """
+    args, defaults, docs = dict(args or {}), dict(defaults or {}), dict(docs or {})
+    from_doc = docstring_args(cls) if isinstance(cls, type) else {}
+    where = f"{kind} '{name}' ({getattr(cls, '__qualname__', cls)})"
+    out: dict[str, Argument] = {}
+    if fields is not None:
+        for key, f in fields.items():
+            out[key] = Argument(key, f.spec, f.default, f.doc or docs.get(key, ""))
+        return out
+    sig = constructor(cls)
+    if sig is None:
+        raise DeclarationError(f"{where}: its constructor's signature cannot be read")
+    skip = set(KIND_EXCLUDES.get(kind, ())) | set(exclude)
+    seen = set()
+    for p in sig.parameters.values():
+        seen.add(p.name)
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in skip:
+            continue
+        spec = args.get(p.name) or spec_from_annotation(p.annotation)
+        if spec is None:
+            raise DeclarationError(f"{where}: argument '{p.name}' has no value spec; annotate it "
+                                   f"(int, float, bool, str) or give args={{'{p.name}': ...}}")
+        default = defaults.get(p.name, REQUIRED if p.default is p.empty else _plain_default(p.default))
+        out[p.name] = Argument(p.name, spec, _checked_default(where, p.name, spec, default),
+                               docs.get(p.name) or from_doc.get(p.name, ""))
+    for key, f in (extra or {}).items():
+        out[key] = Argument(key, f.spec, _checked_default(where, key, f.spec, f.default),
+                            f.doc or docs.get(key, ""))
+        seen.add(key)
+    stray = [k for k in list(args) + list(defaults) if k not in seen]
+    if stray:
+        raise DeclarationError(f"{where}: args/defaults name {', '.join(map(repr, stray))}, which the "
+                               "constructor does not take")
+    return out
+
+
+def _checked_default(where: str, key: str, spec: Spec, default):
+    """A default as the spec normalises it (0 -> 0.0 for a float); an invalid default is a bug."""
+    if default is REQUIRED:
+        return default
+    ck = Checker()
+    value = spec.check(default, (key,), ck)
+    if ck.problems:
+        raise DeclarationError(f"{where}: the default of '{key}' ({default!r}) fails its own spec: "
+                               f"{ck.problems[0][1]}")
+    return value
+
+
+@dataclass(eq=False)
+class Declaration:
+    """One declared component: its kind, YAML name, class and YAML arguments.
+
+    ``check(out, path, checker)`` is an optional cross-argument check run after
+    every argument passed its own spec (e.g. SGD's nesterov needs momentum).
+    """
+
+    kind: str
+    name: str
+    cls: Any
+    arguments: dict[str, Argument]
+    doc: str = ""
+    check: Callable | None = field(default=None, repr=False)
+
+    def fields(self) -> dict[str, Field]:
+        """The arguments as record fields."""
+        return {k: a.field for k, a in self.arguments.items()}
+
+    def defaults(self) -> dict[str, Any]:
+        """Every argument that has a default, with it."""
+        return {k: a.default for k, a in self.arguments.items() if a.default is not REQUIRED}
+
+    def validate(self, value, path: tuple, ck: Checker, what: str | None = None):
+        """Check a mapping of YAML arguments; returns it with defaults filled in (or INVALID)."""
+        return Record(self.fields(), what or f"{self.name} mapping", self.check).check(value, path, ck)
+
+    @property
+    def qualname(self) -> str:
+        """``module.Class`` of the declared class."""
+        return f"{getattr(self.cls, '__module__', '?')}.{getattr(self.cls, '__qualname__', self.cls)}"
+
+
+class Registry(Mapping):
+    """Declarations of one kind by YAML name, in declaration order (the order messages list them)."""
+
+    def __init__(self, kind: str, label: str):
+        self.kind = kind
+        self.label = label  # how messages name the kind: "layer type", "optimizer", ...
+        self._decls: dict[str, Declaration] = {}
+
+    def __getitem__(self, name: str) -> Declaration:
+        return self._decls[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._decls))
+
+    def __len__(self) -> int:
+        return len(self._decls)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind}: {', '.join(self._decls)})"
+
+    def add(self, decl: Declaration) -> Declaration:
+        """Register ``decl``; a name already taken by another class is a DeclarationError.
+
+        The same class declared again (a module imported twice under one name,
+        as a re-run layer file is) replaces the old entry.
+        """
+        if not _NAME.match(decl.name):
+            raise DeclarationError(f"{self.kind} name {decl.name!r}: use snake_case letters, digits and '_'")
+        old = self._decls.get(decl.name)
+        if old is not None and old.qualname != decl.qualname:
+            raise DeclarationError(f"{self.kind} name '{decl.name}' is already declared by {old.qualname}")
+        self._decls[decl.name] = decl
+        return decl
+
+    def pop(self, name: str, default=None):
+        """Remove a declaration (user code unregistering a component, tests)."""
+        return self._decls.pop(name, default)
+
+    def of(self, cls) -> Declaration | None:
+        """The declaration of class ``cls`` (None when it has none)."""
+        return next((d for d in self._decls.values() if d.cls is cls), None)
+
+    def unknown(self, word) -> str:
+        """The message for a name that is not declared, with a did-you-mean and the known names."""
+        return unknown_name(self.label, word, list(self._decls))
+
+
+LOSSES = Registry("loss", "loss")
+OPTIMIZERS = Registry("optimizer", "optimizer")
+TRANSFORMS = Registry("transform", "transform")
+
+
+def _declarer(registry: Registry, make: Callable):
+    def declare(name: str, **options):
+        def decorate(cls):
+            registry.add(make(name, cls, **options))
+            return cls
+        return decorate
+    return declare
+
+
+# ----------------------------------------------------------------------------- losses and optimizers
+@dataclass(eq=False)
+class LossDeclaration(Declaration):
+    """A loss: ``target`` says what it compares the model's output with.
+
+    ``"classes"``: class indices (the output has one value per class, checked
+    against the data set); ``"probabilities"``: values in [0, 1] shaped like the
+    output; ``"values"``: real values shaped like the output.
+    """
+
+    target: str = "values"
+    example: Any = None
+
+
+def _make_loss(name, cls, *, target: str = "values", args=None, defaults=None, exclude=(), docs=None,
+               check=None, example=None):
+    if target not in ("classes", "probabilities", "values"):
+        raise DeclarationError(f"loss '{name}': target must be classes, probabilities or values, not {target!r}")
+    arguments = read_arguments("loss", name, cls, args=args, defaults=defaults, exclude=exclude, docs=docs)
+    return LossDeclaration("loss", name, cls, arguments, first_line(cls.__doc__), check, target, example)
+
+
+def _make_optimizer(name, cls, *, args=None, defaults=None, exclude=(), docs=None, check=None):
+    arguments = read_arguments("optimizer", name, cls, args=args, defaults=defaults, exclude=exclude, docs=docs)
+    return Declaration("optimizer", name, cls, arguments, first_line(cls.__doc__), check)
+
+
+#: ``@loss("mse")`` on a loss Module class: YAML ``loss: mse``.
+loss = _declarer(LOSSES, _make_loss)
+#: ``@optimizer("sgd", args={...})`` on an Optimizer class: YAML ``optimizer: {type: sgd, ...}``.
+optimizer = _declarer(OPTIMIZERS, _make_optimizer)
+
+
+# ----------------------------------------------------------------------------- schedulers
+@dataclass(eq=False)
+class SchedulerDeclaration(Declaration):
+    """A learning-rate scheduler.
+
+    Attributes:
+        interval: the default of the YAML ``interval`` (``"epoch"`` or ``"step"``).
+        run_length: an argument that, left null, becomes the run's length in the
+            scheduler's interval (cosine's ``T_max``, one-cycle's ``total_steps``).
+        watches_metric: the scheduler steps on a metric (``step(value)``, plateau);
+            its YAML ``metric`` names it and it must step per epoch.
+        nested: an argument holding a list of scheduler mappings (sequential's
+            ``schedulers``), checked and built recursively.
+    """
+
+    interval: str = "epoch"
+    run_length: str | None = None
+    watches_metric: bool = False
+    nested: str | None = None
+
+
+def _make_scheduler(name, cls, *, args=None, defaults=None, exclude=(), extra=None, docs=None, check=None,
+                    interval: str = "epoch", run_length: str | None = None, watches_metric: bool = False,
+                    nested: str | None = None):
+    if interval not in ("epoch", "step"):
+        raise DeclarationError(f"scheduler '{name}': interval must be epoch or step, not {interval!r}")
+    arguments = read_arguments("scheduler", name, cls, args=args, defaults=defaults, exclude=exclude,
+                               extra=extra, docs=docs)
+    for key, what in ((run_length, "run_length"), (nested, "nested")):
+        if key is not None and key not in arguments:
+            raise DeclarationError(f"scheduler '{name}': {what} names '{key}', which is not one of its arguments")
+    if watches_metric and "metric" not in arguments:
+        raise DeclarationError(f"scheduler '{name}': watches_metric needs a 'metric' argument (extra=...)")
+    return SchedulerDeclaration("scheduler", name, cls, arguments, first_line(cls.__doc__), check, interval,
+                                run_length, watches_metric, nested)
+
+
+SCHEDULERS = Registry("scheduler", "scheduler")
+#: ``@scheduler("step", args={...})`` on an LRScheduler class: YAML ``scheduler: {type: step, ...}``.
+scheduler = _declarer(SCHEDULERS, _make_scheduler)
+
+
+# ----------------------------------------------------------------------------- data sets and transforms
+@dataclass(eq=False)
+class DatasetDeclaration(Declaration):
+    """A data set YAML can name.
+
+    Attributes:
+        shape: the per-sample input shape known from the config alone: a tuple,
+            a function of the resolved arguments, or None (read from the file).
+            A dimension may be None when only the rank is known (a CSV row).
+        task: ``"classification"``/``"regression"``, a function of the arguments
+            returning one of them or None (guessed from the data), or None.
+        load: ``load(args) -> (train, test or None)``; a missing test part is held
+            out from train by ``test_split`` when the data set takes it.
+        summary: one line for the docs.
+    """
+
+    shape: Any = None
+    task: Any = None
+    load: Callable | None = field(default=None, repr=False)
+
+    def static_shape(self, args: Mapping) -> tuple | None:
+        """The per-sample shape from the arguments alone (None dims: unknown sizes), or None."""
+        shape = self.shape(args) if callable(self.shape) else self.shape
+        return None if shape is None else tuple(shape)
+
+    def static_task(self, args: Mapping) -> str | None:
+        """The task from the arguments alone, or None when the data decides."""
+        return self.task(args) if callable(self.task) else self.task
+
+
+def _make_dataset(name, cls, *, shape=None, task=None, args=None, defaults=None, exclude=(), fields=None,
+                  docs=None, check=None, load=None, doc=None):
+    arguments = read_arguments("dataset", name, cls, args=args, defaults=defaults, exclude=exclude,
+                               fields=fields, docs=docs)
+    loader = load or getattr(cls, "from_config", None)
+    if loader is None:
+        def loader(a, _cls=cls):
+            return _cls(train=True, **a), _cls(train=False, **a)
+    return DatasetDeclaration("dataset", name, cls, arguments, doc or first_line(cls.__doc__), check, shape,
+                              task, loader)
+
+
+DATASETS = Registry("dataset", "dataset")
+#: ``@dataset("cifar10", shape=(3, 32, 32), task="classification", ...)`` on a Dataset class.
+dataset = _declarer(DATASETS, _make_dataset)
+
+
+@dataclass(eq=False)
+class TransformDeclaration(Declaration):
+    """A data transform YAML can name.
+
+    The class's optional ``output_shape(args, shape, data) -> shape`` (a staticmethod)
+    checks the transform against a per-sample shape and gives the shape after
+    it, raising :class:`~trainkit.registry.layer.ShapeProblem`; it runs in the
+    config's first pass with the data set's declared shape, and again on the
+    loaded data. A transform without one keeps the shape. ``random`` transforms
+    apply to training batches only.
+    """
+
+    random: bool = False
+    image_only: bool = False
+
+    def output_shape(self, args: Mapping, shape: tuple, data: str = "samples") -> tuple:
+        """The per-sample shape after the transform (raises ShapeProblem when it does not fit).
+
+        ``data`` names the samples in messages (``"cifar10 images"``).
+        """
+        rule = getattr(self.cls, "output_shape", None)
+        return tuple(rule(args, tuple(shape), data)) if rule is not None else tuple(shape)
+
+    def build(self, args: Mapping, shape: tuple, train):
+        """The transform object for resolved ``args`` and the loaded training data."""
+        make = getattr(self.cls, "from_config", None)
+        if make is not None:
+            return make(args, tuple(shape), train)
+        return self.cls(**args)
+
+
+def _make_transform(name, cls, *, args=None, defaults=None, exclude=(), docs=None, check=None,
+                    image_only: bool = False):
+    arguments = read_arguments("transform", name, cls, args=args, defaults=defaults, exclude=exclude, docs=docs)
+    return TransformDeclaration("transform", name, cls, arguments, first_line(cls.__doc__), check,
+                                bool(getattr(cls, "random", False)), image_only)
+
+
+#: ``@transform("random_crop", args={...})`` on a Transform class: YAML ``transforms: [random_crop: {...}]``.
+transform = _declarer(TRANSFORMS, _make_transform)
+
+
+def is_invalid(value) -> bool:
+    """Whether a checked value (or any value of a checked mapping) had a problem."""
+    return value is INVALID or (isinstance(value, dict) and INVALID in value.values())
