@@ -225,7 +225,7 @@ def summary(
       trainkit summary configs/cifar_resnet.yaml --dot resnet.dot --svg
     """
     from .views.summary import render_summary, summarize, write_dot
-    from .train.session import prepare_model
+    from .train.prepare import prepare_model
 
     cfg, model, shape = prepare_model(config, set_)
     s = summarize(cfg, model, shape)

@@ -17,7 +17,7 @@ from .model import ModelPlan, PlannedNode, build_model, build_model_and_plan, pl
 
 __all__ = ["Schedule", "build_loss", "build_optimizer", "build_scheduler", "build_model", "build_model_and_plan",
            "plan_model", "ModelPlan", "PlannedNode", "total_macs", "build_data", "static_input_shape",
-           "absolutize_layer_paths"]
+           "absolutize_layer_paths", "check_task"]
 
 
 def static_input_shape(config) -> tuple[int, ...] | None:
@@ -26,6 +26,30 @@ def static_input_shape(config) -> tuple[int, ...] | None:
     Lets ``trainkit summary`` work before a data set is downloaded.
     """
     return config.resolved.data.static_shape()
+
+
+def check_task(config, task: str) -> None:
+    """Refuse metric names that the data's task does not have (when only the data could tell the task).
+
+    The first pass checks them when the config decides the task (a CSV with
+    ``task: null`` leaves it to the data); the problem is placed in the file.
+    """
+    from trainkit.registry import find_metric, metric_names
+
+    problems = []
+    resolved = config.resolved
+    watched = []
+    if resolved.train.early_stopping is not None:
+        watched.append((("train", "early_stopping", "metric"), resolved.train.early_stopping.metric))
+    sched = resolved.scheduler
+    if sched is not None and sched.metric is not None:
+        watched.append((("scheduler", "metric"), sched.metric))
+    for path, name in watched:
+        if find_metric(name, task) is None:
+            problems.append((path, f"unknown metric '{name}' for this {task} data (known for {task}: "
+                                   f"{', '.join(metric_names(task))})"))
+    if problems:
+        raise config.error(problems)
 
 
 def build_data(config):
