@@ -344,3 +344,34 @@ def test_a_declared_class_named_by_import_path_keeps_its_declaration(tmp_path, e
                                                       f"{name}:GatedLinear: {{out_features: 0}}")))
     with pytest.raises(ConfigError, match="out_features: must be >= 1, found 0"):
         build_model_and_plan(load_config(bad), (1, 8, 8))
+
+
+def _plugin_dir(tmp_path, module_name: str, source: str):
+    """A folder that makes ``module_name`` look like an installed package with a trainkit.plugins entry point."""
+    root = tmp_path / "site"
+    (root / f"{module_name}-0.1.dist-info").mkdir(parents=True)
+    (root / f"{module_name}.py").write_text(source)
+    (root / f"{module_name}-0.1.dist-info" / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module_name}\n"
+                                                                    "Version: 0.1\n")
+    (root / f"{module_name}-0.1.dist-info" / "entry_points.txt").write_text(
+        f"[trainkit.plugins]\ncomponents = {module_name}\n")
+    return root
+
+
+def test_an_installed_plugin_adds_its_components_to_the_command_line(tmp_path):
+    import os
+
+    name = f"tk_plugin_{uuid.uuid4().hex[:8]}"
+    site = _plugin_dir(tmp_path, name, EXTENSION)
+    (tmp_path / "seq.yaml").write_text(SEQUENTIAL)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "COLUMNS": "160"}
+    r = subprocess.run([sys.executable, "-m", "trainkit", "summary", "seq.yaml"], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "gated_linear" in r.stdout and "2,080" in r.stdout
+    (site / f"{name}.py").write_text("raise RuntimeError('broken plugin')\n")
+    r = subprocess.run([sys.executable, "-m", "trainkit", "summary", "seq.yaml"], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"plugin 'components' ({name}) failed to load: RuntimeError: broken plugin" in r.stderr

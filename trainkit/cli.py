@@ -64,6 +64,15 @@ def _version(value: bool):
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")):
     """trainkit: YAML-driven training on a numpy autograd engine with PyTorch's API."""
+    from .registry import PluginError, load_plugins
+
+    try:  # installed packages' components (entry-point group trainkit.plugins) become YAML names
+        load_plugins()
+    except PluginError as exc:
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -65,7 +65,8 @@ OPTIMIZER = Typed(OPTIMIZERS, {})
 SCHEDULER = Typed(SCHEDULERS, {"interval": INTERVAL})
 
 EARLY_STOPPING = Record({
-    "metric": Field(Str(), "val_loss", "metric to watch, e.g. val_loss, val_accuracy, train_loss"),
+    "metric": Field(Str(), "val_loss", "metric to watch: a name from the metrics table (val_loss, "
+                                       "val_accuracy, train_r2, ...)"),
     "patience": Field(Int(lo=1), 5, "epochs without improvement before stopping"),
     "min_delta": Field(Float(lo=0), 0.0, "smallest change that counts as an improvement"),
     "mode": Field(Nullable(Str(("min", "max"), "mode")), None,

@@ -34,7 +34,8 @@ COMMON: dict[str, Field] = {
                        "fraction of the training set held out for validation, in [0, 1)"),
     "batch_size": Field(Int(lo=1), 32, "samples per training batch"),
     "shuffle": Field(Bool(), True, "reshuffle the training set every epoch"),
-    "transforms": Field(Raw(), list, "train-time transforms, in order (see below)"),
+    "transforms": Field(Raw("a list of transform names or {name: {args}}"), list,
+                        "train-time transforms, in order (see below)"),
     "drop_last": Field(Bool(), False, "drop the last incomplete training batch"),
 }
 

@@ -224,7 +224,7 @@ class LinearLR(LRScheduler):
 from .lr_schedule_adaptive import OneCycleLR, ReduceLROnPlateau  # noqa: E402
 
 
-@scheduler("sequential", args={"schedulers": Raw(), "milestones": MILESTONES}, nested="schedulers",
+@scheduler("sequential", args={"schedulers": Raw("a list of >= 2 scheduler mappings"), "milestones": MILESTONES}, nested="schedulers",
            check=_check_sequential,
            docs={"schedulers": "the schedulers to chain (>= 2); not plateau or sequential, and without "
                                "an interval of their own",

@@ -12,7 +12,9 @@ once, with a decorator on its class, beside its code::
         def infer_shape(args, x):
             return Inferred(x, macs=math.prod(x))
 
-Importing the module fills the registry of its kind (:data:`LAYERS`,
+Importing the module fills the registry of its kind (the command line also
+imports the modules installed packages name in the ``trainkit.plugins``
+entry-point group, :func:`load_plugins`) (:data:`LAYERS`,
 :data:`LOSSES`, :data:`OPTIMIZERS`, :data:`SCHEDULERS`, :data:`DATASETS`,
 :data:`TRANSFORMS`); the config schema, the builders, did-you-mean messages,
 ``trainkit gradcheck``, ``trainkit summary`` and ``docs/`` all read them.
@@ -20,9 +22,10 @@ Importing the module fills the registry of its kind (:data:`LAYERS`,
 the value specs (``Int(lo=1)``, ``Float(0, 1)``, ``Nullable(...)``) that
 arguments use. This package imports nothing of trainkit above it.
 """
-from .core import (DATASETS, LOSSES, OPTIMIZERS, SCHEDULERS, TRANSFORMS, Argument, DatasetDeclaration,
-                   Declaration, DeclarationError, LossDeclaration, Registry, SchedulerDeclaration,
-                   TransformDeclaration, dataset, loss, optimizer, scheduler, transform)
+from .core import (DATASETS, LOSSES, OPTIMIZERS, PLUGIN_GROUP, SCHEDULERS, TRANSFORMS, Argument,
+                   DatasetDeclaration, Declaration, DeclarationError, LossDeclaration, PluginError, Registry,
+                   SchedulerDeclaration, TransformDeclaration, dataset, load_plugins, loss, optimizer, scheduler,
+                   transform)
 from .layer import (CONV_PADDING, LAYERS, PADDING, SIZE, Example, Inferred, LayerDeclaration, Shape, ShapeProblem,
                     batched_dim, fmt, layer, need_image, need_rank, numel, pair, register_layer, same_shape, window)
 from .spec import (INVALID, REQUIRED, AnyOf, Bool, Checker, Field, Float, Int, ListOf, Nullable, Raw, Record,
@@ -37,7 +40,8 @@ __all__ = [
     "REGISTRIES", "LAYERS", "LOSSES", "OPTIMIZERS", "SCHEDULERS", "DATASETS", "TRANSFORMS",
     "Registry", "Declaration", "DeclarationError", "Argument", "LayerDeclaration", "LossDeclaration",
     "SchedulerDeclaration", "DatasetDeclaration", "TransformDeclaration",
-    "layer", "loss", "optimizer", "scheduler", "dataset", "transform", "register_layer",
+    "layer", "loss", "optimizer", "scheduler", "dataset", "transform", "register_layer", "load_plugins",
+    "PluginError", "PLUGIN_GROUP",
     "Example", "Inferred", "Shape", "ShapeProblem", "fmt", "pair", "need_rank", "need_image", "window",
     "batched_dim", "numel", "same_shape", "SIZE", "PADDING", "CONV_PADDING",
     "Spec", "Int", "Float", "Bool", "Str", "ListOf", "Nullable", "AnyOf", "Raw", "Record", "Field", "Checker",

@@ -105,7 +105,8 @@ def _own_docstring_args(doc: str | None) -> dict[str, str]:
             out[current] = m.group(2).strip()
         elif current is not None and indent > base:
             out[current] += " " + ln.strip()
-    return {k: first_line(v) for k, v in out.items()}
+    # The default is in the docs' own column: drop "(default 0)" remarks.
+    return {k: re.sub(r"\s*\(default[^)]*\)", "", first_line(v)).rstrip(".") for k, v in out.items()}
 
 
 def spec_from_annotation(annotation) -> Spec | None:
@@ -459,6 +460,33 @@ def _make_transform(name, cls, *, args=None, defaults=None, exclude=(), docs=Non
 
 #: ``@transform("random_crop", args={...})`` on a Transform class: YAML ``transforms: [random_crop: {...}]``.
 transform = _declarer(TRANSFORMS, _make_transform)
+
+
+#: The entry-point group through which installed packages add components to the command line.
+PLUGIN_GROUP = "trainkit.plugins"
+
+
+def load_plugins() -> list[str]:
+    """Import every module an installed package names in the ``trainkit.plugins`` entry-point group.
+
+    Importing such a module declares its components, so YAML files can name
+    them on the command line (as pytest loads its plugins). Returns the names
+    loaded. Raises :class:`PluginError` naming the plugin that failed to import.
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()
+        except Exception as e:  # the plugin's own code failed: say which one
+            raise PluginError(f"plugin '{ep.name}' ({ep.value}) failed to load: {type(e).__name__}: {e}") from None
+        loaded.append(ep.name)
+    return loaded
+
+
+class PluginError(Exception):
+    """An installed trainkit plugin could not be imported."""
 
 
 def is_invalid(value) -> bool:
