@@ -17,7 +17,7 @@ import trainkit
 import trainkit.nn as nn
 from trainkit.config import ConfigError, load_config
 from trainkit.registry import (DATASETS, LAYERS, LOSSES, OPTIMIZERS, REGISTRIES, SCHEDULERS, TRANSFORMS,
-                               DeclarationError, Example, Float, Inferred, Int, layer, scheduler)
+                               DeclarationError, Example, Float, Inferred, Int, ShapeProblem, layer, scheduler)
 from trainkit.testing.layer_cases import example_inputs, example_module
 
 
@@ -375,3 +375,51 @@ def test_an_installed_plugin_adds_its_components_to_the_command_line(tmp_path):
                        cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"plugin 'components' ({name}) failed to load: RuntimeError: broken plugin" in r.stderr
+
+
+def test_a_layer_with_several_outputs_is_read_one_output_at_a_time(tmp_path):
+    """outputs= names a multi-output layer's results; the graph form selects one with 'node.output'."""
+    from trainkit.assemble import build_model_and_plan
+
+    @layer("split_halves", outputs={"first": (0,), "second": (1,)}, example=Example((2, 4)))
+    class SplitHalves(nn.Module):
+        """Split the features into two halves (returns both)."""
+
+        def forward(self, x):
+            half = x.shape[1] // 2
+            return x[:, :half], x[:, half:]
+
+        @staticmethod
+        def infer_shape(args, x):
+            if x[0] % 2:
+                raise ShapeProblem(f"split_halves needs an even feature count, found {x[0]}")
+            half = (x[0] // 2,)
+            return Inferred(half, outputs={"first": half, "second": half})
+
+    try:
+        path = tmp_path / "g.yaml"
+        path.write_text("data: {dataset: iris}\noptimizer: {type: sgd}\nmodel:\n  graph:\n"
+                        "    - {name: s, type: split_halves}\n"
+                        "    - {name: a, type: linear, inputs: s.second, out_features: 3}\n"
+                        "    - {name: b, type: linear, inputs: s, out_features: 3}\n"
+                        "    - {name: c, type: add, inputs: [a, b]}\n")
+        model, plan = build_model_and_plan(load_config(path), (4,))
+        assert plan.node("a").in_shapes == [(2,)] and plan.shape_of("s.first") == (2,)
+        x = trainkit.randn(3, 4)
+        a, b = model.get_submodule("a"), model.get_submodule("b")
+        expected = a(x[:, 2:]) + b(x[:, :2])
+        np.testing.assert_allclose(model(x).detach().numpy(), expected.detach().numpy(), rtol=1e-6)
+        # the sequential form passes the first output on
+        seq = tmp_path / "s.yaml"
+        seq.write_text("data: {dataset: iris}\noptimizer: {type: sgd}\n"
+                       "model: {layers: [split_halves, {linear: {out_features: 3}}]}\n")
+        model, plan = build_model_and_plan(load_config(seq), (4,))
+        assert plan.nodes[1].kwargs["in_features"] == 2 and model(x).shape == (3, 3)
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(path.read_text().replace("s.second", "s.third"))
+        with pytest.raises(ConfigError) as info:
+            build_model_and_plan(load_config(bad), (4,))
+        assert str(info.value) == (f"{bad}:6:31: model.graph.1.inputs: 's.third': split_halves has no output "
+                                   "'third' (outputs: first, second)")
+    finally:
+        LAYERS.pop("split_halves")

@@ -86,6 +86,15 @@ class ModelPlan:
         """The node called ``name``."""
         return next(n for n in self.nodes if n.name == name)
 
+    def parameter_count(self) -> int | None:
+        """Parameters of the whole model from the shape rules (None if a layer's count is unknown)."""
+        counts = [n.params for n in self.nodes]
+        return None if any(c is None for c in counts) else int(sum(counts))
+
+    def activation_elements(self) -> int:
+        """Elements of every layer's output for one sample: what a forward pass keeps (memory budgets)."""
+        return int(sum(math.prod(n.out_shape) for n in self.nodes))
+
 
 def _base_dir(config, node: ModelNode):
     """Folder of the YAML file where ``node`` is written (custom layer files are relative to it)."""

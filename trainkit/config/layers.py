@@ -14,17 +14,12 @@ from trainkit.registry.layer import accepts_any_keyword
 
 from .model_spec import ModelNode, type_path
 
-__all__ = ["check_layer_args", "is_import_path", "validate_layer", "known_layer_types", "merge_names"]
+__all__ = ["check_layer_args", "is_import_path", "validate_layer", "merge_names", "unknown_layer"]
 
 
 def is_import_path(type_name) -> bool:
     """Whether a YAML layer type is ``module:Class`` or ``file.py:Class`` rather than a declared name."""
     return isinstance(type_name, str) and ":" in type_name
-
-
-def known_layer_types() -> list[str]:
-    """Every layer type name YAML may use (declared layers, merge layers, registered custom layers)."""
-    return list(LAYERS)
 
 
 def merge_names() -> str:

@@ -11,7 +11,7 @@ import warnings
 
 from trainkit.nn import functional as F
 from trainkit.nn.module import Module
-from trainkit.registry import Example, Float, Inferred, Int, ShapeProblem, Str, batched_dim, layer, same_shape
+from trainkit.registry import Example, Inferred, Int, ShapeProblem, Str, batched_dim, layer, same_shape
 
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
 

@@ -12,7 +12,6 @@ dicts), so a trainer can store it next to the weights without pickle.
 from __future__ import annotations
 
 import math
-import warnings
 from bisect import bisect_right
 from collections import Counter
 from typing import Any

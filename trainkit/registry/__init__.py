@@ -22,10 +22,10 @@ entry-point group, :func:`load_plugins`) (:data:`LAYERS`,
 the value specs (``Int(lo=1)``, ``Float(0, 1)``, ``Nullable(...)``) that
 arguments use. This package imports nothing of trainkit above it.
 """
-from .core import (DATASETS, LOSSES, OPTIMIZERS, PLUGIN_GROUP, SCHEDULERS, TRANSFORMS, Argument,
-                   DatasetDeclaration, Declaration, DeclarationError, LossDeclaration, PluginError, Registry,
-                   SchedulerDeclaration, TransformDeclaration, dataset, load_plugins, loss, optimizer, scheduler,
-                   transform)
+from .components import (DATASETS, LOSSES, OPTIMIZERS, SCHEDULERS, TRANSFORMS, DatasetDeclaration,
+                         LossDeclaration, SchedulerDeclaration, TransformDeclaration, dataset, loss, optimizer,
+                         scheduler, transform)
+from .core import PLUGIN_GROUP, Argument, Declaration, DeclarationError, PluginError, Registry, load_plugins
 from .layer import (CONV_PADDING, LAYERS, PADDING, SIZE, Example, Inferred, LayerDeclaration, Shape, ShapeProblem,
                     batched_dim, fmt, layer, need_image, need_rank, numel, pair, register_layer, same_shape, window)
 from .spec import (INVALID, REQUIRED, AnyOf, Bool, Checker, Field, Float, Int, ListOf, Nullable, Raw, Record,

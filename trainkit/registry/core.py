@@ -10,8 +10,11 @@ docstring's ``Args:`` section). Everything that lists components (the config
 schema, the builders, did-you-mean lists, gradient checks, ``trainkit summary``
 and the generated docs) reads these registries; nothing else lists them.
 
-This module imports nothing of trainkit above the value specs, so every layer
-of the code (``nn``, ``optim``, ``data``) can declare its components here.
+This module holds what every kind shares (signature reading, the declaration
+and registry types, plugins); :mod:`.components` and :mod:`.layer` the
+declarations of each kind. The package imports nothing of trainkit above the
+value specs, so every layer of the code (``nn``, ``optim``, ``data``) can
+declare its components here.
 """
 from __future__ import annotations
 
@@ -20,12 +23,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from .spec import (INVALID, REQUIRED, Bool, Checker, Field, Float, Int, Nullable, Record, Spec, Str,
-                   unknown_name)
+from .spec import INVALID, REQUIRED, Bool, Checker, Field, Float, Int, Nullable, Record, Spec, Str, unknown_name
 
 __all__ = ["Argument", "Declaration", "DeclarationError", "Registry", "read_arguments", "docstring_args",
-           "LOSSES", "OPTIMIZERS", "SCHEDULERS", "DATASETS", "TRANSFORMS", "loss", "optimizer", "scheduler",
-           "dataset", "transform", "first_line"]
+           "first_line", "load_plugins", "PluginError", "PLUGIN_GROUP"]
 
 
 class DeclarationError(TypeError):
@@ -282,184 +283,6 @@ class Registry(Mapping):
     def unknown(self, word) -> str:
         """The message for a name that is not declared, with a did-you-mean and the known names."""
         return unknown_name(self.label, word, list(self._decls))
-
-
-LOSSES = Registry("loss", "loss")
-OPTIMIZERS = Registry("optimizer", "optimizer")
-TRANSFORMS = Registry("transform", "transform")
-
-
-def _declarer(registry: Registry, make: Callable):
-    def declare(name: str, **options):
-        def decorate(cls):
-            registry.add(make(name, cls, **options))
-            return cls
-        return decorate
-    return declare
-
-
-# ----------------------------------------------------------------------------- losses and optimizers
-@dataclass(eq=False)
-class LossDeclaration(Declaration):
-    """A loss: ``target`` says what it compares the model's output with.
-
-    ``"classes"``: class indices (the output has one value per class, checked
-    against the data set); ``"probabilities"``: values in [0, 1] shaped like the
-    output; ``"values"``: real values shaped like the output.
-    """
-
-    target: str = "values"
-    example: Any = None
-
-
-def _make_loss(name, cls, *, target: str = "values", args=None, defaults=None, exclude=(), docs=None,
-               check=None, example=None):
-    if target not in ("classes", "probabilities", "values"):
-        raise DeclarationError(f"loss '{name}': target must be classes, probabilities or values, not {target!r}")
-    arguments = read_arguments("loss", name, cls, args=args, defaults=defaults, exclude=exclude, docs=docs)
-    return LossDeclaration("loss", name, cls, arguments, first_line(cls.__doc__), check, target, example)
-
-
-def _make_optimizer(name, cls, *, args=None, defaults=None, exclude=(), docs=None, check=None):
-    arguments = read_arguments("optimizer", name, cls, args=args, defaults=defaults, exclude=exclude, docs=docs)
-    return Declaration("optimizer", name, cls, arguments, first_line(cls.__doc__), check)
-
-
-#: ``@loss("mse")`` on a loss Module class: YAML ``loss: mse``.
-loss = _declarer(LOSSES, _make_loss)
-#: ``@optimizer("sgd", args={...})`` on an Optimizer class: YAML ``optimizer: {type: sgd, ...}``.
-optimizer = _declarer(OPTIMIZERS, _make_optimizer)
-
-
-# ----------------------------------------------------------------------------- schedulers
-@dataclass(eq=False)
-class SchedulerDeclaration(Declaration):
-    """A learning-rate scheduler.
-
-    Attributes:
-        interval: the default of the YAML ``interval`` (``"epoch"`` or ``"step"``).
-        run_length: an argument that, left null, becomes the run's length in the
-            scheduler's interval (cosine's ``T_max``, one-cycle's ``total_steps``).
-        watches_metric: the scheduler steps on a metric (``step(value)``, plateau);
-            its YAML ``metric`` names it and it must step per epoch.
-        nested: an argument holding a list of scheduler mappings (sequential's
-            ``schedulers``), checked and built recursively.
-    """
-
-    interval: str = "epoch"
-    run_length: str | None = None
-    watches_metric: bool = False
-    nested: str | None = None
-
-
-def _make_scheduler(name, cls, *, args=None, defaults=None, exclude=(), extra=None, docs=None, check=None,
-                    interval: str = "epoch", run_length: str | None = None, watches_metric: bool = False,
-                    nested: str | None = None):
-    if interval not in ("epoch", "step"):
-        raise DeclarationError(f"scheduler '{name}': interval must be epoch or step, not {interval!r}")
-    arguments = read_arguments("scheduler", name, cls, args=args, defaults=defaults, exclude=exclude,
-                               extra=extra, docs=docs)
-    for key, what in ((run_length, "run_length"), (nested, "nested")):
-        if key is not None and key not in arguments:
-            raise DeclarationError(f"scheduler '{name}': {what} names '{key}', which is not one of its arguments")
-    if watches_metric and "metric" not in arguments:
-        raise DeclarationError(f"scheduler '{name}': watches_metric needs a 'metric' argument (extra=...)")
-    return SchedulerDeclaration("scheduler", name, cls, arguments, first_line(cls.__doc__), check, interval,
-                                run_length, watches_metric, nested)
-
-
-SCHEDULERS = Registry("scheduler", "scheduler")
-#: ``@scheduler("step", args={...})`` on an LRScheduler class: YAML ``scheduler: {type: step, ...}``.
-scheduler = _declarer(SCHEDULERS, _make_scheduler)
-
-
-# ----------------------------------------------------------------------------- data sets and transforms
-@dataclass(eq=False)
-class DatasetDeclaration(Declaration):
-    """A data set YAML can name.
-
-    Attributes:
-        shape: the per-sample input shape known from the config alone: a tuple,
-            a function of the resolved arguments, or None (read from the file).
-            A dimension may be None when only the rank is known (a CSV row).
-        task: ``"classification"``/``"regression"``, a function of the arguments
-            returning one of them or None (guessed from the data), or None.
-        load: ``load(args) -> (train, test or None)``; a missing test part is held
-            out from train by ``test_split`` when the data set takes it.
-        summary: one line for the docs.
-    """
-
-    shape: Any = None
-    task: Any = None
-    load: Callable | None = field(default=None, repr=False)
-
-    def static_shape(self, args: Mapping) -> tuple | None:
-        """The per-sample shape from the arguments alone (None dims: unknown sizes), or None."""
-        shape = self.shape(args) if callable(self.shape) else self.shape
-        return None if shape is None else tuple(shape)
-
-    def static_task(self, args: Mapping) -> str | None:
-        """The task from the arguments alone, or None when the data decides."""
-        return self.task(args) if callable(self.task) else self.task
-
-
-def _make_dataset(name, cls, *, shape=None, task=None, args=None, defaults=None, exclude=(), fields=None,
-                  docs=None, check=None, load=None, doc=None):
-    arguments = read_arguments("dataset", name, cls, args=args, defaults=defaults, exclude=exclude,
-                               fields=fields, docs=docs)
-    loader = load or getattr(cls, "from_config", None)
-    if loader is None:
-        def loader(a, _cls=cls):
-            return _cls(train=True, **a), _cls(train=False, **a)
-    return DatasetDeclaration("dataset", name, cls, arguments, doc or first_line(cls.__doc__), check, shape,
-                              task, loader)
-
-
-DATASETS = Registry("dataset", "dataset")
-#: ``@dataset("cifar10", shape=(3, 32, 32), task="classification", ...)`` on a Dataset class.
-dataset = _declarer(DATASETS, _make_dataset)
-
-
-@dataclass(eq=False)
-class TransformDeclaration(Declaration):
-    """A data transform YAML can name.
-
-    The class's optional ``output_shape(args, shape, data) -> shape`` (a staticmethod)
-    checks the transform against a per-sample shape and gives the shape after
-    it, raising :class:`~trainkit.registry.layer.ShapeProblem`; it runs in the
-    config's first pass with the data set's declared shape, and again on the
-    loaded data. A transform without one keeps the shape. ``random`` transforms
-    apply to training batches only.
-    """
-
-    random: bool = False
-    image_only: bool = False
-
-    def output_shape(self, args: Mapping, shape: tuple, data: str = "samples") -> tuple:
-        """The per-sample shape after the transform (raises ShapeProblem when it does not fit).
-
-        ``data`` names the samples in messages (``"cifar10 images"``).
-        """
-        rule = getattr(self.cls, "output_shape", None)
-        return tuple(rule(args, tuple(shape), data)) if rule is not None else tuple(shape)
-
-    def build(self, args: Mapping, shape: tuple, train):
-        """The transform object for resolved ``args`` and the loaded training data."""
-        make = getattr(self.cls, "from_config", None)
-        if make is not None:
-            return make(args, tuple(shape), train)
-        return self.cls(**args)
-
-
-def _make_transform(name, cls, *, args=None, defaults=None, exclude=(), docs=None, check=None,
-                    image_only: bool = False):
-    arguments = read_arguments("transform", name, cls, args=args, defaults=defaults, exclude=exclude, docs=docs)
-    return TransformDeclaration("transform", name, cls, arguments, first_line(cls.__doc__), check,
-                                bool(getattr(cls, "random", False)), image_only)
-
-
-#: ``@transform("random_crop", args={...})`` on a Transform class: YAML ``transforms: [random_crop: {...}]``.
-transform = _declarer(TRANSFORMS, _make_transform)
 
 
 #: The entry-point group through which installed packages add components to the command line.

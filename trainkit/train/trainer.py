@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..autograd import random as tkrandom
 from ..errors import CheckpointError, DivergedError
 from ..nn.utils import clip_grad_norm_
