@@ -6,7 +6,12 @@ types and their arguments belong to the layer registry; the graph builder
 checks them, or passes a ``validate_layer`` hook to :func:`check_model` so
 that its problems are reported together with the schema's.
 
-:func:`model_nodes` gives the builder one uniform list for both forms.
+:func:`model_nodes` gives the builder one uniform list for both forms; it is the
+one place where the section becomes nodes, so constructs that expand into
+several nodes (a ``repeat:`` of N identical blocks, whose modules nest as
+``blocks.3.attn``) expand there, and everything after it (shapes, summary,
+gradcheck, did-you-mean) sees plain nodes. An input ``"lstm.h_n"`` names one
+output of a multi-output node (node names have no dots).
 """
 from __future__ import annotations
 
