@@ -183,8 +183,13 @@ def test_resolved_configs_are_fixed_points():
 
 
 def test_docs_name_every_key():
-    from trainkit.config.schema import (DATA_COMMON, DATA_SPECIFIC, DATASETS, EARLY_STOPPING,
-                                        LOSSES, OPTIMIZERS, SCHEDULERS, TOP_LEVEL, TRAIN, TRANSFORMS)
+    from trainkit.config.schema import EARLY_STOPPING, TOP_LEVEL, TRAIN
+    from trainkit.data.schema import COMMON as DATA_COMMON
+    from trainkit.data.schema import specific_keys
+    from trainkit.registry import REGISTRIES
+    DATA_SPECIFIC, DATASETS = specific_keys(), REGISTRIES["dataset"]
+    LOSSES, OPTIMIZERS, SCHEDULERS, TRANSFORMS = ({n: d.arguments for n, d in REGISTRIES[k].items()}
+                                                  for k in ("loss", "optimizer", "scheduler", "transform"))
     docs = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
     names = set(TOP_LEVEL) | set(DATA_COMMON) | set(DATA_SPECIFIC) | set(DATASETS) | set(TRAIN.fields)
     names |= set(EARLY_STOPPING.fields) | set(LOSSES) | set(OPTIMIZERS) | set(SCHEDULERS)

@@ -17,8 +17,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from trainkit.config import ConfigError, load_config, loads_config  # noqa: E402
-from trainkit.config.schema import (DATA_COMMON, DATA_SPECIFIC, DATASETS, LOSSES, OPTIMIZERS,  # noqa: E402
-                                    SCHEDULERS, TOP_LEVEL, TRAIN, TRANSFORMS)
+from trainkit.config.schema import TOP_LEVEL, TRAIN  # noqa: E402
+from trainkit.data.schema import COMMON as DATA_COMMON  # noqa: E402
+from trainkit.data.schema import specific_keys  # noqa: E402
+from trainkit.registry import DATASETS, LOSSES, OPTIMIZERS, SCHEDULERS, TRANSFORMS  # noqa: E402
+
+DATA_SPECIFIC = specific_keys()
 
 # The test samples and, where present, the configs shipped in the repository's configs/.
 _ROOT = Path(__file__).parent

@@ -179,7 +179,7 @@ def test_build_config_errors_are_collected_with_paths():
 def test_registries_for_the_schema():
     assert {"cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "iris", "diabetes", "linear", "csv",
             "npz"} <= set(DATASETS)
-    assert set(TRANSFORMS) == {"normalize", "random_crop", "random_horizontal_flip"}
+    assert {"normalize", "random_crop", "random_horizontal_flip"} <= set(TRANSFORMS)
 
 
 def test_build_accepts_the_validated_config_form_with_nulls():

@@ -14,7 +14,7 @@ from trainkit.autograd.gradcheck import gradcheck
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn import init
 from trainkit.testing.layer_cases import nn_cases
-from trainkit.nn.registry import LAYER_SPECS, LAYERS, LOSSES, did_you_mean
+from trainkit.registry import LAYERS, LOSSES, suggest
 
 
 def _x(*shape, seed=0, dtype=np.float32):
@@ -100,11 +100,13 @@ def test_gradcheck_through_every_layer_and_loss(case):
 
 def test_gradcheck_cases_cover_the_registry_and_reach_the_cli_table():
     covered = {type(c.module) for c in CASES}
-    assert set(LAYERS.values()) <= covered and set(LOSSES.values()) <= covered
+    from trainkit.testing.layer_cases import merge_cases
+    covered |= {type(c.module) for c in merge_cases()}
+    assert {d.cls for d in LAYERS.values()} <= covered and {d.cls for d in LOSSES.values()} <= covered
     from trainkit.testing.cases import cases
 
     table = cases()
-    assert {c.name for c in CASES} <= set(table) and table["Conv2d"].kind == "layer"
+    assert {c.name for c in CASES} <= set(table) and table["Conv2d"].kind == "layer" and "Add" in table
 
 
 def test_building_cases_leaves_the_global_generator_alone():
@@ -327,12 +329,13 @@ def test_registry_names_and_inferred_arguments():
     expected = {"linear", "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "global_avgpool",
                 "batchnorm1d", "batchnorm2d", "dropout", "flatten", "identity", "relu", "leaky_relu", "gelu",
                 "sigmoid", "tanh", "softmax", "log_softmax"}
-    assert set(LAYERS) == expected
-    assert set(LOSSES) == {"cross_entropy", "nll", "mse", "l1", "bce_with_logits"}
-    for name, spec in LAYER_SPECS.items():
+    assert expected | {"add", "mul", "concat"} <= set(LAYERS)  # new declarations add to the list
+    assert {"cross_entropy", "nll", "mse", "l1", "bce_with_logits"} <= set(LOSSES)
+    for name, spec in LAYERS.items():
         assert issubclass(spec.cls, nn.Module)
         if spec.input_arg is not None:
             assert spec.input_arg in inspect.signature(spec.cls).parameters, name
-    assert LAYER_SPECS["linear"].input_arg == "in_features" and LAYER_SPECS["linear"].input_dim == -1
-    assert LAYER_SPECS["conv2d"].input_arg == "in_channels" and LAYER_SPECS["batchnorm2d"].input_dim == 1
-    assert did_you_mean("conv2", LAYERS) == "conv2d" and did_you_mean("zzz", LAYERS) is None
+    # input_dim counts per-sample dimensions: -1 the last (features), 0 the channels
+    assert LAYERS["linear"].input_arg == "in_features" and LAYERS["linear"].input_dim == -1
+    assert LAYERS["conv2d"].input_arg == "in_channels" and LAYERS["batchnorm2d"].input_dim == 0
+    assert suggest("conv2", LAYERS) == "; did you mean 'conv2d'?" and suggest("zzz", LAYERS) == ""

@@ -11,10 +11,10 @@ import pytest
 from rich.console import Console
 
 from trainkit.config import load_config
-from trainkit.config.build import build_model, static_input_shape
-from trainkit.config.graph import validate_layer
-from trainkit.config.summary import (human_bytes, human_count, render_dot, render_summary, summarize,
-                                     to_dot, write_dot)
+from trainkit.assemble import build_model, static_input_shape
+from trainkit.config.layers import validate_layer
+from trainkit.views.summary import (human_bytes, human_count, render_dot, render_summary, summarize,
+                                    to_dot, write_dot)
 from trainkit.errors import TrainkitError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

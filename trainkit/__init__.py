@@ -26,5 +26,5 @@ from .autograd.functional import (  # noqa: F401
 from .autograd.random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
 from .autograd.tensor import Tensor  # noqa: F401
 
-# (imported last: the config package builds on the engine above)
-from .config.custom import register_layer  # noqa: E402,F401
+# The declaration registry sits just above the engine (it imports nothing else of trainkit).
+from .registry import register_layer  # noqa: E402,F401

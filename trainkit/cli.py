@@ -64,6 +64,15 @@ def _version(value: bool):
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")):
     """trainkit: YAML-driven training on a numpy autograd engine with PyTorch's API."""
+    from .registry import PluginError, load_plugins
+
+    try:  # installed packages' components (entry-point group trainkit.plugins) become YAML names
+        load_plugins()
+    except PluginError as exc:
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -224,8 +233,8 @@ def summary(
       trainkit summary configs/cifar_cnn.yaml
       trainkit summary configs/cifar_resnet.yaml --dot resnet.dot --svg
     """
-    from .config.summary import render_summary, summarize, write_dot
-    from .train.session import prepare_model
+    from .views.summary import render_summary, summarize, write_dot
+    from .assemble.prepare import prepare_model
 
     cfg, model, shape = prepare_model(config, set_)
     s = summarize(cfg, model, shape)
@@ -259,7 +268,7 @@ def graph(
       trainkit graph configs/digits_cnn.yaml -o step.dot --backward
       trainkit graph configs/cifar_resnet.yaml --depth 1 | dot -Tpng > resnet.png
     """
-    from .viz.step import graph_command
+    from .views.graph import graph_command
 
     for line in graph_command(config, set_, output=output, svg=svg, png=png, backward=backward, depth=depth):
         err_console.print(line, highlight=False, markup=False)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from trainkit.config.model_spec import LayerValidator
 from trainkit.config.overrides import apply_overrides, override_label
-from trainkit.config.schema import validate
+from trainkit.config.resolved import RunConfig
+from trainkit.config.schema import DECLARED, validate
 from trainkit.config.yamlsafe import (MAX_FILE_BYTES, decode_bytes, dotted, dump_yaml,
                                       parse_yaml)
 from trainkit.errors import ConfigError, Problem
@@ -33,6 +34,9 @@ class Config:
     Attributes:
         data: the resolved config as plain dicts, lists and scalars, with every
             default filled in; ``Config`` also reads like it (``config["train"]``).
+            This is what a run directory's ``config.yaml`` holds.
+        resolved: the same values as a typed, immutable :class:`RunConfig`
+            (``config.resolved.train.epochs``): what the builders and the trainer read.
         file: the path the config was loaded from (or a label such as ``<string>``).
         name: ``data["name"]`` (the file's stem unless the config names itself).
     """
@@ -41,6 +45,14 @@ class Config:
         self.data = data
         self.file = file
         self._sources = dict(sources or {})
+        self._resolved: RunConfig | None = None
+
+    @property
+    def resolved(self) -> RunConfig:
+        """The typed, immutable resolved config."""
+        if self._resolved is None:
+            self._resolved = RunConfig.from_resolved(self.data)
+        return self._resolved
 
     @property
     def name(self) -> str:
@@ -170,7 +182,7 @@ def _merge(base, child, path: tuple, replaced: set) -> object:
     return child
 
 
-def load_config(path: str | os.PathLike, overrides=(), validate_layer: LayerValidator | None = None
+def load_config(path: str | os.PathLike, overrides=(), validate_layer: LayerValidator | None | object = DECLARED
                 ) -> Config:
     """Load, merge, override and validate a YAML config file.
 
@@ -178,8 +190,9 @@ def load_config(path: str | os.PathLike, overrides=(), validate_layer: LayerVali
         path: the YAML file. ``base: other.yaml`` in it (relative to its folder)
             names a config whose values it extends (mappings merge deeply).
         overrides: ``"key.path=value"`` strings, as given to ``--set``.
-        validate_layer: optional hook ``(type, args, args_path) -> [(path, message)]``
-            that checks layer types and arguments (the layer registry's job).
+        validate_layer: the hook ``(type, args, args_path) -> [(path, message)]``
+            that checks layer types and arguments; by default the layer
+            declarations do (None skips the check).
 
     Raises:
         ConfigError: with every problem found, each located in its file (or ``--set``).
@@ -191,7 +204,7 @@ def load_config(path: str | os.PathLike, overrides=(), validate_layer: LayerVali
 
 
 def loads_config(text: str, file: str = "<string>", overrides=(), name: str = "config",
-                 validate_layer: LayerValidator | None = None, base_dir=None) -> Config:
+                 validate_layer: LayerValidator | None | object = DECLARED, base_dir=None) -> Config:
     """Like :func:`load_config` for YAML text (``base:`` works only with ``base_dir``)."""
     return _load(text, file, Path(base_dir) if base_dir else None, name, overrides, validate_layer, [])
 

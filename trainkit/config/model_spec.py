@@ -6,7 +6,12 @@ types and their arguments belong to the layer registry; the graph builder
 checks them, or passes a ``validate_layer`` hook to :func:`check_model` so
 that its problems are reported together with the schema's.
 
-:func:`model_nodes` gives the builder one uniform list for both forms.
+:func:`model_nodes` gives the builder one uniform list for both forms; it is the
+one place where the section becomes nodes, so constructs that expand into
+several nodes (a ``repeat:`` of N identical blocks, whose modules nest as
+``blocks.3.attn``) expand there, and everything after it (shapes, summary,
+gradcheck, did-you-mean) sees plain nodes. An input ``"lstm.h_n"`` names one
+output of a multi-output node (node names have no dots).
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
-from trainkit.config.spec import INVALID, Checker, found, suggest, unknown_key
+from trainkit.nn.graph import INPUT
+from trainkit.registry import INVALID, Checker, found, suggest, unknown_key
 
 #: ``validate_layer(type_name, args, args_path)`` returns problems as
 #: ``(key_path, message)`` pairs (or bare messages, placed at ``args_path``).
@@ -22,20 +28,20 @@ LayerValidator = Callable[[str, dict, tuple], list[Union[tuple, str]]]
 
 #: Keys of a graph node that are not layer arguments.
 NODE_KEYS = ("name", "type", "inputs")
-#: The name by which graph nodes refer to the model's input.
-INPUT = "input"
 # Node names become parameter-name prefixes ("stem.weight"), so no dots.
 _NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelNode:
     """One layer of the model, the same for the ``layers`` and the ``graph`` forms.
 
     ``name`` is the parameter prefix ("0", "1", ... for ``layers``, the node name
-    for ``graph``); ``inputs`` name earlier layers or ``"input"``; ``path`` is the
-    config key path of the item and ``args_path`` that of its arguments (use
+    for ``graph``); ``inputs`` name earlier layers, ``"input"``, or one named
+    output of a multi-output layer (``"lstm.h_n"``); ``path`` is the config key
+    path of the item and ``args_path`` that of its arguments (use
     ``config.problem(args_path + ("kernel_size",), msg)`` to report on an argument).
+    Read-only: the typed config holds these.
     """
 
     name: str
@@ -44,6 +50,11 @@ class ModelNode:
     inputs: list[str]
     path: tuple
     args_path: tuple = field(default=())
+
+
+def type_path(node: ModelNode) -> tuple:
+    """Where a node's type is written: the graph form's ``type:`` key, or the layers form's mapping key."""
+    return node.path + ("type",) if node.path[1] == "graph" else node.args_path
 
 
 def model_nodes(model: dict) -> list[ModelNode]:
@@ -189,6 +200,7 @@ def _check_graph(value, path, ck):
     for i, node in enumerate(out_nodes):
         ipath = gpath + (i, "inputs")
         for ref in node["_names"]:
+            ref = ref.split(".", 1)[0]  # "lstm.h_n": one output of node lstm (checked by the builder)
             if ref == INPUT:
                 continue
             if ref not in where:
@@ -204,12 +216,12 @@ def _check_graph(value, path, ck):
                                     "list nodes after the nodes they read")
                 ok = False
     output = value.get("output", out_nodes[-1]["name"])
-    if not isinstance(output, str) or output not in where:
+    if not isinstance(output, str) or output.split(".", 1)[0] not in where:
         ck.error(path + ("output",), f"output must name a node{suggest(output, where)} "
                                      f"(nodes: {', '.join(where)}), found {found(output)}")
         ok = False
     if ok:
-        used = {ref for n in out_nodes for ref in n["_names"]} | {output}
+        used = {ref.split(".", 1)[0] for n in out_nodes for ref in n["_names"]} | {output.split(".", 1)[0]}
         for i, node in enumerate(out_nodes):
             if node["name"] not in used:
                 ck.error(gpath + (i, "name"), f"node '{node['name']}' is never used (it is not an "
@@ -228,6 +240,7 @@ def _find_cycle(nodes, where, start) -> list[str] | None:
     while stack:
         name, trail = stack.pop()
         for ref in nodes[where[name]]["_names"]:
+            ref = ref.split(".", 1)[0]
             if ref == target:
                 return _order(trail + [target])
             if ref in where and ref not in seen:

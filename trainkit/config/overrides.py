@@ -9,7 +9,7 @@ every problem is reported against the ``--set`` that caused it.
 """
 from __future__ import annotations
 
-from trainkit.config.spec import found
+from trainkit.registry import found
 from trainkit.config.yamlsafe import dotted, parse_yaml
 from trainkit.errors import ConfigError, Problem
 

@@ -1,16 +1,18 @@
-"""From a config's ``data:`` section to datasets and loaders: :func:`build` and :class:`DataBundle`.
+"""From a validated ``data:`` section to datasets and loaders: :func:`build` and :class:`DataBundle`.
 
-The config stage calls ``build(spec, seed)`` once. ``spec`` is the ``data:``
-mapping of the YAML file::
+The config stage calls ``build(spec, seed)`` once with the typed
+:class:`~trainkit.data.schema.DataSpec`; Python code may pass the ``data:``
+mapping of a YAML file instead, which is validated by the same rules
+(:func:`~trainkit.data.schema.check_data`)::
 
     data:
-      dataset: cifar10          # a name from DATASETS
+      dataset: cifar10          # a declared data set (trainkit.registry.DATASETS)
       root: ~/data              # default: $TRAINKIT_DATA, else ~/.cache/trainkit/datasets
       download: false
       val_split: 0.1            # share of train held out (seeded, stratified for classes)
       batch_size: 32
       shuffle: true
-      transforms:               # names from TRANSFORMS, in order
+      transforms:               # declared transforms, in order
         - random_crop: {padding: 4}
         - random_horizontal_flip
         - normalize: {mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26]}
@@ -19,70 +21,26 @@ The train loader applies the random transforms (on uint8 images, before
 scaling), then ``ToTensor``, then the deterministic ones (normalize); eval
 loaders apply only ``ToTensor`` and the deterministic ones. ``normalize``
 without ``mean``/``std`` uses per-channel (per-feature) statistics of the
-training part.
+training part. Transforms are checked again against the loaded data's shape
+(a data file's shape is known only once it is read).
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from trainkit.errors import ConfigError, DataError, Problem
+from trainkit.registry import DATASETS, TRANSFORMS, Checker
 
-from .dataset import ArrayDataset, Subset
-from .download import default_root
+from .dataset import Subset
 from .loader import DataLoader
+from .schema import DataSpec, _apply_shape, check_data, thaw
 from .split import holdout_split
-from .transforms import TRANSFORMS, Compose, Normalize, RandomCrop, ToTensor
+from .transforms import Compose, ToTensor
 
-__all__ = ["DATASETS", "DATASET_OPTIONS", "COMMON_OPTIONS", "DataBundle", "build"]
-
-#: Dataset names usable as ``data.dataset``: name -> one-line description.
-DATASETS: dict[str, str] = {
-    "cifar10": "CIFAR-10: 32x32 colour images, 10 classes (50,000 train / 10,000 test); download or root",
-    "cifar100": "CIFAR-100: 32x32 colour images, 100 classes (50,000 train / 10,000 test); download or root",
-    "mnist": "MNIST: 28x28 grey handwritten digits, 10 classes (60,000 / 10,000); download or root",
-    "fashion_mnist": "Fashion-MNIST: 28x28 grey clothing images, 10 classes (60,000 / 10,000)",
-    "digits": "embedded: 1,797 8x8 handwritten digits as (1, 8, 8) images in [0, 1], 10 classes",
-    "iris": "embedded: 150 iris flowers, 4 features, 3 classes",
-    "diabetes": "embedded: 442 patients, 10 features, regression target",
-    "linear": "synthetic: y = X.w + b + noise, regression",
-    "csv": "a CSV file with a header: path, target column, optional feature columns",
-    "npz": "an .npz file with arrays x/y or x_train/y_train[/x_test/y_test]",
-}
-
-#: Keys every dataset accepts: key -> description.
-COMMON_OPTIONS: dict[str, str] = {
-    "dataset": f"one of {', '.join(DATASETS)}",
-    "root": "data folder (default: $TRAINKIT_DATA, else ~/.cache/trainkit/datasets)",
-    "download": "download missing files (default false)",
-    "val_split": "fraction of train held out for validation, 0 <= v < 1 (default 0)",
-    "batch_size": "samples per batch (default 32)",
-    "shuffle": "shuffle the training data every epoch (default true)",
-    "drop_last": "drop the last incomplete training batch (default false)",
-    "transforms": "list of transform names or {name: {args}}",
-}
-
-_SPLIT_OPTS = {"test_split": "fraction held out as the test set when the file has none (default 0.2)"}
-
-#: Extra keys per dataset: name -> {key: description}.
-DATASET_OPTIONS: dict[str, dict[str, str]] = {
-    "cifar10": {}, "cifar100": {}, "mnist": {}, "fashion_mnist": {},
-    "digits": dict(_SPLIT_OPTS), "iris": dict(_SPLIT_OPTS), "diabetes": dict(_SPLIT_OPTS),
-    "linear": {"n_samples": "number of samples (default 200)", "n_features": "features (default 1)",
-               "noise": "standard deviation of the noise (default 0.1)",
-               "seed": "seed of the generated problem (default 0; independent of the run seed)", **_SPLIT_OPTS},
-    "csv": {"path": "the CSV file (required)", "target": "name of the target column (required)",
-            "features": "list of input column names (default: all others)",
-            "task": "classification or regression (default: from the target column)",
-            "test_path": "a CSV file with the same columns used as the test set", **_SPLIT_OPTS},
-    "npz": {"path": "the .npz file (required)", "task": "classification or regression (default: from y's dtype)",
-            **_SPLIT_OPTS},
-}
-
-_RANDOM_NAMES = {"random_crop", "random_horizontal_flip"}
+__all__ = ["DATASETS", "TRANSFORMS", "DataBundle", "build", "python_path"]
 
 
 @dataclass
@@ -139,225 +97,112 @@ class DataBundle:
                 "test": len(self.test) if self.test is not None else 0}
 
 
-def _problem(path: str, message: str) -> Problem:
-    return Problem(None, None, None, path, message)
+def python_path(path: tuple) -> str:
+    """``("data", "transforms", 1, "normalize")`` -> ``data.transforms[1].normalize`` (no file to point at)."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
 
 
-def _suggest(name: str, options) -> str:
-    close = difflib.get_close_matches(str(name), list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _problems(pairs, locate) -> list[Problem]:
+    if locate is not None:
+        return [locate(path, msg) for path, msg in pairs]
+    return [Problem(None, None, None, python_path(path), msg) for path, msg in pairs]
 
 
-def _load_parts(name: str, spec: dict) -> tuple[Any, Any]:
-    """(train, test) datasets without transforms."""
-    from . import datasets as D
-
-    root, download = default_root(spec.get("root")), bool(spec.get("download", False))
-    test_split = float(spec.get("test_split", 0.2))
-    if name in ("cifar10", "cifar100", "mnist", "fashion_mnist"):
-        cls = {"cifar10": D.CIFAR10, "cifar100": D.CIFAR100, "mnist": D.MNIST, "fashion_mnist": D.FashionMNIST}[name]
-        return cls(root, train=True, download=download), cls(root, train=False, download=download)
-    if name in ("digits", "iris", "diabetes"):
-        cls = {"digits": D.Digits, "iris": D.Iris, "diabetes": D.Diabetes}[name]
-        return cls(train=True, test_fraction=test_split), cls(train=False, test_fraction=test_split)
-    if name == "linear":
-        kw = {k: spec[k] for k in ("n_samples", "n_features", "noise") if k in spec}
-        seed = int(spec.get("seed", 0))
-        return (D.LinearData(**kw, seed=seed, train=True, test_fraction=test_split),
-                D.LinearData(**kw, seed=seed, train=False, test_fraction=test_split))
-    if name == "csv":
-        kw = {"target": spec["target"], "features": spec.get("features"), "task": spec.get("task")}
-        full = D.CSVDataset(spec["path"], **kw)
-        if spec.get("test_path"):
-            # The test file maps its labels through the training file's classes, so
-            # class indices agree between the two.
-            return full, D.CSVDataset(spec["test_path"], **{**kw, "task": full.task}, class_names=full.classes)
-        return _split_off_test(full, test_split)
-    if name == "npz":
-        train = D.NPZDataset(spec["path"], train=True, task=spec.get("task"))
-        if train.has_test:
-            return train, D.NPZDataset(spec["path"], train=False, task=train.task)
-        return _split_off_test(train, test_split)
-    raise KeyError(name)  # pragma: no cover - validated before
-
-
-def _split_off_test(full: ArrayDataset, fraction: float) -> tuple[Any, Any]:
+def _split_off_test(full, fraction: float) -> tuple[Any, Any]:
     labels = full.targets if full.task == "classification" else None
     keep, held = holdout_split(labels, len(full), fraction, seed=0)
     return Subset(full, keep), (Subset(full, held) if len(held) else None)
 
 
-def _check_trainable(name: str, spec: dict, train: Any, test: Any) -> None:
+def _check_trainable(name: str, args: dict, train: Any, test: Any, locate: Callable | None) -> None:
     """Refuse data a model cannot be trained on: an empty training part, or a single class."""
     if len(train) == 0:
         n_test = len(test) if test is not None else 0
-        if spec.get("test_split", 0.2) and n_test:
-            raise ConfigError([_problem("data.test_split", (
-                f"{float(spec.get('test_split', 0.2))} holds out all {n_test} samples for the test set and "
-                "leaves 0 to train on; use a smaller test_split"))])
-        raise DataError(f"{spec.get('path') or name}: no training samples")
+        if args.get("test_split") and n_test:
+            raise ConfigError(_problems([(("data", "test_split"), (
+                f"{float(args['test_split'])} holds out all {n_test} samples for the test set and "
+                "leaves 0 to train on; use a smaller test_split"))], locate))
+        raise DataError(f"{args.get('path') or name}: no training samples")
     if train.task == "classification" and train.classes is not None and len(train.classes) < 2:
         # sklearn refuses this too ("needs samples of at least 2 classes"); accuracy, F1 and the
         # confusion matrix need two.
-        raise DataError(f"{spec.get('path') or name}: the training data hold a single class "
+        raise DataError(f"{args.get('path') or name}: the training data hold a single class "
                         f"({train.classes[0]!r}); classification needs at least 2 classes (set data.task: "
                         "regression to predict a number)")
 
 
-def _parse_transforms(items: Any, problems: list[Problem]) -> list[tuple[str, dict, str]]:
-    """Normalise the ``transforms`` list to (name, args, key path) triples, collecting problems."""
-    out = []
-    if items is None:
-        return out
-    if not isinstance(items, list):
-        problems.append(_problem("data.transforms", "must be a list of transform names or {name: {args}}"))
-        return out
-    for i, item in enumerate(items):
-        where = f"data.transforms[{i}]"
-        if isinstance(item, str):
-            name, args = item, {}
-        elif isinstance(item, dict) and len(item) == 1:
-            name, args = next(iter(item.items()))
-            args = {} if args is None else args
-        else:
-            problems.append(_problem(where, "must be a name or a mapping {name: {args}}"))
-            continue
-        if name not in TRANSFORMS:
-            problems.append(_problem(where, f"unknown transform {name!r}{_suggest(name, TRANSFORMS)}; "
-                                            f"known: {', '.join(TRANSFORMS)}"))
-            continue
-        if not isinstance(args, dict):
-            problems.append(_problem(f"{where}.{name}", "arguments must be a mapping"))
-            continue
-        args = {k: v for k, v in args.items() if v is not None}  # null means "the default"
-        allowed = TRANSFORMS[name].config_args
-        for key in args:
-            if key not in allowed:
-                problems.append(_problem(f"{where}.{name}.{key}", f"unknown argument{_suggest(key, allowed)}; "
-                                                                  f"allowed: {', '.join(allowed) or 'none'}"))
-        out.append((name, dict(args), f"{where}.{name}"))
-    return out
-
-
-def _stats(dataset: Any, max_samples: int = 2_000) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (per-feature) mean and std of the training inputs, as ToTensor would scale them.
-
-    An evenly spaced sample of at most ``max_samples`` inputs is plenty for
-    normalisation statistics and keeps the float64 working copy small.
-    """
-    n = len(dataset)
-    pick = np.unique(np.linspace(0, n - 1, min(n, max_samples)).astype(np.int64))
-    data = dataset.get_batch(pick, None)[0]
-    scale = 255.0 if data.dtype == np.uint8 else 1.0
-    mean, std = [], []
-    for c in range(data.shape[1]):  # one channel at a time: small temporaries
-        xc = data[:, c].astype(np.float64) / scale
-        mean.append(xc.mean())
-        std.append(xc.std())
-    std_arr = np.asarray(std)
-    return np.asarray(mean), np.where(std_arr > 0, std_arr, 1.0)
-
-
-def _check_options(spec: dict, problems: list[Problem]) -> str | None:
-    name = spec.get("dataset")
-    if name not in DATASETS:
-        problems.append(_problem("data.dataset", f"unknown dataset {name!r}{_suggest(name, DATASETS)}; "
-                                                 f"known: {', '.join(DATASETS)}"))
-        return None
-    allowed = {**COMMON_OPTIONS, **DATASET_OPTIONS[name]}
-    for key in spec:
-        if key not in allowed:
-            problems.append(_problem(f"data.{key}", f"unknown key for dataset {name!r}{_suggest(key, allowed)}"))
-    for key in ("path", "target") if name == "csv" else ("path",) if name == "npz" else ():
-        if key not in spec:
-            problems.append(_problem(f"data.{key}", f"required for dataset {name!r}"))
-    for key in ("val_split", "test_split"):
-        v = spec.get(key, 0.0)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
-            problems.append(_problem(f"data.{key}", f"must be a number in [0, 1), got {v!r}"))
-    bs = spec.get("batch_size", 32)
-    if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-        problems.append(_problem("data.batch_size", f"must be a positive integer, got {bs!r}"))
-    return name
-
-
-def build(spec: dict, seed: int = 0) -> DataBundle:
-    """Build datasets and transforms from a config's ``data:`` mapping.
+def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
+    """Build datasets and transforms from a ``data:`` section.
 
     Args:
-        spec: the ``data:`` section (see the module docstring and ``DATASET_OPTIONS``).
+        spec: a :class:`~trainkit.data.schema.DataSpec`, or a ``data:`` mapping
+            (validated here with the config's rules).
         seed: the run seed; it seeds the validation split and the train loader.
+        locate: ``locate(key_path, message) -> Problem`` placing a problem in the
+            config file (``Config.problem``); without it problems name the key path.
 
     Raises:
-        ConfigError: unknown dataset/keys/transforms or bad values (all problems at once).
+        ConfigError: a bad ``data:`` mapping, or transforms that do not fit the loaded data.
         DataError: files missing or malformed.
     """
-    problems: list[Problem] = []
-    if not isinstance(spec, dict):
-        raise ConfigError([_problem("data", "must be a mapping with at least 'dataset'")])
-    # The validated config writes every optional key, with null for "the default".
-    spec = {k: v for k, v in spec.items() if v is not None}
-    name = _check_options(spec, problems)
-    steps = _parse_transforms(spec.get("transforms"), problems)
-    if problems:
-        raise ConfigError(problems)
-    train_full, test = _load_parts(name, spec)
+    if not isinstance(spec, DataSpec):
+        ck = Checker()
+        resolved = check_data(spec, ("data",), ck)
+        if ck.problems:
+            raise ConfigError(_problems(ck.problems, locate))
+        spec = DataSpec.from_resolved(resolved)
+    args = thaw(spec.args)
+    name = spec.dataset
+    train_full, test = spec.declaration.load(args)
+    if test is None and "test_split" in args:
+        train_full, test = _split_off_test(train_full, float(args["test_split"]))
     task = train_full.task
-    _check_trainable(name, spec, train_full, test)
+    _check_trainable(name, args, train_full, test, locate)
     if task == "classification" and test is not None and len(test) and train_full.classes is not None:
         if int(np.max(test.targets)) >= len(train_full.classes):
-            raise DataError(f"{spec.get('test_path') or spec.get('path') or name}: test label "
+            raise DataError(f"{args.get('test_path') or args.get('path') or name}: test label "
                             f"{int(np.max(test.targets))} out of range 0..{len(train_full.classes) - 1} "
                             "of the training data")
     labels = train_full.targets if task == "classification" else None
-    val_split = float(spec.get("val_split", 0.0))
+    val_split = float(spec.val_split)
     keep, held = holdout_split(labels, len(train_full), val_split, seed)
     if val_split > 0 and (len(keep) == 0 or len(held) == 0):
         # Known only now that the data are read: both parts must hold samples.
-        raise ConfigError([_problem("data.val_split", (
+        raise ConfigError(_problems([(("data", "val_split"), (
             f"{val_split} of the {len(train_full)} training samples holds out {len(held)} for validation and "
             f"leaves {len(keep)} to train on; both need at least one (use a "
-            f"{'smaller' if len(keep) == 0 else 'larger'} val_split, or 0 for no validation)"))])
+            f"{'smaller' if len(keep) == 0 else 'larger'} val_split, or 0 for no validation)"))], locate))
     train = Subset(train_full, keep) if len(held) else train_full
     val = Subset(train_full, held) if len(held) else None
-    input_shape = tuple(int(s) for s in train_full.data.shape[1:])
-    is_image = len(input_shape) == 3
+    shape = tuple(int(s) for s in train_full.data.shape[1:])
 
+    ck = Checker()
     random_steps, fixed_steps = [], []
-    for tname, args, where in steps:
-        try:
-            if tname in _RANDOM_NAMES and not is_image:
-                raise ValueError(f"{tname} needs image data (C, H, W); {name} samples have shape {input_shape}")
-            if tname == "random_crop":
-                args.setdefault("size", list(input_shape[1:]))
-                t = RandomCrop(**args)
-                if list(t.size) != list(input_shape[1:]):
-                    raise ValueError(f"size {list(t.size)} must equal the image size {list(input_shape[1:])} so "
-                                     "that train and eval inputs have the same shape; use padding to shift")
-            elif tname == "normalize":
-                if "mean" not in args or "std" not in args:
-                    mean, std = _stats(train)
-                    args.setdefault("mean", mean.tolist())
-                    args.setdefault("std", std.tolist())
-                t = Normalize(**args)
-                size = max(t.mean.size, t.std.size)
-                if size not in (1, input_shape[0]):
-                    raise ValueError(f"has {size} values but the data has {input_shape[0]} channels/features")
-            else:
-                t = TRANSFORMS[tname](**args)
-        except (TypeError, ValueError) as exc:
-            problems.append(_problem(where, str(exc)))
+    for i, t in enumerate(spec.transforms):
+        apath = ("data", "transforms", i, t.name)
+        decl = t.declaration
+        before = len(ck.problems)
+        after = _apply_shape(decl, thaw(t.args), shape, apath, ck, name)
+        if len(ck.problems) > before:
             continue
-        (random_steps if t.random else fixed_steps).append(t)
-    if problems:
-        raise ConfigError(problems)
+        try:
+            step = decl.build(thaw(t.args), shape, train)
+        except (TypeError, ValueError) as exc:
+            ck.error(apath, str(exc))
+            continue
+        shape = after
+        (random_steps if getattr(step, "random", False) else fixed_steps).append(step)
+    if ck.problems:
+        raise ConfigError(_problems(ck.problems, locate))
     train_tf = Compose(random_steps + [ToTensor()] + fixed_steps)
     eval_tf = Compose([ToTensor()] + fixed_steps)
     classes = list(train_full.classes) if task == "classification" and train_full.classes is not None else None
     return DataBundle(
-        name=name, train=train, val=val, test=test, input_shape=input_shape,
+        name=name, train=train, val=val, test=test, input_shape=shape,
         num_classes=len(classes) if classes is not None else None, class_names=classes, task=task,
-        batch_size=int(spec.get("batch_size", 32)), shuffle=bool(spec.get("shuffle", True)),
-        drop_last=bool(spec.get("drop_last", False)), seed=int(seed), train_transform=train_tf,
-        eval_transform=eval_tf,
+        batch_size=int(spec.batch_size), shuffle=bool(spec.shuffle), drop_last=bool(spec.drop_last),
+        seed=int(seed), train_transform=train_tf, eval_transform=eval_tf,
     )

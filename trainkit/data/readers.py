@@ -213,6 +213,10 @@ def _inflate_bound(compressed: int) -> int:
     return compressed * DEFLATE_MAX_RATIO
 
 
+#: Largest sample an IDX file may claim (bytes): far above any image set, far below numpy's limits.
+MAX_IDX_ITEM = 1 << 28
+
+
 def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Read an IDX file (optionally .gz) of unsigned bytes and return its array.
 
@@ -246,9 +250,10 @@ def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...]
             if dims[0] > max_items or (item_shape is not None and tuple(dims[1:]) != tuple(item_shape)):
                 raise DataError(f"{path}: IDX dimensions {dims} do not fit the format "
                                 f"(at most {max_items} items of {item_shape})")
-            size = 1
-            for d in dims:
-                size *= d
+            item = 1
+            for d in dims[1:]:
+                item *= d
+            size = dims[0] * item
             if not gz and size != on_disk - header_len:
                 held = on_disk - header_len
                 raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is "
@@ -256,6 +261,10 @@ def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...]
             if gz and size + header_len > _inflate_bound(on_disk):
                 raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is shorter: "
                                 f"{on_disk:,} compressed bytes inflate to at most {_inflate_bound(on_disk):,}")
+            if item > MAX_IDX_ITEM:
+                # even with 0 items, numpy cannot shape an array whose samples exceed its address space
+                raise DataError(f"{path}: IDX dimensions {dims} claim {item:,} bytes per sample "
+                                f"(at most {MAX_IDX_ITEM:,})")
             data = f.read(size + 1)
     except DataError:
         raise

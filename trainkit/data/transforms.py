@@ -13,6 +13,12 @@ Transforms never modify their input in place: a sample from a dataset may be a
 view of the dataset's memory.
 
 Outputs are numpy arrays; the DataLoader wraps the batch in trainkit Tensors.
+
+A transform YAML can name declares itself with ``@transform("name", ...)``; its
+optional ``output_shape(args, shape, data)`` checks it against a per-sample
+shape (the config's first pass uses the data set's declared shape) and its
+optional ``from_config(args, shape, train)`` builds it from the resolved
+arguments and the loaded training data.
 """
 from __future__ import annotations
 
@@ -20,10 +26,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from trainkit.registry import SIZE, AnyOf, Float, Int, ListOf, Nullable, ShapeProblem, fmt, pair, transform
+
 from .dataset import as_array
 
 __all__ = ["Transform", "Compose", "ToTensor", "Normalize", "RandomCrop", "RandomHorizontalFlip",
-           "TRANSFORMS", "TRANSFORM_ARGS"]
+           "dataset_statistics"]
+
+_FLOATS = AnyOf((Float(), ListOf(Float(), min_len=1)), "a number or a list of numbers")
 
 
 class Transform:
@@ -31,8 +41,6 @@ class Transform:
 
     #: True for transforms that draw random numbers (used only for training).
     random: bool = False
-    #: Arguments accepted in a YAML config: name -> description (the schema reads this).
-    config_args: dict[str, str] = {}
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None) -> np.ndarray:
         """Transform one sample (no batch axis)."""
@@ -110,6 +118,19 @@ class ToTensor(Transform):
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _check_normalize(args, path, ck) -> None:
+    mean, std = args["mean"], args["std"]
+    std_list = std if isinstance(std, list) else [] if std is None else [std]
+    if any(s <= 0 for s in std_list):
+        ck.error(path + ("std",), f"every std must be > 0, found {std}")
+    if isinstance(mean, list) and isinstance(std, list) and len(mean) != len(std):
+        ck.error(path, f"mean has {len(mean)} values but std has {len(std)}")
+
+
+@transform("normalize", args={"mean": Nullable(_FLOATS), "std": Nullable(_FLOATS)},
+           defaults={"mean": None, "std": None}, check=_check_normalize,
+           docs={"mean": "per-channel (or per-feature) mean subtracted; null: computed from the training set",
+                 "std": "per-channel std divided by (> 0); null: computed from the training set"})
 class Normalize(Transform):
     """``(x - mean) / std`` per channel (axis 0 of a sample, axis 1 of a batch).
 
@@ -117,11 +138,6 @@ class Normalize(Transform):
         mean: one value, or one per channel (image) / feature (tabular).
         std: same shape as ``mean``; every value must be positive.
     """
-
-    config_args = {
-        "mean": "number or list of numbers, one per channel/feature (default: from the training set)",
-        "std": "number or list of positive numbers, like mean (default: from the training set)",
-    }
 
     def __init__(self, mean: float | Sequence[float], std: float | Sequence[float]):
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float32)).ravel()
@@ -150,18 +166,41 @@ class Normalize(Transform):
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
+    @staticmethod
+    def output_shape(args, shape, data):
+        """Shape kept; ``mean`` and ``std`` have 1 value or one per channel (feature)."""
+        if not shape or shape[0] is None:
+            return shape
+        what = "channel(s)" if len(shape) >= 2 else "feature(s)"
+        bad = [(f"has {len(args[k])} values; {data} have {shape[0]} {what}", k) for k in ("mean", "std")
+               if isinstance(args[k], list) and len(args[k]) not in (1, shape[0])]
+        if bad:
+            raise ShapeProblem.several(bad)
+        return shape
 
+    @classmethod
+    def from_config(cls, args, shape, train) -> "Normalize":
+        """With ``mean``/``std`` null, the per-channel statistics of the training inputs."""
+        mean, std = args["mean"], args["std"]
+        if mean is None or std is None:
+            m, s = dataset_statistics(train)
+            mean = m.tolist() if mean is None else mean
+            std = s.tolist() if std is None else std
+        return cls(mean, std)
+
+
+@transform("random_crop", args={"size": Nullable(SIZE), "padding": Int(lo=0)}, defaults={"size": None},
+           image_only=True)
 class RandomCrop(_RandomTransform):
     """Pad by ``padding`` zeros on each side, then crop a random ``size`` window per sample.
 
     Works on (N, C, H, W) and (N, H, W) batches of any dtype; each sample of a
     batch gets its own offset.
-    """
 
-    config_args = {
-        "size": "int or [height, width] (default: the image size)",
-        "padding": "int >= 0, zeros added on each side before cropping (default 0)",
-    }
+    Args:
+        size: output size, an int or ``[height, width]``; in a config, null means the image size.
+        padding: zero padding added on each side before cropping.
+    """
 
     def __init__(self, size: int | Sequence[int], padding: int = 0, seed: int | None = None):
         super().__init__(seed)
@@ -190,11 +229,33 @@ class RandomCrop(_RandomTransform):
     def __repr__(self) -> str:
         return f"RandomCrop(size={self.size}, padding={self.padding})"
 
+    @staticmethod
+    def output_shape(args, shape, data):
+        """Shape kept: the crop fits the padded image and equals the image size (eval inputs are not cropped)."""
+        if args["size"] is None or None in shape[1:]:
+            return shape
+        size, p = list(pair(args["size"])), args["padding"]
+        h, w = shape[1], shape[2]
+        if size[0] > h + 2 * p or size[1] > w + 2 * p:
+            raise ShapeProblem(f"crop {size} is larger than the {data} ({fmt(shape[1:])}) plus padding {p}", "size")
+        if size != [h, w]:
+            raise ShapeProblem(f"size {size} must equal the image size {[h, w]} so that train and eval inputs have "
+                               "the same shape; use padding to shift", "size")
+        return shape
 
+    @classmethod
+    def from_config(cls, args, shape, train) -> "RandomCrop":
+        """With ``size`` null, a crop of the image's own size (after ``padding``)."""
+        return cls(list(shape[1:]) if args["size"] is None else args["size"], args["padding"])
+
+
+@transform("random_horizontal_flip", args={"p": Float(0, 1)}, image_only=True)
 class RandomHorizontalFlip(_RandomTransform):
-    """Mirror each sample left-right (last axis) with probability ``p``."""
+    """Mirror each sample left-right (last axis) with probability ``p``.
 
-    config_args = {"p": "probability of flipping, 0..1 (default 0.5)"}
+    Args:
+        p: probability of flipping, in [0, 1].
+    """
 
     def __init__(self, p: float = 0.5, seed: int | None = None):
         super().__init__(seed)
@@ -214,12 +275,21 @@ class RandomHorizontalFlip(_RandomTransform):
         return f"RandomHorizontalFlip(p={self.p})"
 
 
-#: Transform names usable in a config's ``data.transforms`` list.
-TRANSFORMS: dict[str, type[Transform]] = {
-    "normalize": Normalize,
-    "random_crop": RandomCrop,
-    "random_horizontal_flip": RandomHorizontalFlip,
-}
+def dataset_statistics(dataset, max_samples: int = 2_000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (per-feature) mean and std of a data set's inputs, as ToTensor would scale them.
 
-#: Allowed arguments of each config transform: name -> {arg: description}.
-TRANSFORM_ARGS: dict[str, dict[str, str]] = {name: dict(cls.config_args) for name, cls in TRANSFORMS.items()}
+    An evenly spaced sample of at most ``max_samples`` inputs is plenty for
+    normalisation statistics and keeps the float64 working copy small; a zero
+    std becomes 1.
+    """
+    n = len(dataset)
+    pick = np.unique(np.linspace(0, n - 1, min(n, max_samples)).astype(np.int64))
+    data = dataset.get_batch(pick, None)[0]
+    scale = 255.0 if data.dtype == np.uint8 else 1.0
+    mean, std = [], []
+    for c in range(data.shape[1]):  # one channel at a time: small temporaries
+        xc = data[:, c].astype(np.float64) / scale
+        mean.append(xc.mean())
+        std.append(xc.std())
+    std_arr = np.asarray(std)
+    return np.asarray(mean), np.where(std_arr > 0, std_arr, 1.0)

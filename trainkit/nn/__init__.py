@@ -2,28 +2,31 @@
 
 ``import trainkit.nn as nn`` gives ``nn.Module``, ``nn.Linear``, ``nn.Conv2d``,
 ``nn.CrossEntropyLoss`` ... as in PyTorch; ``nn.functional`` holds the
-functional ops, ``nn.init`` the initialisers, ``nn.utils`` gradient clipping,
-and ``nn.registry`` the YAML names (``LAYERS``, ``LOSSES``).
+functional ops, ``nn.init`` the initialisers, ``nn.utils`` gradient clipping.
+Each layer and loss class declares its YAML name beside it (see
+:mod:`trainkit.registry`); importing this package fills the layer and loss
+registries, in the order of the imports below (the order messages list them).
 """
 from trainkit.nn import functional, init, utils
-from trainkit.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from trainkit.nn.container import ModuleDict, ModuleList, Sequential
+from trainkit.nn.linear import Linear
 from trainkit.nn.conv import Conv2d
-from trainkit.nn.dropout import Dropout
-from trainkit.nn.flatten import Flatten
-from trainkit.nn.linear import Identity, Linear
-from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
-from trainkit.nn.module import IncompatibleKeys, Module, StateDictError
-from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
-from trainkit.nn.parameter import Parameter
 from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from trainkit.nn.registry import LAYERS, LOSSES
+from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
+from trainkit.nn.dropout import Dropout
+from trainkit.nn.flatten import Flatten, Identity
+from trainkit.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from trainkit.nn.merge import Add, Concat, Mul
+from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from trainkit.nn.container import ModuleDict, ModuleList, Sequential
+from trainkit.nn.graph import GraphModule
+from trainkit.nn.module import IncompatibleKeys, Module, StateDictError
+from trainkit.nn.parameter import Parameter
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
+    "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "GraphModule", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "Dropout",
-    "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+    "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
-    "StateDictError", "IncompatibleKeys", "LAYERS", "LOSSES", "functional", "init", "utils",
+    "StateDictError", "IncompatibleKeys", "functional", "init", "utils",
 ]

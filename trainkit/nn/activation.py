@@ -2,6 +2,8 @@
 
 Each is a thin module around the function of the same name in
 ``trainkit.nn.functional``, so it can sit in a ``Sequential`` or a YAML model.
+An elementwise activation declares itself with ``@layer("name")`` and
+``infer_shape = staticmethod(same_shape)``.
 """
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import warnings
 
 from trainkit.nn import functional as F
 from trainkit.nn.module import Module
+from trainkit.registry import Example, Inferred, Int, ShapeProblem, Str, batched_dim, layer, same_shape
 
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
 
 
+@layer("relu")
 class ReLU(Module):
     """``max(0, x)`` elementwise. ``inplace`` is accepted for PyTorch compatibility and ignored
     (trainkit never overwrites an input that autograd may need)."""
@@ -27,7 +31,10 @@ class ReLU(Module):
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
 
+    infer_shape = staticmethod(same_shape)
 
+
+@layer("leaky_relu", example=Example((3, 4), {"negative_slope": 0.2}, name="LeakyReLU(0.2)"))
 class LeakyReLU(Module):
     """``x`` if ``x >= 0`` else ``negative_slope * x``."""
 
@@ -42,7 +49,10 @@ class LeakyReLU(Module):
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
+    infer_shape = staticmethod(same_shape)
 
+
+@layer("gelu", args={"approximate": Str(("none", "tanh"), "approximate")})
 class GELU(Module):
     """Gaussian error linear unit ``x * Phi(x)``; ``approximate='tanh'`` uses the tanh approximation."""
 
@@ -58,19 +68,33 @@ class GELU(Module):
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
 
+    infer_shape = staticmethod(same_shape)
 
+
+@layer("sigmoid")
 class Sigmoid(Module):
     """``1 / (1 + exp(-x))`` elementwise."""
 
     def forward(self, input):
         return F.sigmoid(input)
 
+    infer_shape = staticmethod(same_shape)
 
+
+@layer("tanh")
 class Tanh(Module):
     """Hyperbolic tangent elementwise."""
 
     def forward(self, input):
         return F.tanh(input)
+
+    infer_shape = staticmethod(same_shape)
+
+
+def _softmax_shape(name: str, args, x) -> Inferred:
+    if batched_dim("dim", args["dim"], x) == 0:
+        raise ShapeProblem(f"{name} over dim 0 mixes the samples of a batch; use dim 1 or -1", "dim")
+    return Inferred(tuple(x))
 
 
 def _softmax_dim(name: str, ndim: int) -> int:
@@ -80,6 +104,7 @@ def _softmax_dim(name: str, ndim: int) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
+@layer("softmax", args={"dim": Int()}, defaults={"dim": 1}, example=Example((3, 4), name="Softmax(dim=1)"))
 class Softmax(Module):
     """Softmax along ``dim`` (outputs are positive and sum to 1 along it)."""
 
@@ -94,7 +119,13 @@ class Softmax(Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
+    @staticmethod
+    def infer_shape(args, x):
+        """Shape kept; ``dim`` (batched numbering, trainkit's default 1) may not be the batch."""
+        return _softmax_shape("softmax", args, x)
 
+
+@layer("log_softmax", args={"dim": Int()}, defaults={"dim": 1}, example=Example((3, 4), name="LogSoftmax(dim=1)"))
 class LogSoftmax(Module):
     """``log(softmax(x))`` along ``dim``, computed stably."""
 
@@ -108,3 +139,8 @@ class LogSoftmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+    @staticmethod
+    def infer_shape(args, x):
+        """Shape kept; ``dim`` (batched numbering, trainkit's default 1) may not be the batch."""
+        return _softmax_shape("log_softmax", args, x)

@@ -10,10 +10,16 @@ from trainkit.nn import init
 from trainkit.nn._helpers import _pair, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
+from trainkit.registry import (CONV_PADDING, SIZE, Example, Inferred, Int, ShapeProblem, layer, need_image, pair,
+                               window)
 
 __all__ = ["Conv2d"]
 
 
+@layer("conv2d", input_arg="in_channels", input_dim=0,
+       args={"in_channels": Int(lo=1), "out_channels": Int(lo=1), "kernel_size": SIZE, "stride": SIZE,
+             "padding": CONV_PADDING},
+       example=Example((2, 2, 5, 5), {"out_channels": 3, "kernel_size": 3}))
 class Conv2d(Module):
     """2-D convolution (cross-correlation, as in PyTorch).
 
@@ -93,3 +99,19 @@ class Conv2d(Module):
         if self.bias is None:
             s += ", bias=False"
         return s
+
+    @staticmethod
+    def infer_shape(args, x):
+        """``(C_in, H, W) -> (out_channels, H_out, W_out)``; ``C_out*H_out*W_out*C_in*kH*kW`` multiply-adds."""
+        need_image("conv2d", x)
+        k = pair(args["kernel_size"])
+        pad, stride = args["padding"], pair(args["stride"])
+        if pad == "same" and stride != (1, 1):
+            raise ShapeProblem("padding 'same' needs stride 1", "padding")
+        if pad == "same" and (k[0] % 2 == 0 or k[1] % 2 == 0):
+            raise ShapeProblem(f"padding 'same' needs odd kernel sizes, found {k[0]}x{k[1]}", "padding")
+        pad = (k[0] // 2, k[1] // 2) if pad == "same" else (0, 0) if pad == "valid" else pad
+        h, w = window(x, k, stride, pad)
+        out = args["out_channels"]
+        params = out * x[0] * k[0] * k[1] + (out if args["bias"] else 0)
+        return Inferred((out, h, w), macs=out * h * w * x[0] * k[0] * k[1], params=params)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from trainkit.nn import functional as F
 from trainkit.nn.module import Module
+from trainkit.registry import Example, Float, layer, same_shape
 
 __all__ = ["Dropout"]
 
 
+@layer("dropout", args={"p": Float(0, 1, hi_open=True)}, example=Example((4, 5), {"p": 0.3}, name="Dropout(0.3)"))
 class Dropout(Module):
     """In training mode, zero each element with probability ``p`` and scale the rest by ``1/(1-p)``;
     in eval mode, return the input unchanged.
@@ -30,3 +32,5 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+    infer_shape = staticmethod(same_shape)

@@ -1,13 +1,15 @@
-"""``Flatten``: merge a range of dimensions into one."""
+"""Layers that only reshape or pass their input through: ``Flatten`` and ``Identity``."""
 from __future__ import annotations
 
 import math
 
 from trainkit.nn.module import Module
+from trainkit.registry import Example, Inferred, ShapeProblem, batched_dim, layer
 
-__all__ = ["Flatten"]
+__all__ = ["Flatten", "Identity"]
 
 
+@layer("flatten", example=Example((2, 3, 2, 2)))
 class Flatten(Module):
     """Flatten dimensions ``start_dim..end_dim`` into one (the batch dimension 0 is kept by default).
 
@@ -37,3 +39,31 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    @staticmethod
+    def infer_shape(args, x):
+        """The dimensions ``start_dim..end_dim`` (batched numbering) become one."""
+        start = batched_dim("start_dim", args["start_dim"], x)
+        end = batched_dim("end_dim", args["end_dim"], x)
+        if start == 0:
+            raise ShapeProblem("start_dim 0 would merge the batch dimension into the features", "start_dim")
+        if start > end:
+            raise ShapeProblem(f"start_dim {args['start_dim']} comes after end_dim {args['end_dim']}", "start_dim")
+        a, b = start - 1, end - 1
+        return Inferred(x[:a] + (math.prod(x[a:b + 1]),) + x[b + 1:])
+
+
+@layer("identity", example=Example((2, 3)))
+class Identity(Module):
+    """Returns its input unchanged; accepts and ignores any constructor arguments (as PyTorch's)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, input):
+        return input
+
+    @staticmethod
+    def infer_shape(args, x):
+        """The input's shape."""
+        return Inferred(tuple(x))

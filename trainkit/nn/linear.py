@@ -1,4 +1,4 @@
-"""``Linear`` and ``Identity`` layers."""
+"""``Linear``: the affine layer."""
 from __future__ import annotations
 
 import math
@@ -10,20 +10,14 @@ from trainkit.nn import init
 from trainkit.nn._helpers import np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
+from trainkit.registry import Example, Inferred, Int, ShapeProblem, fmt, layer
 
-__all__ = ["Identity", "Linear"]
-
-
-class Identity(Module):
-    """Returns its input unchanged; accepts and ignores any constructor arguments (as PyTorch's)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-
-    def forward(self, input):
-        return input
+__all__ = ["Linear"]
 
 
+@layer("linear", input_arg="in_features", input_dim=-1,
+       args={"in_features": Int(lo=1), "out_features": Int(lo=1)},
+       example=Example((2, 4), {"out_features": 3}))
 class Linear(Module):
     """Affine map ``y = x @ weight.T + bias``.
 
@@ -67,3 +61,15 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    @staticmethod
+    def infer_shape(args, x):
+        """``(*, in) -> (*, out_features)``; an image-shaped input needs a flatten first."""
+        if len(x) == 0:
+            raise ShapeProblem("linear needs a feature dimension; the input is one number per sample")
+        if len(x) >= 3:
+            raise ShapeProblem(f"linear acts on the last dimension only, and its input is {fmt(x)} per sample "
+                               "(an image); add 'flatten' or 'global_avgpool' before it")
+        out = args["out_features"]
+        params = x[-1] * out + (out if args["bias"] else 0)
+        return Inferred(x[:-1] + (out,), macs=x[-1] * out * math.prod(x[:-1]), params=params)

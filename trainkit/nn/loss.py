@@ -15,8 +15,13 @@ from trainkit.autograd.tensor import Tensor
 from trainkit.nn import functional as F
 from trainkit.nn._helpers import check_reduction
 from trainkit.nn.module import Module
+from trainkit.registry import Float, Str, loss
 
-__all__ = ["MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss"]
+#: YAML losses reduce to one number per batch: 'none' is for Python code.
+_REDUCTION = {"reduction": Str(("mean", "sum"), "reduction")}
+_DOCS = {"reduction": "how the losses of a batch are combined: mean or sum"}
+
+__all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCEWithLogitsLoss"]
 
 
 def _as_tensor(value) -> Tensor | None:
@@ -45,29 +50,8 @@ class _WeightedLoss(_Loss):
         self.register_buffer("weight", _as_tensor(weight))
 
 
-class MSELoss(_Loss):
-    """Mean squared error ``(input - target)**2``, reduced.
-
-    Shape: input and target of the same (any) shape; scalar output unless reduction='none'.
-    """
-
-    def __init__(self, *, reduction: str = "mean"):
-        super().__init__(reduction)
-
-    def forward(self, input, target):
-        return F.mse_loss(input, target, reduction=self.reduction)
-
-
-class L1Loss(_Loss):
-    """Mean absolute error ``|input - target|``, reduced."""
-
-    def __init__(self, *, reduction: str = "mean"):
-        super().__init__(reduction)
-
-    def forward(self, input, target):
-        return F.l1_loss(input, target, reduction=self.reduction)
-
-
+@loss("cross_entropy", target="classes", exclude=("weight", "ignore_index"),
+      args={**_REDUCTION, "label_smoothing": Float(0, 1, hi_open=True)}, docs=_DOCS)
 class CrossEntropyLoss(_WeightedLoss):
     """Cross entropy between logits and class indices (or class probabilities); log-softmax is built in.
 
@@ -95,6 +79,7 @@ class CrossEntropyLoss(_WeightedLoss):
                                reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
+@loss("nll", target="classes", exclude=("weight", "ignore_index"), args=_REDUCTION, docs=_DOCS)
 class NLLLoss(_WeightedLoss):
     """Negative log-likelihood of class indices given log-probabilities (e.g. from ``LogSoftmax(dim=1)``).
 
@@ -112,6 +97,32 @@ class NLLLoss(_WeightedLoss):
                           reduction=self.reduction)
 
 
+@loss("mse", args=_REDUCTION, docs=_DOCS)
+class MSELoss(_Loss):
+    """Mean squared error ``(input - target)**2``, reduced.
+
+    Shape: input and target of the same (any) shape; scalar output unless reduction='none'.
+    """
+
+    def __init__(self, *, reduction: str = "mean"):
+        super().__init__(reduction)
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+@loss("l1", args=_REDUCTION, docs=_DOCS)
+class L1Loss(_Loss):
+    """Mean absolute error ``|input - target|``, reduced."""
+
+    def __init__(self, *, reduction: str = "mean"):
+        super().__init__(reduction)
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction)
+
+
+@loss("bce_with_logits", target="probabilities", exclude=("weight", "pos_weight"), args=_REDUCTION, docs=_DOCS)
 class BCEWithLogitsLoss(_Loss):
     """Binary cross entropy on logits (sigmoid fused in, numerically stable).
 

@@ -1,6 +1,8 @@
 """Batch normalisation: ``BatchNorm1d`` and ``BatchNorm2d`` with running statistics."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trainkit.autograd.tensor import Tensor
@@ -9,6 +11,7 @@ from trainkit.nn import init
 from trainkit.nn._helpers import np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
+from trainkit.registry import Example, Float, Inferred, Int, Nullable, layer, need_rank
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -103,7 +106,19 @@ class _BatchNorm(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
+    @staticmethod
+    def _inferred(args, x) -> Inferred:
+        # One multiply-add per element at inference (the affine map folded with the statistics).
+        c = x[0]
+        params = c * ((1 + int(args["bias"])) if args["affine"] else 0)
+        buffers = 2 * c + 1 if args["track_running_stats"] else 0
+        return Inferred(tuple(x), macs=math.prod(x), params=params, buffers=buffers)
 
+
+_BN_ARGS = {"num_features": Int(lo=1), "eps": Float(lo=0, lo_open=True), "momentum": Nullable(Float(0, 1))}
+
+
+@layer("batchnorm1d", input_arg="num_features", input_dim=0, args=_BN_ARGS, example=Example((4, 3), name="BatchNorm1d(train)"))
 class BatchNorm1d(_BatchNorm):
     """Batch norm over ``(N, C)`` or ``(N, C, L)`` input, per channel ``C``.
 
@@ -120,7 +135,16 @@ class BatchNorm1d(_BatchNorm):
         if input.ndim not in (2, 3):
             raise ValueError(f"expected 2D or 3D input (got {input.ndim}D input)")
 
+    @staticmethod
+    def infer_shape(args, x):
+        """Shape kept; ``(C,)`` or ``(C, L)`` per sample, statistics per channel ``C``."""
+        need_rank("batchnorm1d", x, (1, 2), "(features,) or (channels, length)",
+                  " (use batchnorm2d for images)" if len(x) == 3 else "")
+        return _BatchNorm._inferred(args, x)
 
+
+@layer("batchnorm2d", input_arg="num_features", input_dim=0, args=_BN_ARGS,
+       example=Example((3, 2, 3, 3), name="BatchNorm2d(train)"))
 class BatchNorm2d(_BatchNorm):
     """Batch norm over ``(N, C, H, W)`` input, per channel ``C`` (statistics over N, H, W).
 
@@ -130,3 +154,10 @@ class BatchNorm2d(_BatchNorm):
     def _check_input_dim(self, input) -> None:
         if input.ndim != 4:
             raise ValueError(f"expected 4D input (got {input.ndim}D input)")
+
+    @staticmethod
+    def infer_shape(args, x):
+        """Shape kept; ``(C, H, W)`` per sample, statistics per channel ``C``."""
+        need_rank("batchnorm2d", x, (3,), "(channels, height, width)",
+                  " (use batchnorm1d for features)" if len(x) in (1, 2) else "")
+        return _BatchNorm._inferred(args, x)

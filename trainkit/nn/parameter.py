@@ -20,9 +20,9 @@ def _as_array(data) -> np.ndarray:
     if isinstance(data, np.ndarray):
         return data
     # Python numbers/lists follow the engine's conversion rules (floats -> float32).
-    import trainkit
+    from trainkit.autograd.creation import tensor
 
-    return trainkit.tensor(data)._array
+    return tensor(data)._array
 
 
 class Parameter(Tensor):

@@ -3,10 +3,25 @@ from __future__ import annotations
 
 from trainkit.nn import functional as F
 from trainkit.nn.module import Module
+from trainkit.registry import (PADDING, SIZE, Example, Inferred, Nullable, ShapeProblem, layer, need_image, pair,
+                               window)
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d"]
 
 
+def _pool_shape(x, args) -> Inferred:
+    k = pair(args["kernel_size"])
+    pad = pair(args["padding"])
+    if pad[0] > k[0] // 2 or pad[1] > k[1] // 2:
+        raise ShapeProblem(f"padding {list(pad)} must be at most half the kernel {k[0]}x{k[1]}", "padding")
+    h, w = window(x, k, args["stride"] or args["kernel_size"], pad)
+    return Inferred((x[0], h, w))
+
+
+_POOL_ARGS = {"kernel_size": SIZE, "stride": Nullable(SIZE), "padding": PADDING}
+
+
+@layer("maxpool2d", args=_POOL_ARGS, example=Example((2, 2, 4, 4), {"kernel_size": 2}, name="MaxPool2d(2)"))
 class MaxPool2d(Module):
     """2-D max pooling over NCHW input.
 
@@ -38,7 +53,15 @@ class MaxPool2d(Module):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
+    @staticmethod
+    def infer_shape(args, x):
+        """``(C, H, W) -> (C, H_out, W_out)``; padding at most half the kernel."""
+        need_image("maxpool2d", x)
+        return _pool_shape(x, args)
 
+
+@layer("avgpool2d", args=_POOL_ARGS, example=Example((1, 2, 5, 5), {"kernel_size": 3, "stride": 2, "padding": 1},
+                                      name="AvgPool2d(3,2,1)"))
 class AvgPool2d(Module):
     """2-D average pooling over NCHW input.
 
@@ -64,7 +87,15 @@ class AvgPool2d(Module):
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
+    @staticmethod
+    def infer_shape(args, x):
+        """``(C, H, W) -> (C, H_out, W_out)``; padding at most half the kernel."""
+        need_image("avgpool2d", x)
+        return _pool_shape(x, args)
 
+
+@layer("adaptive_avgpool2d", args={"output_size": SIZE},
+       example=Example((2, 2, 5, 7), {"output_size": [2, 3]}, name="AdaptiveAvgPool2d((2,3))"))
 class AdaptiveAvgPool2d(Module):
     """Average pooling to a fixed output size ``output_size`` (int or ``(H_out, W_out)``), any input size.
 
@@ -82,7 +113,14 @@ class AdaptiveAvgPool2d(Module):
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
 
+    @staticmethod
+    def infer_shape(args, x):
+        """``(C, H, W) -> (C, *output_size)``."""
+        need_image("adaptive_avgpool2d", x)
+        return Inferred((x[0],) + pair(args["output_size"]))
 
+
+@layer("global_avgpool", example=Example((2, 3, 4, 4)))
 class GlobalAvgPool2d(Module):
     """Mean over the spatial dimensions, returning ``(N, C)`` (trainkit's YAML ``global_avgpool``).
 
@@ -97,3 +135,9 @@ class GlobalAvgPool2d(Module):
     def forward(self, input):
         n, c = input.shape[0], input.shape[1]
         return F.adaptive_avg_pool2d(input, 1).reshape((n, c))
+
+    @staticmethod
+    def infer_shape(args, x):
+        """``(C, H, W) -> (C,)``."""
+        need_image("global_avgpool", x)
+        return Inferred((x[0],))

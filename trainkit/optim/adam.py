@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainkit.registry import optimizer
+
 from .optimizer import Optimizer
+from .specs import BETAS, EPS, LR, WEIGHT_DECAY
 
 __all__ = ["Adam", "AdamW"]
+
+_ADAM_ARGS = {"lr": LR, "betas": BETAS, "eps": EPS, "weight_decay": WEIGHT_DECAY}
 
 
 def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
@@ -30,6 +35,7 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
         np.subtract(end, diff, out=start)
 
 
+@optimizer("adam", args=_ADAM_ARGS)
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba), PyTorch's update rule.
 
@@ -149,6 +155,7 @@ class Adam(Optimizer):
         return loss
 
 
+@optimizer("adamw", args=_ADAM_ARGS)
 class AdamW(Adam):
     r"""Adam with decoupled weight decay (Loshchilov & Hutter), ``torch.optim.AdamW``.
 

@@ -5,10 +5,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .lr_scheduler import LRScheduler, _lrs, _per_group
+from .scheduler_base import LRScheduler, _lrs, _per_group
+from trainkit.registry import Field, Float, Int, Nullable, Str, scheduler
+
 from .optimizer import Optimizer
+from .specs import FRACTION
 
 
+_POSITIVE = Float(lo=0, lo_open=True)
+
+
+@scheduler("onecycle", interval="step", run_length="total_steps", exclude=("epochs", "steps_per_epoch"),
+           args={"max_lr": _POSITIVE, "total_steps": Nullable(Int(lo=1)),
+                 "pct_start": Float(0, 1, lo_open=True, hi_open=True),
+                 "anneal_strategy": Str(("cos", "linear"), "anneal_strategy"), "base_momentum": FRACTION,
+                 "max_momentum": FRACTION, "div_factor": _POSITIVE, "final_div_factor": _POSITIVE},
+           docs={"max_lr": "peak learning rate", "total_steps": "intervals in the cycle; null: the whole run",
+                 "pct_start": "fraction of the cycle spent increasing, in (0, 1)",
+                 "anneal_strategy": "cos or linear", "cycle_momentum": "cycle momentum (or beta1) inversely",
+                 "base_momentum": "lower momentum bound", "max_momentum": "upper momentum bound",
+                 "div_factor": "initial lr = max_lr / div_factor",
+                 "final_div_factor": "final lr = initial lr / final_div_factor",
+                 "three_phase": "use the three-phase schedule"})
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith & Topin): lr rises from ``max_lr / div_factor`` to
     ``max_lr`` over ``pct_start`` of the run, then anneals to
@@ -132,6 +150,18 @@ class OneCycleLR(LRScheduler):
         return lrs
 
 
+@scheduler("plateau", watches_metric=True, defaults={"mode": None},
+           args={"mode": Nullable(Str(("min", "max"), "mode")), "factor": Float(0, 1, lo_open=True, hi_open=True),
+                 "patience": Int(lo=0), "threshold": Float(lo=0), "threshold_mode": Str(("rel", "abs"), "threshold_mode"),
+                 "cooldown": Int(lo=0), "min_lr": Float(lo=0), "eps": Float(lo=0)},
+           extra={"metric": Field(Nullable(Str()), None, "the metric to watch (names as in early stopping); "
+                                  "null: val_loss")},
+           docs={"mode": "min: lower is better; null: from the metric (max for accuracy and r2)",
+                 "factor": "lr multiplier on a plateau, in (0, 1)",
+                 "patience": "epochs without improvement before reducing",
+                 "threshold": "smallest significant change", "threshold_mode": "rel or abs",
+                 "cooldown": "epochs to wait after a reduction", "min_lr": "lower bound on the learning rate",
+                 "eps": "smaller lr changes are ignored"})
 class ReduceLROnPlateau(LRScheduler):
     """Reduce the lr by ``factor`` when a metric has stopped improving for ``patience`` epochs.
 

@@ -12,12 +12,25 @@ dicts), so a trainer can store it next to the weights without pickle.
 from __future__ import annotations
 
 import math
-import warnings
 from bisect import bisect_right
 from collections import Counter
 from typing import Any
 
+from trainkit.registry import Float, Int, ListOf, Nullable, Raw, scheduler
+
 from .optimizer import Optimizer
+from .scheduler_base import LRScheduler, _lrs, _per_group  # noqa: F401  (re-exported, as torch's)
+from .specs import FRACTION, GAMMA
+
+#: Interval indices (epochs or steps, as the YAML ``interval`` says), strictly increasing.
+MILESTONES = ListOf(Int(lo=1), min_len=1, increasing=True)
+
+
+def _check_sequential(args, path, ck) -> None:
+    subs, ms = args["schedulers"], args["milestones"]
+    if isinstance(subs, list) and len(subs) >= 2 and len(ms) != len(subs) - 1:
+        ck.error(path + ("milestones",), f"expected {len(subs) - 1} milestone(s) for {len(subs)} schedulers, "
+                                         f"found {len(ms)}")
 
 __all__ = [
     "LRScheduler",
@@ -32,105 +45,8 @@ __all__ = [
 ]
 
 
-def _lrs(optimizer: Optimizer) -> list[float]:
-    return [group["lr"] for group in optimizer.param_groups]
-
-
-def _per_group(name: str, optimizer: Optimizer, value) -> list:
-    """Broadcast a scalar option to one value per parameter group (or check a list's length)."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != len(optimizer.param_groups):
-            raise ValueError(
-                f"{name} must have the same length as optimizer.param_groups. "
-                f"{name} has {len(value)} values, param_groups has {len(optimizer.param_groups)}."
-            )
-        return list(value)
-    return [value] * len(optimizer.param_groups)
-
-
-class LRScheduler:
-    """Base class of the epoch/iteration-driven schedulers.
-
-    Args:
-        optimizer: the wrapped optimizer.
-        last_epoch: index of the last epoch; -1 (the default) starts fresh and
-            records each group's ``initial_lr``. When resuming with
-            ``last_epoch >= 0`` the groups must already hold ``initial_lr``.
-
-    Attributes:
-        base_lrs: each group's ``initial_lr``.
-        last_epoch: number of :meth:`step` calls so far (0 after construction).
-    """
-
-    _is_initial = False
-
-    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
-        self.optimizer = optimizer
-        if last_epoch == -1:
-            for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-        else:
-            for i, group in enumerate(optimizer.param_groups):
-                if "initial_lr" not in group:
-                    raise KeyError(
-                        f"param 'initial_lr' is not specified in param_groups[{i}] "
-                        "when resuming a scheduler with last_epoch >= 0"
-                    )
-        self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = last_epoch
-        self._initial_step()
-
-    def _initial_step(self) -> None:
-        """The step taken by the constructor: sets the lr of epoch 0."""
-        self._step_count = 0
-        self._is_initial = True
-        try:
-            self.step()
-        finally:
-            self._is_initial = False
-
-    def get_lr(self) -> list[float]:
-        """The lrs for ``self.last_epoch`` (called by :meth:`step`; use :meth:`get_last_lr`)."""
-        raise NotImplementedError
-
-    def get_last_lr(self) -> list[float]:
-        """The lrs set by the last :meth:`step`, one per parameter group."""
-        return self._last_lr
-
-    def step(self, epoch: int | None = None) -> None:
-        """Advance one epoch (or jump to ``epoch``, deprecated in PyTorch) and set the lrs."""
-        self._step_count += 1
-        if epoch is not None:
-            warnings.warn(
-                "The epoch parameter in `scheduler.step()` is deprecated; call step() without it.",
-                UserWarning,
-                stacklevel=2,
-            )
-        self._update_lr(epoch)
-
-    def _update_lr(self, epoch: int | None = None) -> None:
-        if epoch is None:
-            self.last_epoch += 1
-            values = self.get_lr()
-        else:
-            self.last_epoch = epoch
-            closed = getattr(self, "_get_closed_form_lr", None)
-            values = closed() if closed is not None else self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
-            group["lr"] = lr
-        self._last_lr = _lrs(self.optimizer)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The scheduler's attributes except the optimizer (JSON-able)."""
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore attributes saved by :meth:`state_dict`."""
-        self.__dict__.update(state_dict)
-
-
+@scheduler("step", args={"step_size": Int(lo=1), "gamma": GAMMA},
+           docs={"step_size": "period of decay, in intervals", "gamma": "multiplicative factor (> 0)"})
 class StepLR(LRScheduler):
     """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
 
@@ -149,6 +65,8 @@ class StepLR(LRScheduler):
         return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]
 
 
+@scheduler("multistep", args={"milestones": MILESTONES, "gamma": GAMMA},
+           docs={"milestones": "increasing interval indices at which to decay", "gamma": "multiplicative factor"})
 class MultiStepLR(LRScheduler):
     """Multiply the lr by ``gamma`` at each epoch listed in ``milestones`` (repeats compound)."""
 
@@ -184,6 +102,7 @@ class MultiStepLR(LRScheduler):
         super().load_state_dict(state)
 
 
+@scheduler("exponential", args={"gamma": GAMMA}, docs={"gamma": "factor per interval (> 0)"})
 class ExponentialLR(LRScheduler):
     """Multiply the lr by ``gamma`` every epoch."""
 
@@ -201,6 +120,10 @@ class ExponentialLR(LRScheduler):
         return [base_lr * self.gamma**self.last_epoch for base_lr in self.base_lrs]
 
 
+@scheduler("cosine", args={"T_max": Nullable(Int(lo=1)), "eta_min": Float(lo=0)}, defaults={"T_max": None},
+           run_length="T_max",
+           docs={"T_max": "intervals in one half cosine; null: the whole run (train.epochs with interval "
+                          "epoch, every optimizer step with interval step)", "eta_min": "minimum learning rate"})
 class CosineAnnealingLR(LRScheduler):
     """Cosine annealing from the initial lr to ``eta_min`` over ``T_max`` epochs (SGDR without restarts).
 
@@ -242,6 +165,10 @@ class CosineAnnealingLR(LRScheduler):
         ]
 
 
+@scheduler("linear", args={"start_factor": Float(0, 1, lo_open=True), "end_factor": FRACTION,
+                           "total_iters": Int(lo=1)},
+           docs={"start_factor": "factor at the start, in (0, 1]", "end_factor": "factor at the end, in [0, 1]",
+                 "total_iters": "intervals to go from start to end"})
 class LinearLR(LRScheduler):
     """Scale the lr linearly from ``start_factor`` to ``end_factor`` over ``total_iters`` epochs (warm-up)."""
 
@@ -289,6 +216,19 @@ class LinearLR(LRScheduler):
         ]
 
 
+# OneCycleLR and ReduceLROnPlateau live in their own module (this one grew past 500 lines); they
+# stay importable from here like torch.optim.lr_scheduler's. Both build on scheduler_base, so no
+# module imports another's classes (no circle); imported here so that the YAML names are declared in
+# the order the docs list them.
+from .lr_schedule_adaptive import OneCycleLR, ReduceLROnPlateau  # noqa: E402
+
+
+@scheduler("sequential", args={"schedulers": Raw("a list of >= 2 scheduler mappings"), "milestones": MILESTONES}, nested="schedulers",
+           check=_check_sequential,
+           docs={"schedulers": "the schedulers to chain (>= 2); not plateau or sequential, and without "
+                               "an interval of their own",
+                 "milestones": "interval indices where the next scheduler takes over (one fewer than "
+                               "schedulers)"})
 class SequentialLR(LRScheduler):
     """Run ``schedulers`` one after another, switching at the epochs in ``milestones``.
 
@@ -362,8 +302,3 @@ class SequentialLR(LRScheduler):
         self.__dict__.update(state)
         for sched, sub in zip(self._schedulers, subs, strict=True):
             sched.load_state_dict(sub)
-
-
-# OneCycleLR and ReduceLROnPlateau live in their own module (this one grew past 500 lines);
-# they stay importable from here like torch.optim.lr_scheduler's.
-from .lr_schedule_adaptive import OneCycleLR, ReduceLROnPlateau  # noqa: E402

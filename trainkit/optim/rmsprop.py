@@ -4,11 +4,16 @@ from __future__ import annotations
 import numpy as np
 
 from .adam import lerp_
+from trainkit.registry import optimizer
+
 from .optimizer import Optimizer
+from .specs import EPS, LR, MOMENTUM, WEIGHT_DECAY
 
 __all__ = ["RMSprop"]
 
 
+@optimizer("rmsprop", args={"lr": LR, "alpha": MOMENTUM, "eps": EPS, "weight_decay": WEIGHT_DECAY,
+                            "momentum": MOMENTUM})
 class RMSprop(Optimizer):
     r"""RMSprop (Hinton), PyTorch's update rule.
 

@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainkit.registry import optimizer
+
 from .optimizer import Optimizer
+from .specs import FRACTION, LR, MOMENTUM, WEIGHT_DECAY
 
 __all__ = ["SGD"]
 
 
+def _check_nesterov(args, path, ck) -> None:
+    if args["nesterov"] and (args["momentum"] <= 0 or args["dampening"] != 0):
+        ck.error(path + ("nesterov",), "nesterov needs momentum > 0 and dampening 0")
+
+
+@optimizer("sgd", args={"lr": LR, "momentum": MOMENTUM, "dampening": FRACTION, "weight_decay": WEIGHT_DECAY},
+           check=_check_nesterov)
 class SGD(Optimizer):
     r"""Stochastic gradient descent (optionally with momentum), PyTorch's update rule.
 

@@ -19,18 +19,25 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["config_case", "input_shape_of"]
+__all__ = ["config_case", "input_shape_of", "loss_target"]
+
+
+def loss_target(kind: str, out_shape: tuple, rng: np.random.Generator) -> np.ndarray:
+    """A random target for a loss declared with target ``kind`` (classes, probabilities or values)."""
+    if kind == "classes":
+        return rng.integers(0, out_shape[1], size=(out_shape[0],) + tuple(out_shape[2:])).astype(np.int64)
+    if kind == "probabilities":
+        return rng.uniform(size=out_shape)
+    return rng.standard_normal(out_shape)
 
 
 def input_shape_of(config) -> tuple[int, ...]:
-    """The config's per-sample input shape: from the dataset's name, else by loading the data."""
-    from trainkit.config.build import static_input_shape
+    """The config's per-sample input shape: from the data set's declaration, else by loading the data."""
+    from trainkit.assemble import build_data, static_input_shape
 
     shape = static_input_shape(config)
     if shape is None:
-        from trainkit.data import build
-
-        shape = build(config["data"], config["seed"]).input_shape
+        shape = build_data(config).input_shape
     return tuple(shape)
 
 
@@ -56,26 +63,26 @@ def config_case(config_path, overrides=(), directions: int = 4, batch: int = 2):
     from trainkit.autograd import random as tk_random
     from trainkit.testing.cases import CheckCase
     from trainkit.autograd.tensor import Tensor
-    from trainkit.config.build import build_loss, build_model_and_plan
-    from trainkit.config.graph import validate_layer
+    from trainkit.assemble import build_loss, build_model_and_plan
     from trainkit.config.loader import load_config
 
-    config = load_config(config_path, overrides, validate_layer=validate_layer)
+    config = load_config(config_path, overrides)
     shape = input_shape_of(config)
-    model, plan = build_model_and_plan(config, shape)
+    # The weights come from the config's seed, as in training, so a check does not depend on what ran
+    # before it (a kink of relu or max pooling hit by chance makes finite differences disagree).
+    state = tk_random.get_rng_state()
+    tk_random.manual_seed(config.resolved.seed)
+    try:
+        model, plan = build_model_and_plan(config, shape)
+    finally:
+        tk_random.set_rng_state(state)
     model.double().train()
     loss_fn = build_loss(config).double()
     rng = np.random.default_rng(0)
 
     x0 = rng.standard_normal((batch,) + shape)
     out_shape = (batch,) + plan.output_shape
-    loss_type = config["loss"]["type"]
-    if loss_type in ("cross_entropy", "nll"):
-        target = Tensor(rng.integers(0, out_shape[1], size=(batch,) + out_shape[2:]).astype(np.int64))
-    elif loss_type == "bce_with_logits":
-        target = Tensor(rng.uniform(size=out_shape))
-    else:
-        target = Tensor(rng.standard_normal(out_shape))
+    target = Tensor(loss_target(config.resolved.loss.declaration.target, out_shape, rng))
 
     names = [n for n, _ in model.named_parameters()]
     owners = []

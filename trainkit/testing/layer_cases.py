@@ -1,10 +1,13 @@
 """Gradient-check cases for every layer and loss (the nn half of ``trainkit gradcheck``).
 
-One case per layer/loss configuration, named after the class
-(``Linear``, ``Conv2d(stride=2,padding=1)``, ...) so they do not clash with the
-op cases (``linear``, ``conv2d``). Each layer case checks the gradient with
-respect to the input *and* every parameter: ``fn(x, *params)`` swaps the given
-tensors in for the module's parameters for one call.
+Every declared layer and loss gets a case from its declaration (the layer's
+``example``, a loss's ``target`` kind), so a newly declared component is checked
+without being listed here; :func:`variants` adds a few more configurations by
+hand. Cases are named after the class (``Linear``, ``Conv2d(stride=2,padding=1)``,
+...) so they do not clash with the op cases (``linear``, ``conv2d``). Each layer
+case checks the gradient with respect to the inputs *and* every parameter:
+``fn(*inputs, *params)`` swaps the given tensors in for the module's parameters
+for one call.
 """
 from __future__ import annotations
 
@@ -13,19 +16,20 @@ from typing import Callable
 
 import numpy as np
 
+import trainkit.nn  # noqa: F401  (declares the built-in layers and losses)
 from trainkit.autograd import random as tk_random
 from trainkit.autograd.tensor import Tensor
-from trainkit.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from trainkit.nn.conv import Conv2d
 from trainkit.nn.dropout import Dropout
-from trainkit.nn.flatten import Flatten
-from trainkit.nn.linear import Identity, Linear
-from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from trainkit.nn.linear import Linear
+from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
 from trainkit.nn.module import Module
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
-from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from trainkit.nn.pooling import MaxPool2d
+from trainkit.registry import LAYERS, LOSSES, Example, LayerDeclaration
 
-__all__ = ["NNCase", "nn_cases", "call_with_params"]
+__all__ = ["NNCase", "nn_cases", "call_with_params", "example_module", "example_inputs", "declared_cases",
+           "variants", "merge_cases"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class NNCase:
 
 
 def call_with_params(module: Module, names: tuple[str, ...], x, params):
-    """Run ``module(x)`` with the parameters ``names`` temporarily replaced by the tensors ``params``."""
+    """Run ``module(x)`` (``module(*x)`` for a tuple) with the parameters ``names`` replaced by ``params``."""
     owners = []
     for n in names:
         mod_path, _, leaf = n.rpartition(".")
@@ -49,7 +53,7 @@ def call_with_params(module: Module, names: tuple[str, ...], x, params):
     try:
         for (owner, leaf, _), p in zip(owners, params):
             owner._parameters[leaf] = p
-        return module(x)
+        return module(*x) if isinstance(x, tuple) else module(x)
     finally:
         for owner, leaf, original in owners:
             owner._parameters[leaf] = original
@@ -59,10 +63,13 @@ def _grad_tensor(array: np.ndarray) -> Tensor:
     return Tensor(np.ascontiguousarray(array, dtype=np.float64), requires_grad=True)
 
 
-def _layer(name: str, module: Module, shape: tuple[int, ...], train: bool = True) -> NNCase:
+def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
+    """A case of ``module`` on standard normal input(s) of ``shape`` (a tuple of shapes for several)."""
     module.double().train(train)
     names = tuple(n for n, _ in module.named_parameters())
     shapes = [module.get_parameter(n).shape for n in names]
+    many = isinstance(shape[0], (tuple, list))
+    in_shapes = [tuple(s) for s in shape] if many else [tuple(shape)]
     call = module
     if isinstance(module, Dropout):
         # Finite differences call the layer many times: replay one generator state so the mask is fixed.
@@ -72,12 +79,16 @@ def _layer(name: str, module: Module, shape: tuple[int, ...], train: bool = True
             tk_random.set_rng_state(_state)
             return _m(x)
 
-    def fn(x, *params):
-        return call_with_params(module, names, x, params) if names else call(x)
+    def fn(*tensors):
+        xs, params = tensors[:len(in_shapes)], tensors[len(in_shapes):]
+        x = xs if many else xs[0]
+        if names:
+            return call_with_params(module, names, x, params)
+        return call(*xs)
 
     def make_inputs(rng: np.random.Generator) -> tuple:
-        x = _grad_tensor(rng.standard_normal(shape))
-        return (x,) + tuple(_grad_tensor(rng.uniform(0.5, 1.5, s) * rng.choice([-1, 1], s)) for s in shapes)
+        xs = tuple(_grad_tensor(rng.standard_normal(s)) for s in in_shapes)
+        return xs + tuple(_grad_tensor(rng.uniform(0.5, 1.5, s) * rng.choice([-1, 1], s)) for s in shapes)
 
     return NNCase(name, "layer", module, fn, make_inputs)
 
@@ -91,8 +102,57 @@ def _loss(name: str, module: Module, shape: tuple[int, ...], target: Callable) -
     return NNCase(name, "loss", module, lambda x, y: module(x, y), make_inputs)
 
 
+def example_inputs(example: Example) -> list[tuple]:
+    """The batched input shapes of a layer example (one per input)."""
+    shape = example.input
+    return [tuple(s) for s in shape] if isinstance(shape[0], (tuple, list)) else [tuple(shape)]
+
+
+def example_module(decl: LayerDeclaration, example: Example | None = None) -> Module:
+    """The module a layer example builds: its arguments plus the input size filled from the input."""
+    example = example or decl.example
+    kwargs = {**decl.overrides, **example.args}
+    if decl.input_arg is not None and decl.input_arg not in kwargs:
+        kwargs[decl.input_arg] = decl.input_value(example_inputs(example)[0][1:])
+    return decl.cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+def _target(kind: str, n: int, c: int) -> Callable:
+    if kind == "classes":
+        return lambda rng: rng.integers(0, c, size=n).astype(np.int64)
+    if kind == "probabilities":
+        return lambda rng: rng.uniform(size=(n, c))
+    return lambda rng: rng.standard_normal((n, c))
+
+
+def declared_cases(n: int = 4, c: int = 3, merges: bool = False) -> list[NNCase]:
+    """One case per declared layer (from its example) and per declared loss (default arguments).
+
+    With ``merges`` only the merge layers' cases (several inputs), without them
+    the others (one input, as :func:`nn_cases` promises).
+    """
+    out = []
+    for decl in LAYERS.values():
+        if decl.example is None or decl.merges != merges:  # a custom layer registered without an example
+            continue
+        example = decl.example
+        shapes = example_inputs(example)
+        out.append(_layer(example.name or decl.cls.__name__, example_module(decl),
+                          shapes if len(shapes) > 1 else shapes[0], train=example.train))
+    if merges:
+        return out
+    for decl in LOSSES.values():
+        out.append(_loss(decl.cls.__name__, decl.cls(), (n, c), _target(decl.target, n, c)))
+    return out
+
+
+def merge_cases() -> list[NNCase]:
+    """Fresh cases of the declared merge layers (two or more inputs, each checked)."""
+    return declared_cases(merges=True)
+
+
 def nn_cases() -> list[NNCase]:
-    """Fresh cases covering every layer and loss of ``trainkit.nn.registry`` (and a few variants).
+    """Fresh cases covering every declared one-input layer and loss, plus the hand-picked :func:`variants`.
 
     Building the layers draws their initial weights from the global generator;
     its state is restored afterwards so that listing the cases never changes
@@ -100,51 +160,22 @@ def nn_cases() -> list[NNCase]:
     """
     state = tk_random.get_rng_state()
     try:
-        return _build(n=4, c=3)
+        return declared_cases() + variants()
     finally:
         tk_random.set_rng_state(state)
 
 
-def _build(n: int, c: int) -> list[NNCase]:
-
-    def classes(rng):
-        return rng.integers(0, c, size=n).astype(np.int64)
-
-    def reals(rng):
-        return rng.standard_normal((n, c))
-
-    def unit(rng):
-        return rng.uniform(size=(n, c))
-
+def variants(n: int = 4, c: int = 3) -> list[NNCase]:
+    """Configurations beyond each declaration's example: other arguments, modes and input ranks."""
     return [
-        _layer("Linear", Linear(4, 3), (2, 4)),
         _layer("Linear(bias=False,3d)", Linear(4, 3, bias=False), (2, 2, 4)),
-        _layer("Conv2d", Conv2d(2, 3, 3), (2, 2, 5, 5)),
         _layer("Conv2d(stride=2,padding=1)", Conv2d(2, 3, (3, 2), stride=2, padding=1), (2, 2, 5, 6)),
-        _layer("MaxPool2d(2)", MaxPool2d(2), (2, 2, 4, 4)),
         _layer("MaxPool2d(3,2,1)", MaxPool2d(3, 2, 1), (1, 2, 5, 5)),
-        _layer("AvgPool2d(3,2,1)", AvgPool2d(3, 2, 1), (1, 2, 5, 5)),
-        _layer("AdaptiveAvgPool2d((2,3))", AdaptiveAvgPool2d((2, 3)), (2, 2, 5, 7)),
-        _layer("GlobalAvgPool2d", GlobalAvgPool2d(), (2, 3, 4, 4)),
-        _layer("BatchNorm1d(train)", BatchNorm1d(3), (4, 3)),
         _layer("BatchNorm1d(eval)", BatchNorm1d(3), (4, 3), train=False),
-        _layer("BatchNorm2d(train)", BatchNorm2d(2), (3, 2, 3, 3)),
         _layer("BatchNorm2d(affine=False)", BatchNorm2d(2, affine=False), (3, 2, 3, 3)),
-        _layer("Dropout(0.3)", Dropout(0.3), (4, 5)),
-        _layer("Flatten", Flatten(), (2, 3, 2, 2)),
-        _layer("Identity", Identity(), (2, 3)),
-        _layer("ReLU", ReLU(), (3, 4)),
-        _layer("LeakyReLU(0.2)", LeakyReLU(0.2), (3, 4)),
-        _layer("GELU", GELU(), (3, 4)),
-        _layer("Sigmoid", Sigmoid(), (3, 4)),
-        _layer("Tanh", Tanh(), (3, 4)),
-        _layer("Softmax(dim=1)", Softmax(dim=1), (3, 4)),
-        _layer("LogSoftmax(dim=1)", LogSoftmax(dim=1), (3, 4)),
-        _loss("CrossEntropyLoss(label_smoothing=0.1)", CrossEntropyLoss(label_smoothing=0.1), (n, c), classes),
-        _loss("CrossEntropyLoss(weight)", CrossEntropyLoss(weight=[1.0, 2.0, 0.5]), (n, c), classes),
-        _loss("NLLLoss", NLLLoss(), (n, c), classes),
-        _loss("MSELoss", MSELoss(), (n, c), reals),
-        _loss("L1Loss", L1Loss(), (n, c), reals),
-        _loss("BCEWithLogitsLoss", BCEWithLogitsLoss(), (n, c), unit),
-        _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c), unit),
+        _loss("CrossEntropyLoss(label_smoothing=0.1)", CrossEntropyLoss(label_smoothing=0.1), (n, c),
+              _target("classes", n, c)),
+        _loss("CrossEntropyLoss(weight)", CrossEntropyLoss(weight=[1.0, 2.0, 0.5]), (n, c), _target("classes", n, c)),
+        _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c),
+              _target("probabilities", n, c)),
     ]

@@ -15,6 +15,7 @@ from trainkit.train.checkpoint import (
     read_safetensors,
     save_checkpoint,
 )
+from trainkit.train.run import Run
 from trainkit.train.rundir import (
     STATUSES,
     MetricsLog,
@@ -32,6 +33,6 @@ __all__ = [
     "atomic_write_text", "read_lines",
     "check_state_fits", "find_checkpoint", "load_checkpoint", "load_model_weights",
     "read_safetensors", "save_checkpoint",
-    "STATUSES", "MetricsLog", "RunInfo", "RunSummary", "create_run_dir", "is_run_dir",
+    "Run", "STATUSES", "MetricsLog", "RunInfo", "RunSummary", "create_run_dir", "is_run_dir",
     "list_runs", "open_run", "resolve_runs_root",
 ]

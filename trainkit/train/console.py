@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from trainkit.registry.tasks import TASKS
+
 
 class _Bar:
     """Progress of one epoch: a live bar on a terminal, and every ``log_every`` batches a line
@@ -70,12 +72,10 @@ class RunLog:
             yield _Bar(self, epoch, total, log_every, progress)
 
     def epoch_header(self, task: str, eval_split: str | None) -> None:
-        if task == "classification":
-            cols = [("epoch", "epoch", 5), ("train_loss", "train loss", 10), ("train_acc", "train acc", 9),
-                    ("val_loss", "val loss", 9), ("val_acc", "val acc", 8)]
-        else:
-            cols = [("epoch", "epoch", 5), ("train_loss", "train loss", 10), ("train_mae", "train mae", 9),
-                    ("val_loss", "val loss", 9), ("val_mae", "val mae", 8)]
+        shown = [TASKS[task].metric(name).column for name in TASKS[task].console]
+        cols = [("epoch", "epoch", 5), ("train_loss", "train loss", 10)]
+        cols += [(f"train_{c}", f"train {c}", 9) for c in shown]
+        cols += [("val_loss", "val loss", 9)] + [(f"val_{c}", f"val {c}", 8) for c in shown]
         cols += [("lr", "lr", 9), ("seconds", "seconds", 7)]
         self._cols = cols
         if eval_split == "test":

@@ -1,13 +1,37 @@
-"""Streaming metrics: classification (accuracy, confusion matrix, per-class P/R/F1) and regression."""
+"""Streaming metrics: classification (accuracy, confusion matrix, per-class P/R/F1) and regression.
+
+Which metrics a task has, which of them are logged and under which column, is
+the one table in :mod:`trainkit.registry.tasks`; a meter computes every metric
+of its task's row (:meth:`values`) and logs the columns the table names
+(:meth:`epoch_metrics`).
+"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
+from trainkit.registry.tasks import TASKS
 
-class ClassificationMeter:
+
+class _Meter:
+    """What both meters share: values and logged columns named by the task table."""
+
+    task = ""
+
+    def values(self, prefix: str) -> dict:
+        """Every metric of the task, ``{f"{prefix}_{name}": value}`` (what early stopping and schedulers watch)."""
+        return {f"{prefix}_{m.name}": getattr(self, m.name) for m in TASKS[self.task].metrics}
+
+    def epoch_metrics(self, prefix: str) -> dict:
+        """The metrics that have a ``metrics.jsonl`` column, under their column names (``val_acc``)."""
+        return {f"{prefix}_{m.column}": getattr(self, m.name) for m in TASKS[self.task].logged()}
+
+
+class ClassificationMeter(_Meter):
     """Accumulates loss and a confusion matrix over batches."""
+
+    task = "classification"
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
@@ -59,12 +83,12 @@ class ClassificationMeter:
         return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n, "macro_f1": round(macro_f1, 6),
                 "per_class": per_class, "confusion_matrix": cm.tolist(), "class_names": names}
 
-    def epoch_metrics(self, prefix: str) -> dict:
-        return {f"{prefix}_loss": self.loss, f"{prefix}_acc": self.accuracy}
 
 
-class RegressionMeter:
+class RegressionMeter(_Meter):
     """Accumulates loss, squared and absolute errors and target moments over batches."""
+
+    task = "regression"
 
     def __init__(self):
         self.loss_sum = 0.0
@@ -101,6 +125,10 @@ class RegressionMeter:
         return self.sae / self.m if self.m else math.nan
 
     @property
+    def rmse(self) -> float:
+        return math.sqrt(self.mse) if self.m else math.nan
+
+    @property
     def r2(self) -> float:
         if not self.m:
             return math.nan
@@ -115,11 +143,7 @@ class RegressionMeter:
             setattr(self, k, v)
 
     def report(self, class_names=None) -> dict:
-        return {"loss": self.loss, "mse": self.mse, "mae": self.mae, "rmse": math.sqrt(self.mse) if self.m else math.nan,
-                "r2": self.r2, "n": self.n}
-
-    def epoch_metrics(self, prefix: str) -> dict:
-        return {f"{prefix}_loss": self.loss, f"{prefix}_mse": self.mse, f"{prefix}_mae": self.mae}
+        return {"loss": self.loss, "mse": self.mse, "mae": self.mae, "rmse": self.rmse, "r2": self.r2, "n": self.n}
 
 
 def make_meter(task: str, num_classes: int | None):

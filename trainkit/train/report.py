@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..registry.tasks import TASKS
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
@@ -78,8 +79,8 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def write_plots(run_dir: Path, rows: list[dict], report: dict | None) -> list[str]:
-    """curves.png (loss and accuracy/MAE per epoch) and confusion_matrix.png; returns the files written."""
+def write_plots(run_dir: Path, rows: list[dict], report: dict | None, task: str | None = None) -> list[str]:
+    """curves.png (loss and the task's main metric per epoch) and confusion_matrix.png; returns the files written."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -87,7 +88,9 @@ def write_plots(run_dir: Path, rows: list[dict], report: dict | None) -> list[st
     written = []
     if rows:
         epochs = [r["epoch"] for r in rows]
-        second = "acc" if "train_acc" in rows[0] else "mae"
+        if task is None:
+            task = "classification" if "train_acc" in rows[0] else "regression"
+        second = TASKS[task].metric(TASKS[task].console[0]).column
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for ax, metric in zip(axes, ("loss", second)):
             for split, style in (("train", "-o"), ("val", "-s")):

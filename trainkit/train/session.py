@@ -1,102 +1,72 @@
 """One training or evaluation session: everything between the CLI and the Trainer.
 
-Every check that can fail on user input (config, overrides, data files, model
-shapes) runs *before* a run directory is created, so a refused config leaves
-nothing behind.
+``train`` reads as the story of a run: prepare everything (nothing is written
+if the config, the data or a resumed checkpoint is refused), open or create the
+run directory, train, report, and record how the run ended. What can be built
+before writing lives in :mod:`.prepare`, the directory and its logs in
+:class:`~.run.Run`, the epochs in :class:`~.trainer.Trainer`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..autograd.random import manual_seed
 from ..errors import CheckpointError, ConfigError, DivergedError, RunDirError, TrainkitError
-from .atomic import StorageError, atomic_write_json, atomic_write_text
+from .atomic import atomic_write_json
 from .checkpoint import check_state_fits, find_checkpoint, load_model_weights
-from .console import RunLog
 from .evaluate import evaluate
+from ..assemble.prepare import Prepared, model_fingerprint, prepare, prepare_model, resolved_yaml
 from .report import report_tables, write_plots, write_report
-from .rundir import MetricsLog, RunInfo, create_run_dir, open_run
+from .run import Run
 from .trainer import Interrupted, Trainer
 
+__all__ = ["train", "eval_run", "build_report", "finish_report", "prepare", "prepare_model", "Prepared",
+           "model_fingerprint", "resolved_yaml", "RESUMABLE_KEYS"]
+
+#: Keys ``--set`` may change when resuming a run (the model, data and optimizer must stay as they were).
 RESUMABLE_KEYS = ("train.",)
 
 
-@dataclass
-class Prepared:
-    """A validated config with its data and model built (nothing written yet)."""
+def _show_summary(run: Run, prep: Prepared) -> None:
+    from ..views.summary import render_summary, summarize
 
-    config: object
-    bundle: object
-    model: object
-    loss_fn: object
-    optimizer: object
-    scheduler: object
-
-
-def model_fingerprint(data: dict) -> str:
-    """Hash of everything but ``train`` (which --resume may change): the checkpoint must match it."""
-    core = {k: v for k, v in data.items() if k not in ("train", "name")}
-    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepared:
-    """Load and validate the config, build the data and the model: all before touching disk."""
-    from ..config import load_config
-    from ..config.build import build_loss, build_model, build_optimizer, build_scheduler
-    from ..config.graph import validate_layer
-    from ..data import build as build_data
-
-    config = load_config(config_path, list(overrides), validate_layer=validate_layer)
-    data = config.data
-    manual_seed(data["seed"])
-    bundle = build_data(data["data"], seed=data["seed"])
-    model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes)
-    loss_fn = build_loss(config)
-    optimizer = scheduler = None
-    if with_optimizer:
-        optimizer = build_optimizer(config, model)
-        steps = len(bundle.train_loader())
-        scheduler = build_scheduler(config, optimizer, steps_per_epoch=steps)
-    return Prepared(config, bundle, model, loss_fn, optimizer, scheduler)
-
-
-def resolved_yaml(config) -> str:
-    """The resolved config for the run directory, with file-based custom layers made absolute."""
-    from ..config.custom import absolutize_layer_paths
-    from ..config.yamlsafe import dump_yaml
-    return dump_yaml(absolutize_layer_paths(config))
-
-
-def prepare_model(config_path, overrides=()):
-    """For ``trainkit summary``: the model from the config alone when its input shape is known
-    without reading data (downloadable sets need not be present), else via the data."""
-    from ..config import load_config
-    from ..config.build import build_model, static_input_shape
-    from ..config.graph import validate_layer
-
-    config = load_config(config_path, list(overrides), validate_layer=validate_layer)
-    shape = static_input_shape(config)
-    if shape is None:
-        prep = prepare(config_path, overrides, with_optimizer=False)
-        return prep.config, prep.model, prep.bundle.input_shape
-    manual_seed(config.data["seed"])
-    return config, build_model(config, shape), shape
-
-
-def _show_summary(log: RunLog, prep: Prepared) -> None:
-    try:
-        from ..config.summary import render_summary, summarize
-    except ImportError:  # summary module not available
-        return
     summary = summarize(prep.config, prep.model, prep.bundle.input_shape)
-    if not log.quiet:
-        render_summary(summary, log.console)
-    if log.file_console is not None:
-        render_summary(summary, log.file_console)
+    if not run.log.quiet:
+        render_summary(summary, run.log.console)
+    if run.log.file_console is not None:
+        render_summary(summary, run.log.file_console)
+
+
+def _open_for_resume(resume, overrides) -> tuple[Run, Prepared, Path]:
+    run = Run.open(resume)
+    bad = [o for o in overrides if not o.strip().startswith(RESUMABLE_KEYS)]
+    if bad:
+        raise ConfigError(f"--set {bad[0]}: only train.* keys can change when resuming a run "
+                          "(the model, data and optimizer must stay as they were)")
+    prep = prepare(run.config_path, overrides)
+    return run, prep, find_checkpoint(run.checkpoints / "last")
+
+
+def _resume(run: Run, prep: Prepared, trainer: Trainer, checkpoint: Path, command: list[str]) -> None:
+    """Restore the trainer from the last checkpoint; only an accepted checkpoint changes the run's files."""
+    meta = trainer.restore(checkpoint)
+    if meta.get("config_hash") != prep.fingerprint:
+        raise CheckpointError(f"{checkpoint}: the checkpoint was written for a different model/data/optimizer "
+                              "config than this run's config.yaml")
+    done, epochs = trainer.state.epoch, prep.config.resolved.train.epochs
+    if done >= epochs and trainer.state.in_epoch is None:
+        raise RunDirError(f"{run.path} already completed {done} of {epochs} epochs; "
+                          f"to train further: trainkit train --resume {run.path} --set train.epochs=N (N > {done})")
+    run.resume(resolved_yaml(prep.config), epochs_done=done, epochs=epochs, command=command)
+    run.print(f"resuming {run.path} after epoch {done}" + (" (mid-epoch)" if trainer.state.in_epoch else ""))
+
+
+def _start(run: Run, prep: Prepared, config_path, command: list[str]) -> None:
+    config = prep.config.resolved
+    run.start(resolved_yaml(prep.config), name=config.name, seed=config.seed, epochs=config.train.epochs,
+              command=command, config_file=str(config_path), data=prep.bundle.info())
+    run.print(f"run directory: {run.path}")
 
 
 def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None, quiet=False, console=None,
@@ -106,101 +76,49 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
     console = console or Console()
     command = list(command if command is not None else sys.argv)
     if resume is not None:
-        rdir = Path(resume)
-        info = open_run(rdir)
-        bad = [o for o in overrides if not o.strip().startswith(RESUMABLE_KEYS)]
-        if bad:
-            raise ConfigError(f"--set {bad[0]}: only train.* keys can change when resuming a run "
-                              "(the model, data and optimizer must stay as they were)")
-        prep = prepare(rdir / "config.yaml", overrides)
-        ckpt = find_checkpoint(rdir / "checkpoints" / "last")
+        run, prep, checkpoint = _open_for_resume(resume, overrides)
     else:
         prep = prepare(config_path, overrides)
-        rdir = create_run_dir(runs_dir, prep.config.name, exact=run_dir)
-    cfg = prep.config.data
-    log = RunLog(console, rdir / "train.log", quiet=quiet)
-    trainer = None
-    started = None  # the RunInfo to mark failed/interrupted: only once this command owns the run
+        run = Run.create(runs_dir, prep.config.name, exact=run_dir)
+    run.open_log(console, quiet)
+    trainer = Trainer(prep, run)
     try:
-        if resume is None:
-            atomic_write_text(rdir / "config.yaml", resolved_yaml(prep.config))
-        metrics_log = MetricsLog(rdir)
-        fingerprint = model_fingerprint(cfg)
         if resume is not None:
-            trainer = Trainer(resolved=cfg, model=prep.model, loss_fn=prep.loss_fn, optimizer=prep.optimizer,
-                              scheduler=prep.scheduler, bundle=prep.bundle, run_dir=rdir, log=log, info=info,
-                              metrics_log=metrics_log, config_hash=fingerprint)
-            meta = trainer.restore(ckpt)
-            if meta.get("config_hash") != fingerprint:
-                raise CheckpointError(f"{ckpt}: the checkpoint was written for a different model/data/optimizer "
-                                      "config than this run's config.yaml")
-            done = trainer.state.epoch
-            if done >= cfg["train"]["epochs"] and trainer.state.in_epoch is None:
-                raise RunDirError(f"{rdir} already completed {done} of {cfg['train']['epochs']} epochs; "
-                                  f"to train further: trainkit train --resume {rdir} --set train.epochs=N (N > {done})")
-            # Only now, with the checkpoint accepted, may the run's files change: a refused resume
-            # must leave a completed (or interrupted) run exactly as it was.
-            atomic_write_text(rdir / "config.yaml", resolved_yaml(prep.config))
-            metrics_log.truncate_after(done)
-            info.resume(command=command, epochs_planned=cfg["train"]["epochs"])
-            started = info
-            log.print(f"resuming {rdir} after epoch {done}" + (" (mid-epoch)" if trainer.state.in_epoch else ""))
+            _resume(run, prep, trainer, checkpoint, command)
         else:
-            info = RunInfo.create(rdir, name=prep.config.name, seed=cfg["seed"], epochs_planned=cfg["train"]["epochs"],
-                                  command=command, config_file=str(config_path), data=prep.bundle.info())
-            trainer = Trainer(resolved=cfg, model=prep.model, loss_fn=prep.loss_fn, optimizer=prep.optimizer,
-                              scheduler=prep.scheduler, bundle=prep.bundle, run_dir=rdir, log=log, info=info,
-                              metrics_log=metrics_log, config_hash=fingerprint)
-            started = info
-            log.print(f"run directory: {rdir}")
-        _show_summary(log, prep)
+            _start(run, prep, config_path, command)
+        _show_summary(run, prep)
         trainer.fit()
     except Interrupted:
-        info.finish("interrupted", message="interrupted by a signal")
-        log.print(f"\n[yellow]interrupted.[/] Resume with:  trainkit train --resume {rdir}", always=True)
-        log.close()
-        return 130
+        run.finish("interrupted", message="interrupted by a signal")
+        return _end(run, f"\n[yellow]interrupted.[/] Resume with:  trainkit train --resume {run.path}", 130)
     except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint on disk stays valid
-        _finish_quietly(started, "interrupted", "aborted by a second Ctrl-C")
-        log.print(f"\n[yellow]aborted.[/] Resume from the last checkpoint with:  trainkit train --resume {rdir}",
-                  always=True)
-        log.close()
-        return 130
+        run.fail_quietly("interrupted", "aborted by a second Ctrl-C")
+        return _end(run, f"\n[yellow]aborted.[/] Resume from the last checkpoint with:  trainkit train "
+                         f"--resume {run.path}", 130)
     except DivergedError as exc:
-        info.finish("diverged", message=str(exc))
-        log.print(f"[bold red]diverged:[/] {exc}", always=True)
-        log.close()
-        return 3
-    except TrainkitError as exc:
-        _finish_quietly(started, "failed", str(exc))
-        log.close()
-        raise
+        run.finish("diverged", message=str(exc))
+        return _end(run, f"[bold red]diverged:[/] {exc}", 3)
     except BaseException as exc:
-        _finish_quietly(started, "failed", f"{type(exc).__name__}: {exc}")
-        log.close()
+        run.fail_quietly("failed", str(exc) if isinstance(exc, TrainkitError) else f"{type(exc).__name__}: {exc}")
+        run.close()
         raise
     try:
-        report = finish_report(rdir, prep, trainer)
-        info.finish("completed", test=report.get(report["split"], {}).get("accuracy") if report else None)
+        report = finish_report(run.path, prep, trainer)
+        run.finish("completed", test=report.get(report["split"], {}).get("accuracy") if report else None)
     except TrainkitError as exc:
-        _finish_quietly(info, "failed", str(exc))
-        log.close()
+        run.fail_quietly("failed", str(exc))
+        run.close()
         raise
-    if report is not None:
-        for r in report_tables(report):
-            log.print(r, always=True)
-    log.print(f"run directory: {rdir}", always=True)
-    log.close()
-    return 0
+    for table in report_tables(report) if report is not None else ():
+        run.print(table, always=True)
+    return _end(run, f"run directory: {run.path}", 0)
 
 
-def _finish_quietly(info, status, message):
-    if info is None:
-        return
-    try:
-        info.finish(status, message=message)
-    except StorageError:
-        pass
+def _end(run: Run, message: str, code: int) -> int:
+    run.print(message, always=True)
+    run.close()
+    return code
 
 
 def finish_report(rdir: Path, prep: Prepared, trainer: Trainer):
@@ -211,7 +129,7 @@ def finish_report(rdir: Path, prep: Prepared, trainer: Trainer):
         which = "best" if (rdir / "checkpoints" / "best").exists() else "last"
         report = build_report(rdir, prep, which, split)
         write_report(rdir, report)
-    write_plots(rdir, MetricsLog(rdir).rows(), report)
+    write_plots(rdir, trainer.run.metrics.rows(), report, prep.bundle.task)
     return report
 
 
@@ -252,12 +170,11 @@ def build_report(rdir: Path, prep: Prepared, checkpoint: str, split: str) -> dic
 
 def eval_run(run_dir, checkpoint: str = "best", split: str = "test") -> dict:
     """``trainkit eval``: rebuild the run's model, load a checkpoint, evaluate, write eval-<split>-<ckpt>.json."""
-    rdir = Path(run_dir)
-    open_run(rdir)
-    if not (rdir / "config.yaml").exists():
-        raise RunDirError(f"{rdir}: no config.yaml; not a complete trainkit run directory")
-    prep = prepare(rdir / "config.yaml", with_optimizer=False)
-    report = build_report(rdir, prep, checkpoint, split)
+    run = Run.open(run_dir)
+    if not run.config_path.exists():
+        raise RunDirError(f"{run.path}: no config.yaml; not a complete trainkit run directory")
+    prep = prepare(run.config_path, with_optimizer=False)
+    report = build_report(run.path, prep, checkpoint, split)
     name = checkpoint if checkpoint in ("best", "last") else "custom"
-    atomic_write_json(rdir / f"eval-{split}-{name}.json", report)
+    atomic_write_json(run.path / f"eval-{split}-{name}.json", report)
     return report

@@ -6,6 +6,12 @@ position (so an interrupted epoch continues with the same batches and
 augmentations), the partial epoch's metric accumulators, the step counter, the
 best metric and early-stopping counters. Resuming from it therefore gives the
 same weights and metrics as a run that was never stopped.
+
+The trainer reads the typed config (``config.resolved``) and writes through a
+:class:`~trainkit.train.run.Run` (metrics rows, ``run.json`` progress,
+console output, checkpoints in its directory). Metric names, the metric that
+picks the best checkpoint and which metrics are logged come from the one
+table in :mod:`trainkit.registry.tasks`.
 """
 from __future__ import annotations
 
@@ -15,11 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..autograd import random as tkrandom
 from ..errors import CheckpointError, DivergedError
 from ..nn.utils import clip_grad_norm_
+from ..registry.tasks import TASKS, find_metric
 from .checkpoint import check_state_fits, load_checkpoint, save_checkpoint
 from .evaluate import align_target, evaluate
 from .metrics import make_meter
@@ -46,33 +51,37 @@ class LoopState:
     history: list = field(default_factory=list)
 
 
-def _metric_value(row: dict, name: str):
-    aliases = {"accuracy": "acc"}
-    split, _, metric = name.partition("_")
-    key = f"{split}_{aliases.get(metric, metric)}"
-    if key in row:
-        return row[key]
-    if metric == "rmse" and f"{split}_mse" in row and row[f"{split}_mse"] is not None:
-        return math.sqrt(row[f"{split}_mse"])
-    return row.get(f"_{split}_{metric}")
-
-
 class Trainer:
-    """Runs the epochs of one run directory; see the module docstring for what it guarantees."""
+    """Runs the epochs of one run directory; see the module docstring for what it guarantees.
 
-    def __init__(self, *, resolved: dict, model, loss_fn, optimizer, scheduler, bundle, run_dir: Path,
-                 log, info, metrics_log, config_hash: str):
-        self.cfg = resolved
-        self.train_cfg = resolved["train"]
-        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
-        self.bundle, self.run_dir, self.log, self.info, self.metrics_log = bundle, Path(run_dir), log, info, metrics_log
-        self.config_hash = config_hash
-        self.task, self.num_classes = bundle.task, bundle.num_classes
-        self.train_loader = bundle.train_loader(seed=resolved["seed"])
-        self.eval_split = "val" if bundle.val is not None else ("test" if bundle.test is not None else None)
-        self.eval_loader = bundle.eval_loader(self.eval_split) if self.eval_split else None
+    Args:
+        parts: the prepared config, data, model, loss, optimizer and scheduler
+            (:class:`~trainkit.assemble.prepare.Prepared`).
+        run: the run directory it writes to (:class:`~trainkit.train.run.Run`).
+    """
+
+    def __init__(self, parts, run):
+        self.run = run
+        self.spec = parts.config.resolved.train
+        self.model, self.loss_fn = parts.model, parts.loss_fn
+        self.optimizer, self.scheduler, self.bundle = parts.optimizer, parts.scheduler, parts.bundle
+        self.config_hash = parts.fingerprint
+        self.task, self.num_classes = self.bundle.task, self.bundle.num_classes
+        self.train_loader = self.bundle.train_loader(seed=parts.config.resolved.seed)
+        self.eval_split = "val" if self.bundle.val is not None else ("test" if self.bundle.test is not None else None)
+        self.eval_loader = self.bundle.eval_loader(self.eval_split) if self.eval_split else None
         self.state = LoopState()
         self._stop_signal: int | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory."""
+        return self.run.path
+
+    @property
+    def log(self):
+        """Console and ``train.log`` output."""
+        return self.run.log
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_payload(self, in_epoch: dict | None = None):
@@ -144,7 +153,7 @@ class Trainer:
                 signal.signal(sig, h)
 
     def _fit(self) -> LoopState:
-        epochs = self.train_cfg["epochs"]
+        epochs = self.spec.epochs
         st = self.state
         self.log.epoch_header(self.task, self.eval_split)
         while st.epoch < epochs:
@@ -152,7 +161,7 @@ class Trainer:
             row, meters = self._train_epoch(epoch)
             self._end_epoch(epoch, row, meters)
             if self._es_triggered():
-                self.log.print(f"early stopping: {self.train_cfg['early_stopping']['metric']} has not improved "
+                self.log.print(f"early stopping: {self.spec.early_stopping.metric} has not improved "
                                f"for {st.es_wait} epochs")
                 break
         return st
@@ -165,12 +174,12 @@ class Trainer:
             meter.load(st.in_epoch["meter"])
             t_before = float(st.in_epoch["seconds"])
             st.in_epoch = None
-        grad_clip = self.train_cfg.get("grad_clip")
+        grad_clip = self.spec.grad_clip
         params = [p for p in model.parameters() if p.requires_grad]
         model.train()
         n_batches = len(self.train_loader)
         t0 = time.perf_counter()
-        with self.log.progress(epoch, n_batches, self.train_cfg.get("log_every", 50)) as bar:
+        with self.log.progress(epoch, n_batches, self.spec.log_every) as bar:
             for x, y in self.train_loader:
                 out = model(x)
                 y = align_target(out, y)
@@ -209,68 +218,66 @@ class Trainer:
                 f"(optimizer.lr is {lr:g}; e.g. --set optimizer.lr={lr / 10:g}) or set train.grad_clip.")
 
     def _end_epoch(self, epoch: int, row: dict, meters: dict) -> None:
-        st, tc = self.state, self.train_cfg
+        st, spec = self.state, self.spec
         lr = self.optimizer.param_groups[0]["lr"]
-        evaluate_now = self.eval_loader is not None and (epoch % tc["eval_every"] == 0 or epoch == tc["epochs"])
-        prefix_keys = ("val_acc",) if self.task == "classification" else ("val_mse", "val_mae")
-        row.update({"val_loss": None, **{k: None for k in prefix_keys}})
-        extra = {}
+        evaluate_now = self.eval_loader is not None and (epoch % spec.eval_every == 0 or epoch == spec.epochs)
+        row.update({f"val_{m.column}": None for m in TASKS[self.task].logged()})
+        values = meters["train"].values("train")  # every metric of the task, logged or not
         if evaluate_now:
             vm = evaluate(self.model, self.eval_loader, self.loss_fn, self.task, self.num_classes)
             row.update(vm.epoch_metrics("val"))
-            if self.task == "regression":
-                extra["_val_r2"] = vm.r2
+            values.update(vm.values("val"))
         seconds = meters["seconds"]
         n = meters["train"].n
         row.update({"lr": lr, "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 1) if seconds else None})
         if self.scheduler is not None:
-            watched = {**row, **extra}
+            watched = row
             if self.scheduler.metric is not None:
-                watched = {self.scheduler.metric: _metric_value(watched, self.scheduler.metric),
-                           "train_loss": row["train_loss"]}
+                watched = {self.scheduler.metric: values.get(self.scheduler.metric), "train_loss": row["train_loss"]}
                 watched = {k: v for k, v in watched.items() if v is not None}
             self.scheduler.after_epoch(watched)
         st.epoch = epoch
-        self.metrics_log.append(row)  # the row goes in before the checkpoint that covers it
-        improved = self._update_best(epoch, row)
-        self._update_early_stopping({**row, **extra})
+        self.run.metrics.append(row)  # the row goes in before the checkpoint that covers it
+        improved = self._update_best(epoch, values)
+        self._update_early_stopping(values)
         if improved:
             self.save("best")
         stopping = self._stop_signal is not None
-        if epoch % tc["checkpoint_every"] == 0 or epoch == tc["epochs"] or stopping or self._es_triggered():
+        if epoch % spec.checkpoint_every == 0 or epoch == spec.epochs or stopping or self._es_triggered():
             self.save("last")
-        self.info.update(epochs_done=epoch, best_metric=st.best)
+        self.run.update(epochs_done=epoch, best_metric=st.best)
         self.log.epoch_row(row, self.task, improved)
         st.history.append(row)
         if stopping:
             raise Interrupted(f"interrupted after epoch {epoch}")
 
-    def _update_best(self, epoch: int, row: dict) -> bool:
-        if self.task == "classification":
-            name, value, better = "val_acc", row.get("val_acc"), lambda a, b: a > b
-        else:
-            name, value, better = "val_loss", row.get("val_loss"), lambda a, b: a < b
+    def _update_best(self, epoch: int, values: dict) -> bool:
+        best = TASKS[self.task].best
+        split, metric = find_metric(best, self.task)
+        name = f"{split}_{metric.column}"  # run.json and checkpoints name it by its column (val_acc)
+        value = values.get(best)
         if value is None:
             return False
+        better = (lambda a, b: a > b) if metric.mode == "max" else (lambda a, b: a < b)
         if self.state.best is None or better(value, self.state.best["value"]):
             self.state.best = {"name": name, "value": value, "epoch": epoch, "split": self.eval_split}
             return True
         return False
 
-    def _update_early_stopping(self, row: dict) -> None:
-        es = self.train_cfg.get("early_stopping")
-        if not es:
+    def _update_early_stopping(self, values: dict) -> None:
+        es = self.spec.early_stopping
+        if es is None:
             return
-        value = _metric_value(row, es["metric"])
-        if value is None:
+        value = values.get(es.metric)
+        if value is None:  # a val metric on an epoch without evaluation
             return
         st = self.state
-        sign = 1 if es["mode"] == "max" else -1
-        if st.es_best is None or sign * (value - st.es_best) > es["min_delta"]:
+        sign = 1 if es.mode == "max" else -1
+        if st.es_best is None or sign * (value - st.es_best) > es.min_delta:
             st.es_best, st.es_wait = value, 0
         else:
             st.es_wait += 1
 
     def _es_triggered(self) -> bool:
-        es = self.train_cfg.get("early_stopping")
-        return bool(es) and self.state.es_wait >= es["patience"]
+        es = self.spec.early_stopping
+        return es is not None and self.state.es_wait >= es.patience

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from trainkit.autograd.graph import node_name
 from trainkit.autograd.tensor import Tensor
-from trainkit.config.summary import human_bytes
+from trainkit.utils.units import human_bytes
 
 from .dot import Dot, VEdge, View, VNode, to_dot
 from .group import group

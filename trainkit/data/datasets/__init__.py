@@ -1,7 +1,11 @@
-"""Built-in data sets: CIFAR-10/100, MNIST, Fashion-MNIST, embedded sets, tabular files, synthetic data."""
+"""Built-in data sets: CIFAR-10/100, MNIST, Fashion-MNIST, embedded sets, synthetic data, tabular files.
+
+Each class declares its YAML name beside it (see :mod:`trainkit.registry`);
+the imports below fill the data set registry in the order messages list them.
+"""
 from .cifar import CIFAR10, CIFAR100
-from .embedded import Diabetes, Digits, Iris
 from .mnist import MNIST, FashionMNIST
+from .embedded import Diabetes, Digits, Iris
 from .synthetic import LinearData
 from .tabular import CSVDataset, NPZDataset
 

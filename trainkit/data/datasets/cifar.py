@@ -29,10 +29,12 @@ from typing import Callable
 import numpy as np
 
 from trainkit.errors import DataError
+from trainkit.registry import dataset
 
 from ..dataset import ArrayDataset
 from ..download import default_root, download_file
 from ..readers import iter_tar, load_pickle, read_npy, read_regular
+from ..specs import DOWNLOAD_DOC, ROOT, ROOT_DOC
 
 __all__ = ["CIFAR10", "CIFAR100"]
 
@@ -302,6 +304,9 @@ class _CIFAR(ArrayDataset):
         return out
 
 
+@dataset("cifar10", shape=(3, 32, 32), task="classification", args={"root": ROOT}, defaults={"download": True},
+         docs={"root": ROOT_DOC, "download": DOWNLOAD_DOC},
+         doc="CIFAR-10: 32x32 colour images, 10 classes (50,000 train / 10,000 test); download or root")
 class CIFAR10(_CIFAR):
     """CIFAR-10: 60,000 32x32 colour images in 10 classes (50,000 train, 10,000 test).
 
@@ -327,6 +332,9 @@ class CIFAR10(_CIFAR):
     max_member = 100 << 20  # one batch: 31 MB official, 44 MB as protocol-2 unicode
 
 
+@dataset("cifar100", shape=(3, 32, 32), task="classification", args={"root": ROOT}, defaults={"download": True},
+         docs={"root": ROOT_DOC, "download": DOWNLOAD_DOC},
+         doc="CIFAR-100: 32x32 colour images, 100 classes (50,000 train / 10,000 test); download or root")
 class CIFAR100(_CIFAR):
     """CIFAR-100: 60,000 32x32 colour images in 100 fine classes (50,000 train, 10,000 test).
 

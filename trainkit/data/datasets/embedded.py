@@ -25,8 +25,10 @@ from typing import Callable
 import numpy as np
 
 from trainkit.errors import DataError
+from trainkit.registry import dataset
 
 from ..dataset import ArrayDataset
+from ..specs import TEST_SPLIT
 from ..split import holdout_split
 
 __all__ = ["Digits", "Iris", "Diabetes", "EMBEDDED_DIR"]
@@ -81,7 +83,14 @@ class _Embedded(ArrayDataset):
         self.train = bool(train)
         super().__init__(x[idx], y[idx], transform=transform, classes=classes)
 
+    @classmethod
+    def from_config(cls, args) -> tuple:
+        """The train and test parts a config's ``data:`` section asks for (its ``test_split``)."""
+        return cls(train=True, test_fraction=args["test_split"]), cls(train=False, test_fraction=args["test_split"])
 
+
+@dataset("digits", shape=(1, 8, 8), task="classification", fields={"test_split": TEST_SPLIT},
+         doc="embedded: 1,797 8x8 handwritten digits as (1, 8, 8) images in [0, 1], 10 classes")
 class Digits(_Embedded):
     """Handwritten digits (8x8): float32 images (1, 8, 8) in [0, 1] (pixel value / 16), 10 classes.
 
@@ -95,12 +104,16 @@ class Digits(_Embedded):
     key = "digits"
 
 
+@dataset("iris", shape=(4,), task="classification", fields={"test_split": TEST_SPLIT},
+         doc="embedded: 150 iris flowers, 4 features, 3 classes")
 class Iris(_Embedded):
     """Iris flowers: 4 float32 features (cm), 3 classes; same arguments as :class:`Digits`."""
 
     key = "iris"
 
 
+@dataset("diabetes", shape=(10,), task="regression", fields={"test_split": TEST_SPLIT},
+         doc="embedded: 442 patients, 10 features, regression target")
 class Diabetes(_Embedded):
     """Diabetes progression: 10 float32 features, float32 (N, 1) target; same arguments as :class:`Digits`
     (the split is random, not stratified)."""

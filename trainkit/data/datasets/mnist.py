@@ -18,16 +18,21 @@ from typing import Callable
 import numpy as np
 
 from trainkit.errors import DataError
+from trainkit.registry import dataset
 
 from ..dataset import ArrayDataset
 from ..download import default_root, download_file
 from ..readers import IDX_IMAGES, IDX_LABELS, read_idx
+from ..specs import DOWNLOAD_DOC, ROOT, ROOT_DOC
 
 __all__ = ["MNIST", "FashionMNIST"]
 
 _MAX_ITEMS = 60_000
 
 
+@dataset("mnist", shape=(1, 28, 28), task="classification", args={"root": ROOT}, defaults={"download": True},
+         docs={"root": ROOT_DOC, "download": DOWNLOAD_DOC},
+         doc="MNIST: 28x28 grey handwritten digits, 10 classes (60,000 / 10,000); download or root")
 class MNIST(ArrayDataset):
     """MNIST handwritten digits: 28x28 grey images, 10 classes (60,000 train, 10,000 test).
 
@@ -84,6 +89,9 @@ class MNIST(ArrayDataset):
         )
 
 
+@dataset("fashion_mnist", shape=(1, 28, 28), task="classification", args={"root": ROOT},
+         defaults={"download": True}, docs={"root": ROOT_DOC, "download": DOWNLOAD_DOC},
+         doc="Fashion-MNIST: 28x28 grey clothing images, 10 classes (60,000 / 10,000); download or root")
 class FashionMNIST(MNIST):
     """Fashion-MNIST: 28x28 grey images of clothing, 10 classes; same files and arguments as MNIST."""
 

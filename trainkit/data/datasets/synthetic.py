@@ -5,12 +5,22 @@ from typing import Callable
 
 import numpy as np
 
+from trainkit.registry import Field, Float, Int, dataset
+
 from ..dataset import ArrayDataset
+from ..specs import TEST_SPLIT
 from ..split import holdout_split
 
 __all__ = ["LinearData"]
 
 
+@dataset("linear", shape=lambda a: (a["n_features"],), task="regression",
+         fields={"n_samples": Field(Int(lo=2), 200, "number of generated samples"),
+                 "n_features": Field(Int(lo=1), 1, "number of input features"),
+                 "noise": Field(Float(lo=0), 0.1, "standard deviation of the Gaussian label noise"),
+                 "seed": Field(Int(lo=0), 0, "seed of the generated problem (independent of the run seed)"),
+                 "test_split": TEST_SPLIT},
+         doc="synthetic: y = X.w + b + noise, regression")
 class LinearData(ArrayDataset):
     """Samples of ``y = X @ weight + bias + noise * N(0, 1)``.
 
@@ -37,3 +47,10 @@ class LinearData(ArrayDataset):
         idx = keep if train else held
         self.train = bool(train)
         super().__init__(x[idx].astype(np.float32), y[idx].astype(np.float32).reshape(-1, 1), transform=transform)
+
+    @classmethod
+    def from_config(cls, args) -> tuple:
+        """The train and test parts of the problem a config's ``data:`` section describes."""
+        kw = {k: args[k] for k in ("n_samples", "n_features", "noise", "seed")}
+        return (cls(**kw, train=True, test_fraction=args["test_split"]),
+                cls(**kw, train=False, test_fraction=args["test_split"]))

@@ -28,9 +28,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trainkit.errors import DataError
+from trainkit.registry import REQUIRED, Field, Nullable, Str, dataset
 
 from ..dataset import ArrayDataset
 from ..readers import open_regular, read_npz
+from ..specs import FEATURES, PATH, TASK, TEST_SPLIT
 
 __all__ = ["CSVDataset", "NPZDataset", "MAX_COLUMNS", "MAX_CLASSES"]
 
@@ -151,6 +153,12 @@ class _TargetColumn:
         return labels, names, task
 
 
+@dataset("csv", shape=(None,), task=lambda a: a["task"],
+         fields={"path": PATH, "target": Field(Str(), REQUIRED, "name of the target column"), "features": FEATURES,
+                 "task": TASK, "test_split": TEST_SPLIT,
+                 "test_path": Field(Nullable(Str()), None, "a CSV file with the same columns used as the test "
+                                    "set; null: hold out test_split")},
+         doc="a CSV file with a header: path, target column, optional feature columns")
 class CSVDataset(ArrayDataset):
     """Rows of a CSV file with a header: float32 features and a target column.
 
@@ -256,7 +264,20 @@ class CSVDataset(ArrayDataset):
     def task(self) -> str:  # type: ignore[override]
         return self.task_name
 
+    @classmethod
+    def from_config(cls, args) -> tuple:
+        """The training file and the test file (None: the builder holds out ``test_split``)."""
+        kw = {"target": args["target"], "features": args["features"], "task": args["task"]}
+        full = cls(args["path"], **kw)
+        if args["test_path"]:
+            # The test file maps its labels through the training file's classes, so
+            # class indices agree between the two.
+            return full, cls(args["test_path"], **{**kw, "task": full.task}, class_names=full.classes)
+        return full, None
 
+
+@dataset("npz", task=lambda a: a["task"], fields={"path": PATH, "task": TASK, "test_split": TEST_SPLIT},
+         doc="an .npz file with arrays x/y or x_train/y_train[/x_test/y_test]")
 class NPZDataset(ArrayDataset):
     """Arrays from an ``.npz`` file: ``x``/``y``, or ``x_train``/``y_train`` (``train=True``) and
     ``x_test``/``y_test`` (``train=False``).
@@ -325,3 +346,11 @@ class NPZDataset(ArrayDataset):
     @property
     def task(self) -> str:  # type: ignore[override]
         return self.task_name
+
+    @classmethod
+    def from_config(cls, args) -> tuple:
+        """The train part and the file's own test part (None: the builder holds out ``test_split``)."""
+        train = cls(args["path"], train=True, task=args["task"])
+        if train.has_test:
+            return train, cls(args["path"], train=False, task=train.task)
+        return train, None

@@ -6,10 +6,11 @@
     render_dot(text, "model.svg")                   # needs the 'dot' program
 
 Independent of the CLI; ``trainkit summary`` and ``trainkit train`` call these.
-Multiply-adds are per sample for inference: a linear layer counts
-``in * out``, a convolution ``C_out * H_out * W_out * C_in * kH * kW``, batch
-norm one per element, activations and pooling none. Custom layers have no
-count (shown as ``?``; the total then covers the other layers only).
+Shapes and multiply-adds come from the layers' declared shape rules (per
+sample, for inference: a linear layer counts ``in * out``, a convolution
+``C_out * H_out * W_out * C_in * kH * kW``, batch norm one per element,
+activations and pooling none). Undeclared custom layers have no count (shown
+as ``?``; the total then covers the other layers only).
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit.config.graph import ModelPlan, plan_model
-from trainkit.config.model_spec import INPUT
-from trainkit.config.shapes import fmt
+from trainkit.assemble.model import ModelPlan, plan_model
 from trainkit.errors import TrainkitError
+from trainkit.nn.graph import INPUT
 from trainkit.nn.module import Module
+from trainkit.registry import LAYERS, fmt
+from trainkit.utils.units import human_bytes, human_count  # noqa: F401 - re-exported for callers
 
 __all__ = ["SummaryRow", "Summary", "summarize", "render_summary", "to_dot", "render_dot", "write_dot",
            "dot_available", "human_bytes", "human_count"]
@@ -106,24 +108,6 @@ def summarize(config, model: Module, input_shape, plan: ModelPlan | None = None)
         macs=int(sum(known)), macs_complete=len(known) == len(rows))
 
 
-def human_count(n: int | float) -> str:
-    """``62006`` -> ``62.0K``; ``2.3e9`` -> ``2.30G``."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}" if n < 10 * size else f"{n / size:.1f}{unit}"
-    return str(int(n))
-
-
-def human_bytes(n: int) -> str:
-    """``248024`` -> ``242.2 KiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover
-
-
 def render_summary(summary: Summary, console=None) -> None:
     """Print the summary as a rich table with totals (to ``console``, default a new rich Console)."""
     from rich.console import Console
@@ -182,7 +166,8 @@ def to_dot(summary: Summary) -> str:
         label = f"{r.name}{_NL}{r.type}"
         if r.params:
             label += f"{_NL}{r.params:,} params"
-        fill = "#fdf0d5" if r.type in ("add", "mul", "concat") else "#eef3fb"
+        merge = r.type in LAYERS and LAYERS[r.type].merges
+        fill = "#fdf0d5" if merge else "#eef3fb"
         if r.name == summary.output:
             fill = "#f8d7da"
         lines.append(f"  {_dot_quote(r.name)} [label={_dot_quote(label)}, "

@@ -88,8 +88,14 @@ def _range_text(lo, hi, lo_open, hi_open) -> str:
     return f"{'<' if hi_open else '<='} {hi}"
 
 
+@dataclass
 class Raw(Spec):
-    """Any value, unchecked here (a later, specific check looks at it)."""
+    """Any value, unchecked here (a later, specific check looks at it); ``text`` describes what is expected."""
+
+    text: str = "a value"
+
+    def describe(self) -> str:
+        return self.text
 
     def check(self, value, path, ck):
         return value

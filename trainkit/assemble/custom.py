@@ -1,124 +1,44 @@
-"""Custom layers: user ``nn.Module`` subclasses named in YAML.
+"""Custom layers named by import path in YAML: ``mypkg.layers:Residual`` or ``./my_layers.py:Residual``.
 
-Three ways to use a layer trainkit does not ship:
-
-* ``@trainkit.register_layer("residual")`` on a class in code that runs before
-  the config is built; the YAML then says ``type: residual`` (or ``- residual: {...}``).
 * ``type: mypkg.layers:Residual`` imports ``mypkg.layers`` (from ``sys.path``)
   and takes the class ``Residual``.
 * ``type: ./my_layers.py:Residual`` loads that file, relative to the YAML file
   that names it (absolute paths work too).
 
-The YAML args are passed to the constructor. The input size is filled in when
-the constructor has an ``in_features`` (last dimension), ``in_channels`` or
-``num_features`` (dimension 1 of the batch) argument the YAML leaves out, or
-the argument named by ``register_layer(..., input_arg=...)``. The output shape
-is found by a trial forward pass on a zero batch of one sample.
+(A class declared with ``@layer``/``@trainkit.register_layer`` is named by its
+YAML name instead; see :mod:`trainkit.registry`.) A class that carries a
+declaration is used with it: its argument specs and shape rule. Any other
+``nn.Module`` gets a declaration on the spot: the YAML args are passed to the
+constructor, the input size fills an ``in_features`` (last dimension),
+``in_channels`` or ``num_features`` (channel dimension) argument the YAML
+leaves out, and the output shape is found by a trial forward pass on a zero
+batch of one sample.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from trainkit.config.layers import is_import_path
 from trainkit.nn.module import Module
+from trainkit.registry import LAYERS, LayerDeclaration
+from trainkit.registry.layer import custom_declaration
 
-__all__ = ["CustomLayer", "CUSTOM_LAYERS", "register_layer", "is_import_path", "import_layer",
-           "guess_input_arg", "absolutize_layer_paths"]
+__all__ = ["CustomLayerError", "import_layer", "absolutize_layer_paths"]
 
-#: Constructor arguments that, when the YAML leaves them out, take the input size:
-#: name -> which per-sample dimension gives it (-1: last, 0: the channel dimension).
-INPUT_ARG_NAMES = {"in_features": -1, "in_channels": 0, "num_features": 0}
-
-_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _IMPORT = re.compile(r"^(?P<mod>[^:]+):(?P<cls>[A-Za-z_][A-Za-z0-9_]*)$")
-
-
-@dataclass(frozen=True)
-class CustomLayer:
-    """A registered custom layer: its class and which argument takes the input size.
-
-    ``input_dim`` indexes the per-sample shape (``-1`` last, ``0`` channels).
-    """
-
-    cls: type
-    input_arg: str | None = None
-    input_dim: int | None = None
-
-
-#: YAML name -> registered custom layer (filled by :func:`register_layer`).
-CUSTOM_LAYERS: dict[str, CustomLayer] = {}
-
-
-def register_layer(name: str, *, input_arg: str | None = None, input_dim: int | None = None):
-    """Class decorator: make an ``nn.Module`` subclass usable in YAML as ``name``.
-
-    Args:
-        name: the snake_case YAML name; it must not shadow a built-in layer.
-        input_arg: constructor argument filled with the inferred input size when
-            the YAML leaves it out (default: ``in_features``/``in_channels``/
-            ``num_features`` if the constructor has one).
-        input_dim: which per-sample dimension gives ``input_arg`` (-1 = last,
-            0 = channels); default -1 for ``in_features``-like names, else 0.
-
-    Example::
-
-        @trainkit.register_layer("residual")
-        class Residual(nn.Module):
-            def __init__(self, in_channels, hidden=16): ...
-    """
-    from trainkit.nn.registry import LAYER_SPECS
-
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"register_layer: name must be snake_case letters, digits and '_', got {name!r}")
-    if name in LAYER_SPECS or name in ("add", "mul", "concat"):
-        raise ValueError(f"register_layer: {name!r} is a built-in layer name; choose another")
-
-    def decorate(cls):
-        if not (isinstance(cls, type) and issubclass(cls, Module)):
-            raise TypeError(f"register_layer({name!r}) decorates nn.Module subclasses, got {cls!r}")
-        old = CUSTOM_LAYERS.get(name)
-        if old is not None and old.cls.__qualname__ != cls.__qualname__:
-            raise ValueError(f"register_layer: {name!r} is already registered to {old.cls.__qualname__}")
-        arg, dim = input_arg, input_dim
-        if arg is None:
-            arg, dim = guess_input_arg(cls)
-        elif dim is None:
-            dim = INPUT_ARG_NAMES.get(arg, 0)
-        CUSTOM_LAYERS[name] = CustomLayer(cls, arg, dim)
-        return cls
-
-    return decorate
-
-
-def guess_input_arg(cls: type) -> tuple[str | None, int | None]:
-    """The constructor argument of ``cls`` that takes the input size, by its conventional name."""
-    try:
-        params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return None, None
-    for arg, dim in INPUT_ARG_NAMES.items():
-        if arg in params:
-            return arg, dim
-    return None, None
-
-
-def is_import_path(type_name: str) -> bool:
-    """Whether a YAML layer type is ``module:Class`` or ``file.py:Class`` rather than a name."""
-    return isinstance(type_name, str) and ":" in type_name
 
 
 class CustomLayerError(Exception):
     """Why a ``module:Class`` layer type could not be loaded (becomes a located config problem)."""
 
 
-def import_layer(type_name: str, base_dir: Path | str | None) -> CustomLayer:
-    """Load the class named by ``mypkg.mod:Class`` or ``./file.py:Class``.
+def import_layer(type_name: str, base_dir: Path | str | None) -> LayerDeclaration:
+    """The declaration of the class named by ``mypkg.mod:Class`` or ``./file.py:Class``.
 
     ``base_dir`` is the folder of the YAML file that names it (file paths are
     relative to it). Raises :class:`CustomLayerError` with a readable reason.
@@ -145,11 +65,8 @@ def import_layer(type_name: str, base_dir: Path | str | None) -> CustomLayer:
                                + (f" (its nn.Module classes: {', '.join(found)})" if found else ""))
     if not (isinstance(cls, type) and issubclass(cls, Module)):
         raise CustomLayerError(f"'{mod_text}:{cls_name}' is not a trainkit nn.Module subclass")
-    for reg in CUSTOM_LAYERS.values():  # a registered class keeps its declared input argument
-        if reg.cls is cls:
-            return reg
-    arg, dim = guess_input_arg(cls)
-    return CustomLayer(cls, arg, dim)
+    declared = LAYERS.of(cls)  # a declared class keeps its declaration (specs, shape rule, input argument)
+    return declared if declared is not None else custom_declaration(type_name, cls)
 
 
 def _load_file(path_text: str, base_dir) -> object:

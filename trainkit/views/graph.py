@@ -17,9 +17,9 @@ import numpy as np
 from trainkit.autograd.tensor import Tensor
 from trainkit.errors import TrainkitError
 
-from .dot import Dot, GraphvizNotFound, render_text
-from .make import make_dot
-from .trace import ModuleTrace
+from trainkit.viz.dot import Dot, GraphvizNotFound, render_text
+from trainkit.viz.make import make_dot
+from trainkit.viz.trace import ModuleTrace
 
 __all__ = ["step_graph", "graph_command"]
 
@@ -42,8 +42,8 @@ def step_graph(config_path, overrides=(), *, backward: bool = False, depth: int 
     Raises:
         ConfigError: the config is invalid (as for ``trainkit train``).
     """
-    from trainkit.config.build import build_loss
-    from trainkit.train.session import prepare_model
+    from trainkit.assemble.components import build_loss
+    from trainkit.assemble.prepare import prepare_model
 
     config, model, shape = prepare_model(config_path, overrides)
     loss_fn = build_loss(config)

@@ -1,0 +1,78 @@
+"""Everything a run needs, built from a config before anything is written: :func:`prepare`.
+
+Every check that can fail on user input (config, overrides, data files, model
+shapes, metric names against the data's task) runs here, *before* a run
+directory is created, so a refused config leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ..autograd.random import manual_seed
+
+__all__ = ["Prepared", "prepare", "prepare_model", "model_fingerprint", "resolved_yaml"]
+
+
+@dataclass
+class Prepared:
+    """A validated config with its data, model, loss, optimizer and scheduler built (nothing written yet)."""
+
+    config: object
+    bundle: object
+    model: object
+    loss_fn: object
+    optimizer: object
+    scheduler: object
+
+    @property
+    def fingerprint(self) -> str:
+        """The hash a checkpoint of this model/data/optimizer config carries (see :func:`model_fingerprint`)."""
+        return model_fingerprint(self.config.data)
+
+
+def model_fingerprint(data: dict) -> str:
+    """Hash of everything but ``train`` (which --resume may change): the checkpoint must match it."""
+    core = {k: v for k, v in data.items() if k not in ("train", "name")}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepared:
+    """Load and validate the config, build the data and the model: all before touching disk."""
+    from . import build_data, build_loss, build_model, build_optimizer, build_scheduler, check_task
+    from ..config import load_config
+
+    config = load_config(config_path, list(overrides))
+    manual_seed(config.resolved.seed)
+    bundle = build_data(config)
+    check_task(config, bundle.task)
+    model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes)
+    loss_fn = build_loss(config)
+    optimizer = scheduler = None
+    if with_optimizer:
+        optimizer = build_optimizer(config, model)
+        scheduler = build_scheduler(config, optimizer, steps_per_epoch=len(bundle.train_loader()))
+    return Prepared(config, bundle, model, loss_fn, optimizer, scheduler)
+
+
+def prepare_model(config_path, overrides=()):
+    """For ``trainkit summary``: the model from the config alone when its input shape is known
+    without reading data (downloadable sets need not be present), else via the data."""
+    from . import build_model, static_input_shape
+    from ..config import load_config
+
+    config = load_config(config_path, list(overrides))
+    shape = static_input_shape(config)
+    if shape is None:
+        prep = prepare(config_path, overrides, with_optimizer=False)
+        return prep.config, prep.model, prep.bundle.input_shape
+    manual_seed(config.resolved.seed)
+    return config, build_model(config, shape), shape
+
+
+def resolved_yaml(config) -> str:
+    """The resolved config for the run directory, with file-based custom layers made absolute."""
+    from .custom import absolutize_layer_paths
+    from ..config.yamlsafe import dump_yaml
+    return dump_yaml(absolutize_layer_paths(config))

@@ -1,0 +1,20 @@
+"""Human-readable counts and byte sizes for tables and pictures."""
+from __future__ import annotations
+
+
+def human_count(n: int | float) -> str:
+    """``62006`` -> ``62.0K``; ``2.3e9`` -> ``2.30G``."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}" if n < 10 * size else f"{n / size:.1f}{unit}"
+    return str(int(n))
+
+
+def human_bytes(n: int) -> str:
+    """``248024`` -> ``242.2 KiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover
