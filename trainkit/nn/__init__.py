@@ -6,13 +6,19 @@ functional ops, ``nn.init`` the initialisers, ``nn.utils`` gradient clipping,
 and ``nn.registry`` the YAML names (``LAYERS``, ``LOSSES``).
 """
 from trainkit.nn import functional, init, utils
-from trainkit.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from trainkit.nn.activation import (
+    ELU, GELU, SELU, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus,
+    Tanh,
+)
 from trainkit.nn.container import ModuleDict, ModuleList, Sequential
 from trainkit.nn.conv import Conv2d
 from trainkit.nn.dropout import Dropout
 from trainkit.nn.flatten import Flatten
 from trainkit.nn.linear import Identity, Linear
-from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from trainkit.nn.loss import (
+    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss,
+    MSELoss, NLLLoss, SmoothL1Loss, TripletMarginLoss,
+)
 from trainkit.nn.module import IncompatibleKeys, Module, StateDictError
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.parameter import Parameter
@@ -25,5 +31,8 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Dropout",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
+    "SiLU", "ELU", "SELU", "PReLU", "Softplus", "Mish", "Hardswish", "Hardtanh",
+    "SmoothL1Loss", "HuberLoss", "BCELoss", "KLDivLoss", "CosineEmbeddingLoss", "MarginRankingLoss",
+    "TripletMarginLoss",
     "StateDictError", "IncompatibleKeys", "LAYERS", "LOSSES", "functional", "init", "utils",
 ]

@@ -1,10 +1,11 @@
-"""Reductions (sum, mean, var, max/min, logsumexp) and the softmax family."""
+"""Reductions (sum, mean, var/std, max/min, amax/amin, all/any, logsumexp) and the softmax family."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..function import Op
-from ..tensor import Tensor, ValuesIndices
+from .. import return_types
+from ..tensor import Tensor
 
 
 def _axis(dim, ndim):
@@ -124,7 +125,8 @@ def max_min(x: Tensor, dim, keepdim, mode):
         indices = f(x._array, axis=dim % x.ndim if x.ndim else 0)
         if keepdim:
             indices = np.expand_dims(indices, dim)
-    return ValuesIndices(op_out, Tensor(np.asarray(indices, dtype=np.int64)))
+    result = return_types.max if mode == "max" else return_types.min
+    return result(op_out, Tensor(np.asarray(indices, dtype=np.int64)))
 
 
 def argext(x: Tensor, dim, keepdim, f):
@@ -181,3 +183,83 @@ class LogSoftmax(Op):
 
     def backward(self, gy):
         return (gy - np.exp(self.y) * gy.sum(axis=self.dim, keepdims=True),)
+
+
+class AMaxMin(Op):
+    """amax/amin over any dimensions; ties share the gradient evenly (PyTorch's rule)."""
+
+    def __init__(self, dim=None, keepdim=False, mode="max"):
+        self.dim, self.keepdim, self.mode = dim, keepdim, mode
+
+    def forward(self, x):
+        self.x = x
+        self.axis = _axis(self.dim, x.ndim)
+        f = np.max if self.mode == "max" else np.min
+        self.yk = f(x, axis=self.axis, keepdims=True)
+        return np.asarray(self.yk if self.keepdim else f(x, axis=self.axis))
+
+    def backward(self, gy):
+        mask = self.x == self.yk
+        count = mask.sum(axis=self.axis, keepdims=True).astype(gy.dtype)
+        return (mask * (_expand_grad(gy, self.x.shape, self.axis, self.keepdim) / count),)
+
+
+def _dims_or_all(dim):
+    """PyTorch's amax/amin/all/any take ``dim=()`` (or None) for every dimension."""
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        return None
+    return tuple(dim) if isinstance(dim, (tuple, list)) else dim
+
+
+def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:  # noqa: A002 - PyTorch's names
+    """Maximum over ``dim`` (an int, a tuple, or ``()`` for all); no indices, ties share the gradient."""
+    return AMaxMin.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, mode="max")
+
+
+def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:  # noqa: A002
+    """Minimum over ``dim`` (an int, a tuple, or ``()`` for all); no indices, ties share the gradient."""
+    return AMaxMin.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, mode="min")
+
+
+def _truth(input: Tensor, dim, keepdim, f) -> Tensor:  # noqa: A002
+    x = input._array
+    axis = _axis(_dims_or_all(dim), x.ndim)
+    out = f(x, axis=axis, keepdims=keepdim and axis is not None)
+    # PyTorch keeps uint8 for uint8 inputs and gives bool otherwise
+    return Tensor(np.asarray(out, dtype=np.uint8 if x.dtype == np.uint8 else bool))
+
+
+def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
+    """Whether every element (along ``dim``) is nonzero; a bool tensor outside the graph."""
+    return _truth(input, dim, keepdim, np.all)
+
+
+def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
+    """Whether some element (along ``dim``) is nonzero; a bool tensor outside the graph."""
+    return _truth(input, dim, keepdim, np.any)
+
+
+def _ddof(unbiased, correction) -> float:
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:  # noqa: A002
+    """Variance over ``dim`` with Bessel's ``correction`` (1 by default; ``unbiased=False`` means 0)."""
+    if isinstance(dim, bool):  # var(x, False): PyTorch's legacy positional ``unbiased``
+        dim, unbiased = None, dim
+    return Var.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, ddof=_ddof(unbiased, correction))
+
+
+def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:  # noqa: A002
+    """Standard deviation: the square root of :func:`var` with the same arguments."""
+    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+
+
+def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """``log(sum(exp(x)))`` over ``dim``, computed stably (integer inputs give floats)."""
+    if input._array.dtype.kind != "f":
+        from .. import dtypes
+        input = input.to(dtypes.get_default_dtype())  # noqa: A001
+    return LogSumExp.apply(input, dim=_dims_or_all(dim), keepdim=keepdim)
