@@ -6,21 +6,22 @@ import numpy as np
 from .ops import elementwise as _ew
 from .ops import reduce as _rd
 from .ops.elementwise import clamp, maximum, minimum, where  # noqa: F401 - re-exported
+from .ops.math import floating
 from .ops.matmul import matmul  # noqa: F401
 from .ops.shape import cat, stack  # noqa: F401
 from .tensor import Tensor
 
 
 def exp(x: Tensor) -> Tensor:
-    return _ew.Exp.apply(x)
+    return _ew.Exp.apply(floating(x))
 
 
 def log(x: Tensor) -> Tensor:
-    return _ew.Log.apply(x)
+    return _ew.Log.apply(floating(x))
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return _ew.Sqrt.apply(x)
+    return _ew.Sqrt.apply(floating(x))
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001
@@ -28,11 +29,11 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001
 
 
 def tanh(x: Tensor) -> Tensor:
-    return _ew.Tanh.apply(x)
+    return _ew.Tanh.apply(floating(x))
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return _ew.Sigmoid.apply(x)
+    return _ew.Sigmoid.apply(floating(x))
 
 
 def relu(x: Tensor) -> Tensor:

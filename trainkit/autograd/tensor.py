@@ -414,22 +414,22 @@ class Tensor(TensorMethods):
 
     # ----------------------------------------------------------------- elementwise methods
     def exp(self):
-        return _ew.Exp.apply(self)
+        return _ew.Exp.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def log(self):
-        return _ew.Log.apply(self)
+        return _ew.Log.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def sqrt(self):
-        return _ew.Sqrt.apply(self)
+        return _ew.Sqrt.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def abs(self):
         return _ew.Abs.apply(self)
 
     def tanh(self):
-        return _ew.Tanh.apply(self)
+        return _ew.Tanh.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def sigmoid(self):
-        return _ew.Sigmoid.apply(self)
+        return _ew.Sigmoid.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def relu(self):
         return _ew.ReLU.apply(self)
@@ -464,7 +464,7 @@ class Tensor(TensorMethods):
         return _rd.Var.apply(self, dim=dim, keepdim=keepdim, ddof=ddof)
 
     def std(self, dim=None, unbiased=True, keepdim=False, correction=None):
-        return self.var(dim, unbiased, keepdim, correction).sqrt()
+        return _rd.std(self, dim, unbiased, keepdim, correction=correction)
 
     def max(self, dim=None, keepdim=False):
         return _rd.max_min(self, dim, keepdim, "max")

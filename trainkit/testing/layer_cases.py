@@ -15,12 +15,18 @@ import numpy as np
 
 from trainkit.autograd import random as tk_random
 from trainkit.autograd.tensor import Tensor
-from trainkit.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from trainkit.nn.activation import (
+    ELU, GELU, SELU, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus,
+    Tanh,
+)
 from trainkit.nn.conv import Conv2d
 from trainkit.nn.dropout import Dropout
 from trainkit.nn.flatten import Flatten
 from trainkit.nn.linear import Identity, Linear
-from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from trainkit.nn.loss import (
+    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss,
+    MSELoss, NLLLoss, SmoothL1Loss, TripletMarginLoss,
+)
 from trainkit.nn.module import Module
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
@@ -91,6 +97,12 @@ def _loss(name: str, module: Module, shape: tuple[int, ...], target: Callable) -
     return NNCase(name, "loss", module, lambda x, y: module(x, y), make_inputs)
 
 
+def _loss_of(name: str, module: Module, make_inputs: Callable[[np.random.Generator], tuple]) -> NNCase:
+    """A loss case whose inputs are all built by ``make_inputs`` (more than two arguments, or special ranges)."""
+    module.double()
+    return NNCase(name, "loss", module, lambda *xs: module(*xs), make_inputs)
+
+
 def nn_cases() -> list[NNCase]:
     """Fresh cases covering every layer and loss of ``trainkit.nn.registry`` (and a few variants).
 
@@ -147,4 +159,46 @@ def _build(n: int, c: int) -> list[NNCase]:
         _loss("L1Loss", L1Loss(), (n, c), reals),
         _loss("BCEWithLogitsLoss", BCEWithLogitsLoss(), (n, c), unit),
         _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c), unit),
+        *_issue13_cases(n, c, reals),
+    ]
+
+
+def _issue13_cases(n: int, c: int, reals: Callable) -> list[NNCase]:
+    """Activations and losses added with PyTorch's wider API (issue 13)."""
+
+    def probs(rng):
+        return _grad_tensor(rng.uniform(0.1, 0.9, (n, c))), Tensor(rng.uniform(0.0, 1.0, (n, c)))
+
+    def log_probs(rng):
+        return _grad_tensor(rng.standard_normal((n, c))), Tensor(rng.uniform(0.1, 1.0, (n, c)))
+
+    # As in every loss case, the first input is the one checked; the op cases ("margin_losses") check
+    # the gradients of the other inputs of these functions too.
+    def pair_and_sign(rng):
+        return (_grad_tensor(rng.standard_normal((n, c))), Tensor(rng.standard_normal((n, c))),
+                Tensor(rng.choice([-1.0, 1.0], n)))
+
+    def scores_and_sign(rng):
+        return (_grad_tensor(rng.standard_normal(n)), Tensor(rng.standard_normal(n)), Tensor(rng.choice([-1.0, 1.0], n)))
+
+    def triplet(rng):
+        return (_grad_tensor(rng.standard_normal((n, c))), Tensor(rng.standard_normal((n, c))),
+                Tensor(rng.standard_normal((n, c))))
+
+    return [
+        _layer("SiLU", SiLU(), (3, 4)),
+        _layer("ELU(alpha=0.5)", ELU(0.5), (3, 4)),
+        _layer("SELU", SELU(), (3, 4)),
+        _layer("PReLU(num_parameters=2)", PReLU(2), (3, 2, 2)),
+        _layer("Softplus(beta=2,threshold=1)", Softplus(2.0, 1.0), (3, 4)),
+        _layer("Mish", Mish(), (3, 4)),
+        _layer("Hardswish", Hardswish(), (3, 4)),
+        _layer("Hardtanh(-0.5,0.5)", Hardtanh(-0.5, 0.5), (3, 4)),
+        _loss("SmoothL1Loss(beta=0.5)", SmoothL1Loss(beta=0.5), (n, c), reals),
+        _loss("HuberLoss(delta=0.5)", HuberLoss(delta=0.5), (n, c), reals),
+        _loss_of("BCELoss(weight)", BCELoss(weight=[1.0, 2.0, 0.5]), probs),
+        _loss_of("KLDivLoss(batchmean)", KLDivLoss(reduction="batchmean"), log_probs),
+        _loss_of("CosineEmbeddingLoss(margin=0.2)", CosineEmbeddingLoss(margin=0.2), pair_and_sign),
+        _loss_of("MarginRankingLoss(margin=0.1)", MarginRankingLoss(margin=0.1), scores_and_sign),
+        _loss_of("TripletMarginLoss(swap)", TripletMarginLoss(margin=1.5, swap=True), triplet),
     ]

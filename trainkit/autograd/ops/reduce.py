@@ -252,9 +252,25 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     return Var.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, ddof=_ddof(unbiased, correction))
 
 
+class Std(Var):
+    """sqrt(var) in one node; where the deviation is 0 the gradient is 0 (PyTorch's rule), not NaN."""
+
+    def forward(self, x):
+        self.y = np.sqrt(super().forward(x))
+        return self.y
+
+    def backward(self, gy):
+        y = self.y
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where(y == 0, np.zeros((), gy.dtype), gy / (2 * y))
+        return super().backward(g)
+
+
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:  # noqa: A002
-    """Standard deviation: the square root of :func:`var` with the same arguments."""
-    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+    """Standard deviation over ``dim`` with Bessel's ``correction`` (see :func:`var`)."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return Std.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, ddof=_ddof(unbiased, correction))
 
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:  # noqa: A002
