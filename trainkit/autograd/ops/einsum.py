@@ -121,7 +121,10 @@ def contract(inputs: tuple, out: str, arrays: list) -> np.ndarray:
             ops.append((a, la))
     (y, labels), = ops
     if labels != out:
-        y = np.einsum(f"{labels}->{out}", y)
+        if sorted(labels) == sorted(out):  # only the order differs
+            y = y.transpose([labels.index(c) for c in out])
+        else:
+            y = np.einsum(f"{labels}->{out}", y)
     return y
 
 
