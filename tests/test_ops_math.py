@@ -222,3 +222,27 @@ def test_isnan_isinf_isfinite_logical_not_match_torch():
 def test_comparison_results_are_outside_the_graph():
     x = tk.randn(3, requires_grad=True)
     assert not tk.gt(x, 0).requires_grad and tk.gt(x, 0).dtype == np.bool_
+
+
+# Cases whose inputs deliberately mix in float64 (a cast to float64, float64 running statistics or weights).
+MIXED_FLOAT64 = {"cast", "batch_norm_eval", "bce_with_logits"}
+
+
+def test_float32_inputs_give_float32_outputs_and_gradients_in_every_op_case():
+    from trainkit.testing.op_cases import OP_CASES
+
+    for case in OP_CASES:
+        if case.name in MIXED_FLOAT64:
+            continue
+        inputs = [tk.Tensor(t._array.astype(np.float32), requires_grad=t.requires_grad)
+                  if isinstance(t, tk.Tensor) and t.dtype == np.float64 else t
+                  for t in case.make_inputs(np.random.default_rng(0))]
+        with np.errstate(all="ignore"):
+            out = case.fn(*inputs)
+        outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, tk.Tensor)]
+        assert {o.dtype for o in outs} == {np.dtype(np.float32)}, case.name
+        total = sum((o.sum() for o in outs[1:]), outs[0].sum())
+        total.backward()
+        for t in inputs:
+            if isinstance(t, tk.Tensor) and t.requires_grad and t.grad is not None:
+                assert t.grad.dtype == np.float32, case.name

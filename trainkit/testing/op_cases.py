@@ -182,11 +182,11 @@ OP_CASES += [
     R("round_decimals", lambda x: _m.round(x, decimals=1) * x, lambda r: (_t(r, 4),)),
     # --- reductions
     R("prod_all", _scan.prod, lambda r: (_t(r, 2, 3),)),
-    R("prod_dim_with_zero", lambda x: _scan.prod(x * Tensor(np.array([1.0, 0.0, 1.0])), 1),
+    R("prod_dim_with_zero", lambda x: _scan.prod(x * Tensor(np.array([1.0, 0.0, 1.0], x.dtype)), 1),
       lambda r: (_t(r, 2, 3),)),
     R("cumsum", lambda x: _scan.cumsum(x, 1), lambda r: (_t(r, 2, 4),)),
     R("cumprod", lambda x: _scan.cumprod(x, 0), lambda r: (_t(r, 4, 2),)),
-    R("cumprod_zeros", lambda x: _scan.cumprod(x * Tensor(np.array([1.0, 0.0, 1.0, 0.0, 1.0])), -1),
+    R("cumprod_zeros", lambda x: _scan.cumprod(x * Tensor(np.array([1.0, 0.0, 1.0, 0.0, 1.0], x.dtype)), -1),
       lambda r: (_t(r, 2, 5),)),
     R("amax_dims_ties", lambda x: _red.amax(x, (0, 2)),
       lambda r: (Tensor(np.repeat(r.standard_normal((1, 3, 2)), 2, axis=0), requires_grad=True),)),

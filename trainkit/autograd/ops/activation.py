@@ -94,7 +94,8 @@ class Hardswish(Op):
     def backward(self, gy):
         x = self.x
         mid = gy * (x / 3.0 + 0.5)
-        return (np.where(x < -3.0, 0.0, np.where(x <= 3.0, mid, gy)).astype(gy.dtype, copy=False),)
+        # torch 2.13's branch points: no gradient at -3, the linear gradient from 3 on
+        return (np.where(x <= -3.0, 0.0, np.where(x < 3.0, mid, gy)).astype(gy.dtype, copy=False),)
 
 
 class Hardtanh(Op):
