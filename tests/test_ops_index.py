@@ -230,6 +230,14 @@ def test_movedim_flip_roll_repeat_interleave_match_torch(data):
     check_against_torch(lambda c: tk.repeat_interleave(c), lambda c: torch.repeat_interleave(c), [counts])
 
 
+def test_expand_as_view_as_match_torch():
+    x = np.random.default_rng(0).standard_normal((3, 1))
+    other = np.zeros((2, 3, 4))
+    check_against_torch(lambda t, o: t.expand_as(o), lambda t, o: t.expand_as(o), [x, other], grad=[True, False])
+    check_against_torch(lambda t, o: t.view_as(o[0, :, 0]), lambda t, o: t.view_as(o[0, :, 0]), [x, other],
+                        grad=[True, False])
+
+
 def test_flip_returns_a_copy_like_torch():
     x = tk.arange(4.0)
     y = tk.flip(x, (0,))

@@ -45,7 +45,7 @@ from .autograd.ops.math import (  # noqa: F401
     acos, arctan2, asin, atan, atan2, ceil, cos, cosh, erf, expm1, fix, floor, frac, log1p, log2, log10, neg, negative,
     reciprocal, round, rsqrt, sign, sin, sinh, square, tan, trunc,
 )
-from .autograd.ops.reduce import all, amax, amin, any, logsumexp, std, var  # noqa: F401
+from .autograd.ops.reduce import all, amax, amin, any, std  # noqa: F401
 from .autograd.ops.scan import cumprod, cumsum, prod  # noqa: F401
 from .autograd.ops.sort import argsort, kthvalue, median, msort, sort, topk, unique  # noqa: F401
 from .autograd.sampling import bernoulli, multinomial, normal, poisson  # noqa: F401

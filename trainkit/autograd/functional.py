@@ -8,6 +8,7 @@ from .ops import reduce as _rd
 from .ops.elementwise import clamp, maximum, minimum, where  # noqa: F401 - re-exported
 from .ops.math import floating
 from .ops.matmul import matmul  # noqa: F401
+from .ops.reduce import logsumexp, std, var  # noqa: F401 - PyTorch's signatures (correction=, dim tuples)
 from .ops.shape import cat, stack  # noqa: F401
 from .tensor import Tensor
 
@@ -44,10 +45,6 @@ def pow(x, exponent):  # noqa: A001
     return _ew.pow(x, exponent)
 
 
-def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
-    return _rd.LogSumExp.apply(x, dim=dim, keepdim=keepdim)
-
-
 def softmax(x: Tensor, dim: int) -> Tensor:
     return _rd.Softmax.apply(x, dim=dim)
 
@@ -62,10 +59,6 @@ def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
 
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return x.mean(dim, keepdim)
-
-
-def var(x: Tensor, dim=None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
-    return x.var(dim, unbiased, keepdim)
 
 
 def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001

@@ -308,7 +308,16 @@ class TensorMethods:
     def outer(self, vec2):
         return ops.linalg.outer(self, vec2)
 
-    # ------------------------------------------------------------ random, in place
+    # ------------------------------------------------------------ random
+    def bernoulli(self, p=None, *, generator=None):
+        from .sampling import bernoulli
+        return bernoulli(self, p, generator=generator)
+
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        from .sampling import multinomial
+        return multinomial(self, num_samples, replacement, generator=generator)
+
+    # in place (data only)
     def bernoulli_(self, p=0.5, *, generator=None):
         """Fill with 1 (probability ``p``, a scalar or a tensor) or 0."""
         from .random import default_generator

@@ -54,14 +54,20 @@ class Mean(Op):
 
 
 class Var(Op):
+    """Variance over ``dim`` with ``ddof``; computed on data shifted by its first element, so that a
+    constant slice has exactly zero deviation (as PyTorch's Welford pass gives) and cancellation stays small."""
+
     def __init__(self, dim=None, keepdim=False, ddof=1):
         self.dim, self.keepdim, self.ddof = dim, keepdim, ddof
 
     def forward(self, x):
         self.axis = _axis(self.dim, x.ndim)
-        mean = x.mean(axis=self.axis, keepdims=True)
-        self.xc = x - mean
-        n = x.size // mean.size
+        axes = range(x.ndim) if self.axis is None else np.atleast_1d(self.axis)
+        first = tuple(slice(0, 1) if d in axes else slice(None) for d in range(x.ndim))
+        shifted = x - x[first] if x.size else x
+        mean = shifted.mean(axis=self.axis, keepdims=True)
+        self.xc = shifted - mean
+        n = x.size // max(mean.size, 1)
         self.denom = np.asarray(max(n - self.ddof, 0), x.dtype)
         with np.errstate(divide="ignore", invalid="ignore"):
             y = (self.xc * self.xc).sum(axis=self.axis, keepdims=self.keepdim) / self.denom
