@@ -24,6 +24,8 @@ def _dims_tuple(dims, ndim: int) -> tuple:
 
 
 class Flip(Op):
+    """Reverse the order along ``dims`` (a copy); the gradient is flipped back."""
+
     def __init__(self, dims=()):
         self.dims = dims
 

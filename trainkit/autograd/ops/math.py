@@ -33,6 +33,8 @@ def floating(x: Tensor) -> Tensor:
 
 
 class Sin(Op):
+    """sin(x); d/dx = cos(x)."""
+
     def forward(self, x):
         self.x = x
         return np.sin(x)
@@ -42,6 +44,8 @@ class Sin(Op):
 
 
 class Cos(Op):
+    """cos(x); d/dx = -sin(x)."""
+
     def forward(self, x):
         self.x = x
         return np.cos(x)
@@ -51,6 +55,8 @@ class Cos(Op):
 
 
 class Tan(Op):
+    """tan(x); d/dx = 1 + tan(x)^2."""
+
     def forward(self, x):
         self.y = np.tan(x)
         return self.y
@@ -61,6 +67,8 @@ class Tan(Op):
 
 
 class Asin(Op):
+    """arcsin(x); d/dx = 1 / sqrt(1 - x^2)."""
+
     def forward(self, x):
         self.x = x
         return np.arcsin(x)
@@ -71,6 +79,8 @@ class Asin(Op):
 
 
 class Acos(Op):
+    """arccos(x); d/dx = -1 / sqrt(1 - x^2)."""
+
     def forward(self, x):
         self.x = x
         return np.arccos(x)
@@ -81,6 +91,8 @@ class Acos(Op):
 
 
 class Atan(Op):
+    """arctan(x); d/dx = 1 / (1 + x^2)."""
+
     def forward(self, x):
         self.x = x
         return np.arctan(x)
@@ -91,6 +103,8 @@ class Atan(Op):
 
 
 class Sinh(Op):
+    """sinh(x); d/dx = cosh(x)."""
+
     def forward(self, x):
         self.x = x
         return np.sinh(x)
@@ -100,6 +114,8 @@ class Sinh(Op):
 
 
 class Cosh(Op):
+    """cosh(x); d/dx = sinh(x)."""
+
     def forward(self, x):
         self.x = x
         return np.cosh(x)
@@ -109,6 +125,8 @@ class Cosh(Op):
 
 
 class Log1p(Op):
+    """log(1 + x); d/dx = 1 / (1 + x)."""
+
     def forward(self, x):
         self.x = x
         return np.log1p(x)
@@ -118,6 +136,8 @@ class Log1p(Op):
 
 
 class Expm1(Op):
+    """exp(x) - 1; d/dx = exp(x)."""
+
     def forward(self, x):
         self.y = np.expm1(x)
         return self.y
@@ -127,6 +147,8 @@ class Expm1(Op):
 
 
 class Log2(Op):
+    """log2(x); d/dx = 1 / (x ln 2)."""
+
     def forward(self, x):
         self.x = x
         return np.log2(x)
@@ -136,6 +158,8 @@ class Log2(Op):
 
 
 class Log10(Op):
+    """log10(x); d/dx = 1 / (x ln 10)."""
+
     def forward(self, x):
         self.x = x
         return np.log10(x)
@@ -145,6 +169,8 @@ class Log10(Op):
 
 
 class Rsqrt(Op):
+    """1 / sqrt(x); d/dx = -y^3 / 2."""
+
     def forward(self, x):
         self.y = 1.0 / np.sqrt(x)
         return self.y
@@ -155,6 +181,8 @@ class Rsqrt(Op):
 
 
 class Reciprocal(Op):
+    """1 / x; d/dx = -y^2."""
+
     def forward(self, x):
         self.y = 1.0 / x
         return self.y
@@ -165,6 +193,8 @@ class Reciprocal(Op):
 
 
 class Erf(Op):
+    """erf(x); d/dx = 2 / sqrt(pi) exp(-x^2)."""
+
     def forward(self, x):
         self.x = x
         return _erf(x)
@@ -185,6 +215,8 @@ class Frac(Op):
 
 
 class Atan2(Op):
+    """atan2(a, b) with broadcasting; d/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2)."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return np.arctan2(a, b)

@@ -49,6 +49,8 @@ class Prod(Op):
 
 
 class Cumsum(Op):
+    """Running sum along ``dim``; the gradient is the reversed running sum of the output gradient."""
+
     def __init__(self, dim=0):
         self.dim = dim
 
