@@ -24,6 +24,32 @@ from .autograd.functional import (  # noqa: F401
     stack, sum, tanh, transpose, unsqueeze, var, where,
 )
 from .autograd.random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
+# --- ops with PyTorch's names (issue 13): math, reductions, comparisons, indexing, sorting, layout, linalg, sampling
+from .autograd import return_types  # noqa: F401
+from .autograd.ops.compare import (  # noqa: F401
+    eq, ge, greater, greater_equal, gt, isclose, isfinite, isinf, isnan, isneginf, isposinf, le, less, less_equal,
+    logical_and, logical_not, logical_or, logical_xor, lt, ne, not_equal,
+)
+from .autograd.ops.einsum import einsum  # noqa: F401
+from .autograd.ops.index import (  # noqa: F401
+    argwhere, gather, index_select, masked_fill, masked_select, nonzero, scatter, scatter_add, take_along_dim,
+)
+from .autograd.ops.layout import (  # noqa: F401
+    chunk, flip, fliplr, flipud, moveaxis, movedim, narrow, repeat_interleave, roll, select, split, tensor_split,
+    unbind,
+)
+from .autograd.ops.linalg import (  # noqa: F401
+    bmm, diag, diag_embed, diagonal, dot, eye, ger, mm, norm, outer, trace, tril, triu,
+)
+from .autograd.ops.math import (  # noqa: F401
+    acos, arctan2, asin, atan, atan2, ceil, cos, cosh, erf, expm1, fix, floor, frac, log1p, log2, log10, neg, negative,
+    reciprocal, round, rsqrt, sign, sin, sinh, square, tan, trunc,
+)
+from .autograd.ops.reduce import all, amax, amin, any, std  # noqa: F401
+from .autograd.ops.scan import cumprod, cumsum, prod  # noqa: F401
+from .autograd.ops.sort import argsort, kthvalue, median, msort, sort, topk, unique  # noqa: F401
+from .autograd.sampling import bernoulli, multinomial, normal, poisson  # noqa: F401
+# --- end of the issue-13 ops block
 from .autograd.tensor import Tensor  # noqa: F401
 
 # The declaration registry sits just above the engine (it imports nothing else of trainkit).

@@ -6,21 +6,23 @@ import numpy as np
 from .ops import elementwise as _ew
 from .ops import reduce as _rd
 from .ops.elementwise import clamp, maximum, minimum, where  # noqa: F401 - re-exported
+from .ops.math import floating
 from .ops.matmul import matmul  # noqa: F401
+from .ops.reduce import logsumexp, std, var  # noqa: F401 - PyTorch's signatures (correction=, dim tuples)
 from .ops.shape import cat, stack  # noqa: F401
 from .tensor import Tensor
 
 
 def exp(x: Tensor) -> Tensor:
-    return _ew.Exp.apply(x)
+    return _ew.Exp.apply(floating(x))
 
 
 def log(x: Tensor) -> Tensor:
-    return _ew.Log.apply(x)
+    return _ew.Log.apply(floating(x))
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return _ew.Sqrt.apply(x)
+    return _ew.Sqrt.apply(floating(x))
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001
@@ -28,11 +30,11 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001
 
 
 def tanh(x: Tensor) -> Tensor:
-    return _ew.Tanh.apply(x)
+    return _ew.Tanh.apply(floating(x))
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return _ew.Sigmoid.apply(x)
+    return _ew.Sigmoid.apply(floating(x))
 
 
 def relu(x: Tensor) -> Tensor:
@@ -41,10 +43,6 @@ def relu(x: Tensor) -> Tensor:
 
 def pow(x, exponent):  # noqa: A001
     return _ew.pow(x, exponent)
-
-
-def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
-    return _rd.LogSumExp.apply(x, dim=dim, keepdim=keepdim)
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
@@ -61,10 +59,6 @@ def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
 
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return x.mean(dim, keepdim)
-
-
-def var(x: Tensor, dim=None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
-    return x.var(dim, unbiased, keepdim)
 
 
 def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001

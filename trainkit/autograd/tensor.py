@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import builtins
-from collections import namedtuple
 
 import numpy as np
 
 from . import dtypes
 from .function import is_grad_enabled, run_backward
-
-ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+from .tensor_methods import TensorMethods
 
 
 def _dims(args) -> tuple:
@@ -19,7 +17,7 @@ def _dims(args) -> tuple:
     return tuple(args)
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """A multi-dimensional array with reverse-mode automatic differentiation.
 
     ``Tensor(ndarray)`` wraps the array without copying it; use
@@ -406,16 +404,16 @@ class Tensor:
         np.clip(self._array, min, max, out=self._array)
         return self
 
-    def uniform_(self, a=0.0, b=1.0):
+    def uniform_(self, a=0.0, b=1.0, *, generator=None):
         from .random import default_generator
         self._check_inplace()
-        self._array[...] = default_generator().uniform(a, b, self.shape)
+        self._array[...] = (generator or default_generator()).uniform(a, b, self.shape)
         return self
 
-    def normal_(self, mean=0.0, std=1.0):
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
         from .random import default_generator
         self._check_inplace()
-        self._array[...] = default_generator().normal(mean, std, self.shape)
+        self._array[...] = (generator or default_generator()).normal(mean, std, self.shape)
         return self
 
     def __setitem__(self, key, value):
@@ -425,22 +423,22 @@ class Tensor:
 
     # ----------------------------------------------------------------- elementwise methods
     def exp(self):
-        return _ew.Exp.apply(self)
+        return _ew.Exp.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def log(self):
-        return _ew.Log.apply(self)
+        return _ew.Log.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def sqrt(self):
-        return _ew.Sqrt.apply(self)
+        return _ew.Sqrt.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def abs(self):
         return _ew.Abs.apply(self)
 
     def tanh(self):
-        return _ew.Tanh.apply(self)
+        return _ew.Tanh.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def sigmoid(self):
-        return _ew.Sigmoid.apply(self)
+        return _ew.Sigmoid.apply(_math.floating(self))  # integers promote to float, as in torch
 
     def relu(self):
         return _ew.ReLU.apply(self)
@@ -475,7 +473,7 @@ class Tensor:
         return _rd.Var.apply(self, dim=dim, keepdim=keepdim, ddof=ddof)
 
     def std(self, dim=None, unbiased=True, keepdim=False, correction=None):
-        return self.var(dim, unbiased, keepdim, correction).sqrt()
+        return _rd.std(self, dim, unbiased, keepdim, correction=correction)
 
     def max(self, dim=None, keepdim=False):
         return _rd.max_min(self, dim, keepdim, "max")
@@ -491,12 +489,6 @@ class Tensor:
 
     def logsumexp(self, dim, keepdim=False):
         return _rd.LogSumExp.apply(self, dim=dim, keepdim=keepdim)
-
-    def all(self):
-        return Tensor(np.asarray(self._array.all()))
-
-    def any(self):
-        return Tensor(np.asarray(self._array.any()))
 
     # ----------------------------------------------------------------- shape
     def reshape(self, *shape):
@@ -549,3 +541,6 @@ from .ops import elementwise as _ew  # noqa: E402  (ops build on Tensor)
 from .ops import matmul as _mm  # noqa: E402
 from .ops import reduce as _rd  # noqa: E402
 from .ops import shape as _sh  # noqa: E402
+# the op modules TensorMethods reaches through the ``ops`` package
+from .ops import compare as _compare, einsum as _einsum, index as _index, layout as _layout  # noqa: E402,F401
+from .ops import linalg as _linalg, math as _math, scan as _scan, sort as _sort  # noqa: E402,F401

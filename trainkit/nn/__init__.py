@@ -14,9 +14,15 @@ from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, M
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.dropout import Dropout
 from trainkit.nn.flatten import Flatten, Identity
-from trainkit.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from trainkit.nn.activation import (
+    GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, SiLU, ELU, SELU, PReLU, Softplus, Mish, Hardswish,
+    Hardtanh,
+)
 from trainkit.nn.merge import Add, Concat, Mul
-from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from trainkit.nn.loss import (
+    CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCEWithLogitsLoss, SmoothL1Loss, HuberLoss, BCELoss, KLDivLoss,
+    CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss,
+)
 from trainkit.nn.container import ModuleDict, ModuleList, Sequential
 from trainkit.nn.graph import GraphModule
 from trainkit.nn.module import IncompatibleKeys, Module, StateDictError
@@ -28,5 +34,8 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Dropout",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
+    "SiLU", "ELU", "SELU", "PReLU", "Softplus", "Mish", "Hardswish", "Hardtanh",
+    "SmoothL1Loss", "HuberLoss", "BCELoss", "KLDivLoss", "CosineEmbeddingLoss", "MarginRankingLoss",
+    "TripletMarginLoss",
     "StateDictError", "IncompatibleKeys", "functional", "init", "utils",
 ]

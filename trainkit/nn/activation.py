@@ -1,4 +1,5 @@
-"""Activation layers: ``ReLU``, ``LeakyReLU``, ``GELU``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``LogSoftmax``.
+"""Activation layers: ``ReLU``, ``LeakyReLU``, ``GELU``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``LogSoftmax``,
+``SiLU``, ``ELU``, ``SELU``, ``PReLU``, ``Softplus``, ``Mish``, ``Hardswish``, ``Hardtanh``.
 
 Each is a thin module around the function of the same name in
 ``trainkit.nn.functional``, so it can sit in a ``Sequential`` or a YAML model.
@@ -9,11 +10,17 @@ from __future__ import annotations
 
 import warnings
 
-from trainkit.nn import functional as F
-from trainkit.nn.module import Module
-from trainkit.registry import Example, Inferred, Int, ShapeProblem, Str, batched_dim, layer, same_shape
+import numpy as np
 
-__all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
+from trainkit.nn import functional as F
+from trainkit.nn import init
+from trainkit.nn._helpers import np_dtype
+from trainkit.nn.module import Module
+from trainkit.nn.parameter import Parameter
+from trainkit.registry import Example, Inferred, Int, ShapeProblem, Str, batched_dim, fmt, layer, same_shape
+
+__all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SiLU", "ELU", "SELU", "PReLU",
+           "Softplus", "Mish", "Hardswish", "Hardtanh"]
 
 
 @layer("relu")
@@ -144,3 +151,194 @@ class LogSoftmax(Module):
     def infer_shape(args, x):
         """Shape kept; ``dim`` (batched numbering, trainkit's default 1) may not be the batch."""
         return _softmax_shape("log_softmax", args, x)
+
+
+def _check_hardtanh(args, path, ck) -> None:
+    """``max_val`` must be greater than ``min_val`` (the constructor's own rule, reported at the key)."""
+    lo, hi = args.get("min_val", -1.0), args.get("max_val", 1.0)
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and hi <= lo:
+        ck.error(path + ("max_val",), f"must be greater than min_val ({lo}), found {hi}")
+
+
+class _InplaceFlag(Module):
+    """An activation whose only argument is PyTorch's ``inplace`` (accepted, ignored: trainkit never
+    overwrites an input that autograd may need)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+
+@layer("silu")
+class SiLU(_InplaceFlag):
+    """``x * sigmoid(x)`` elementwise (swish). Shape: any, unchanged."""
+
+    def forward(self, input):
+        return F.silu(input)
+
+    infer_shape = staticmethod(same_shape)
+
+
+
+@layer("elu", example=Example((3, 4), {"alpha": 0.7}, name="ELU(0.7)"))
+class ELU(Module):
+    """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``. Shape: any, unchanged.
+
+    Args:
+        alpha: the value the negative side saturates to (as ``-alpha``); default 1.0.
+        inplace: accepted for PyTorch compatibility and ignored.
+    """
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.elu(input, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+    infer_shape = staticmethod(same_shape)
+
+
+
+@layer("selu")
+class SELU(_InplaceFlag):
+    """``scale * ELU(x, alpha)`` with alpha 1.6733 and scale 1.0507 (self-normalising). Shape: any, unchanged."""
+
+    def forward(self, input):
+        return F.selu(input)
+
+    infer_shape = staticmethod(same_shape)
+
+
+
+@layer("prelu", args={"num_parameters": Int(lo=1)}, example=Example((3, 4), {"num_parameters": 4}, name="PReLU(4)"))
+class PReLU(Module):
+    """``x`` if ``x > 0`` else ``weight * x``, with learnt slopes.
+
+    Args:
+        num_parameters: 1 (one slope for all) or the number of input channels (dimension 1).
+        init: initial slope, default 0.25.
+        dtype: parameter dtype (float32 by default).
+
+    Shape: any, unchanged; with ``num_parameters > 1`` the input is ``(N, C, *)`` with C = num_parameters.
+
+    Attributes:
+        weight: ``(num_parameters,)``, filled with ``init``.
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
+        super().__init__()
+        if device not in (None, "cpu"):
+            raise RuntimeError(f"device {device!r} is not available: trainkit runs on the CPU")
+        self.num_parameters = num_parameters
+        self.init = init
+        self.weight = Parameter(np.empty((num_parameters,), dtype=np_dtype(dtype)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fill the slopes with ``init``, as PyTorch does."""
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input):
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+    @staticmethod
+    def infer_shape(args, x):
+        """Shape kept; one slope per channel (per-sample dimension 0) when ``num_parameters`` > 1."""
+        n = args.get("num_parameters", 1)
+        if n > 1 and (not x or x[0] != n):
+            raise ShapeProblem(f"num_parameters is {n} but the input has "
+                               f"{x[0] if x else 'no'} channels ({fmt(x)} per sample); use 1 or {x[0] if x else 1}",
+                               "num_parameters")
+        return Inferred(tuple(x), params=n)
+
+
+
+@layer("softplus", example=Example((3, 4), {"beta": 2.0}, name="Softplus(beta=2)"))
+class Softplus(Module):
+    """``log(1 + exp(beta * x)) / beta``; linear where ``beta * x > threshold``. Shape: any, unchanged."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta = beta
+        self.threshold = threshold
+
+    def forward(self, input):
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    infer_shape = staticmethod(same_shape)
+
+
+
+@layer("mish")
+class Mish(_InplaceFlag):
+    """``x * tanh(softplus(x))``. Shape: any, unchanged."""
+
+    def forward(self, input):
+        return F.mish(input)
+
+    infer_shape = staticmethod(same_shape)
+
+
+
+@layer("hardswish")
+class Hardswish(Module):
+    """``x * relu6(x + 3) / 6``. Shape: any, unchanged. ``inplace`` is accepted and ignored."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.hardswish(input)
+
+    infer_shape = staticmethod(same_shape)
+
+
+
+@layer("hardtanh", exclude=("min_value", "max_value"), check=_check_hardtanh,
+        example=Example((3, 4), {"min_val": -0.5, "max_val": 0.5}, name="Hardtanh(-0.5,0.5)"))
+class Hardtanh(Module):
+    """``x`` clipped to ``[min_val, max_val]``. Shape: any, unchanged.
+
+    ``min_value``/``max_value`` are PyTorch's deprecated spellings of the two limits.
+    """
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False,
+                 min_value: float | None = None, max_value: float | None = None):
+        super().__init__()
+        if min_value is not None:
+            warnings.warn("keyword argument `min_value` is deprecated and renamed to `min_val`", FutureWarning,
+                          stacklevel=2)
+            min_val = min_value
+        if max_value is not None:
+            warnings.warn("keyword argument `max_value` is deprecated and renamed to `max_val`", FutureWarning,
+                          stacklevel=2)
+            max_val = max_value
+        if max_val <= min_val:
+            raise ValueError(f"Hardtanh: max_val ({max_val}) must be greater than min_val ({min_val})")
+        self.min_val = min_val
+        self.max_val = max_val
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.hardtanh(input, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+
+    infer_shape = staticmethod(same_shape)

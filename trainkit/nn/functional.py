@@ -9,8 +9,13 @@ import warnings
 
 import numpy as np
 
+from ..autograd.ops import activation as _act
 from ..autograd.ops import conv as _conv
 from ..autograd.ops import elementwise as _ew
+from ..autograd.ops import index as _index
+from ..autograd.ops import layer_norm as _ln
+from ..autograd.ops import layout as _layout
+from ..autograd.ops import linalg as _linalg
 from ..autograd.ops import loss as _loss
 from ..autograd.ops import norm as _norm
 from ..autograd.ops import pool as _pool
@@ -18,11 +23,20 @@ from ..autograd.ops import reduce as _rd
 from ..autograd.ops.matmul import linear
 from ..autograd.random import default_generator
 from ..autograd.tensor import Tensor
+from ._functional_loss import _pair_target
 
 __all__ = [
     "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "conv2d",
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout", "batch_norm", "cross_entropy",
     "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
+    # activations
+    "silu", "elu", "selu", "celu", "softplus", "mish", "hardswish", "hardtanh", "relu6", "prelu",
+    # layers and utilities
+    "conv1d", "embedding", "layer_norm", "normalize", "one_hot", "pad", "interpolate",
+    "cosine_similarity", "pairwise_distance",
+    # losses
+    "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "kl_div", "cosine_embedding_loss",
+    "margin_ranking_loss", "triplet_margin_loss",
 ]
 
 
@@ -145,16 +159,6 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
                                ignore_index=ignore_index, reduction=reduction)
 
 
-def _pair_target(input, target, name):
-    if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(target, dtype=input.dtype))
-    if target.shape != input.shape:
-        warnings.warn(f"Using a target size ({tuple(target.shape)}) that is different to the input size "
-                      f"({tuple(input.shape)}) in {name}. This will likely lead to incorrect results due to "
-                      "broadcasting. Please ensure they have the same size.", stacklevel=3)
-    return _ew.promote(input, target)
-
-
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
     """Mean squared error."""
     a, b = _pair_target(input, target, "mse_loss")
@@ -172,3 +176,159 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reducti
     """Sigmoid + binary cross-entropy, computed stably from logits."""
     a, b = _pair_target(input, target, "binary_cross_entropy_with_logits")
     return _loss.BCEWithLogits.apply(a, b, weight=_raw(weight), pos_weight=_raw(pos_weight), reduction=reduction)
+
+
+# ---------------------------------------------------------------------------------------------- activations
+def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x * sigmoid(x)`` (also called swish)."""
+    return _act.SiLU.apply(input)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` for x > 0, else ``alpha * (exp(x) - 1)``."""
+    return _act.ELU.apply(input, alpha=alpha)
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``scale * elu(x, alpha)`` with the self-normalising constants (alpha 1.6733, scale 1.0507)."""
+    return _act.ELU.apply(input, alpha=_act.SELU_ALPHA, scale=_act.SELU_SCALE)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` for x > 0, else ``alpha * (exp(x / alpha) - 1)``."""
+    if alpha == 0:
+        raise ValueError("ZeroDivisionError: alpha cannot be 0 for CELU")
+    return _act.ELU.apply(input, alpha=alpha, input_scale=1.0 / alpha)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+    """``log(1 + exp(beta * x)) / beta``; linear where ``beta * x > threshold``."""
+    return _act.Softplus.apply(input, beta=beta, threshold=threshold)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x * tanh(softplus(x))``."""
+    return _act.Mish.apply(input)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x * relu6(x + 3) / 6``."""
+    return _act.Hardswish.apply(input)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` clipped to [min_val, max_val]."""
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    return _act.Hardtanh.apply(input, min_val=min_val, max_val=max_val)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``min(max(x, 0), 6)``."""
+    return _act.Hardtanh.apply(input, min_val=0.0, max_val=6.0)
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
+    """``x`` for x > 0, else ``weight * x``; ``weight`` has one slope, or one per channel (dimension 1)."""
+    n = weight.numel()
+    if n != 1 and (input.ndim < 2 or input.shape[1] != n):
+        channels = input.shape[1] if input.ndim >= 2 else 1
+        raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Found parameter numbers = {n} "
+                           f"and channel size = {channels}.")
+    return _act.PReLU.apply(*_ew.promote(input, weight))
+
+
+# ---------------------------------------------------------------------------------------------- layers
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,  # noqa: A002
+           groups: int = 1) -> Tensor:
+    """1-D cross-correlation of (N, C, L) input (or unbatched (C, L)) with (O, C, k) weights.
+
+    Runs the 2-D convolution on a height-1 view, which is exact (the same
+    products and sums). ``padding`` is an int, ``'valid'`` or ``'same'``
+    (stride 1; an even kernel pads one more on the right, as PyTorch does).
+    """
+    s = stride[0] if isinstance(stride, (tuple, list)) else stride
+    d = dilation[0] if isinstance(dilation, (tuple, list)) else dilation
+    if d != 1 or groups != 1:
+        raise NotImplementedError("conv1d: dilation and groups other than 1 are not supported by trainkit's "
+                                  "convolution yet")
+    unbatched = input.ndim == 2
+    x = input.unsqueeze(0) if unbatched else input
+    if x.ndim != 3:
+        raise RuntimeError(f"conv1d expects a 3-D (N, C, L) or 2-D (C, L) input, got shape {tuple(input.shape)}")
+    if x.shape[1] != weight.shape[1]:
+        raise RuntimeError(f"conv1d: input has {x.shape[1]} channels but the weight expects {weight.shape[1]}")
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+        if padding == "same" and s != 1:
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        total = weight.shape[2] - 1 if padding == "same" else 0
+        if total % 2:
+            x = _layout.constant_pad(x, (total // 2, total - total // 2))
+            total = 0
+        p = total // 2
+    else:
+        p = padding[0] if isinstance(padding, (tuple, list)) else padding
+    y = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, stride=(1, s), padding=(0, p)).squeeze(2)
+    return y.squeeze(0) if unbatched else y
+
+
+def embedding(input, weight: Tensor, padding_idx: int | None = None, max_norm=None, norm_type: float = 2.0,  # noqa: A002
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer indices ``input`` (any shape).
+
+    The row ``padding_idx`` receives no gradient. ``max_norm`` and
+    ``scale_grad_by_freq`` are not supported (an error says so); ``sparse`` has no
+    meaning on a dense numpy engine and is ignored.
+    """
+    if max_norm is not None or scale_grad_by_freq:
+        raise NotImplementedError("embedding: max_norm and scale_grad_by_freq are not supported by trainkit")
+    return _index.embedding(input, weight, padding_idx)
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,  # noqa: A002
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing ``normalized_shape`` dimensions, then scale by weight and shift by bias."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape):]) != shape:
+        raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape [*, "
+                           f"{', '.join(map(str, shape))}], but got input of size{list(input.shape)}")
+    params = []
+    if weight is not None or bias is not None:
+        params.append(weight if weight is not None else Tensor(np.ones(shape, input.dtype)))
+    if bias is not None:
+        params.append(bias)
+    return _ln.LayerNorm.apply(input, *params, ndim=len(shape), eps=eps)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002
+    """``input / max(||input||_p, eps)`` along ``dim``."""
+    denom = _linalg.norm(input, p, dim, keepdim=True)
+    return input / _ew.clamp(denom, min=eps)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot vectors of the class indices in ``tensor`` (a new last dimension)."""
+    idx = tensor._array if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if idx.size and idx.min() < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    if num_classes == -1:
+        if not idx.size:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(idx.max()) + 1
+    elif idx.size and idx.max() >= num_classes:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    out = np.zeros(idx.shape + (num_classes,), np.int64)
+    np.put_along_axis(out, idx[..., None].astype(np.int64), 1, axis=-1)
+    return Tensor(out)
+
+
+from trainkit.nn._functional_distance import cosine_similarity, pairwise_distance  # noqa: E402,F401
+from trainkit.nn._functional_loss import (  # noqa: E402,F401
+    binary_cross_entropy, cosine_embedding_loss, huber_loss, kl_div, margin_ranking_loss, smooth_l1_loss,
+    triplet_margin_loss,
+)
+from trainkit.nn._functional_vision import interpolate, pad  # noqa: E402,F401

@@ -22,7 +22,10 @@ from trainkit.autograd.tensor import Tensor
 from trainkit.nn.conv import Conv2d
 from trainkit.nn.dropout import Dropout
 from trainkit.nn.linear import Linear
-from trainkit.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
+from trainkit.nn.loss import (
+    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, MarginRankingLoss,
+    SmoothL1Loss, TripletMarginLoss,
+)
 from trainkit.nn.module import Module
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.pooling import MaxPool2d
@@ -142,13 +145,30 @@ def declared_cases(n: int = 4, c: int = 3, merges: bool = False) -> list[NNCase]
     if merges:
         return out
     for decl in LOSSES.values():
-        out.append(_loss(decl.cls.__name__, decl.cls(), (n, c), _target(decl.target, n, c)))
+        if decl.example is not None:  # inputs that must lie in a range: example(rng, n, c) -> (input, target)
+            out.append(_loss_of(decl.cls.__name__, _with_yaml_defaults(decl),
+                                lambda rng, f=decl.example: (lambda x, y: (_grad_tensor(x), Tensor(y)))(*f(rng, n, c))))
+        else:
+            out.append(_loss(decl.cls.__name__, _with_yaml_defaults(decl), (n, c), _target(decl.target, n, c)))
     return out
+
+
+def _with_yaml_defaults(decl) -> Module:
+    """A loss built with the defaults YAML gives it (trainkit's where they differ from PyTorch's)."""
+    from trainkit.registry import REQUIRED
+
+    return decl.cls(**{k: a.default for k, a in decl.arguments.items() if a.default is not REQUIRED})
 
 
 def merge_cases() -> list[NNCase]:
     """Fresh cases of the declared merge layers (two or more inputs, each checked)."""
     return declared_cases(merges=True)
+
+
+def _loss_of(name: str, module: Module, make_inputs: Callable[[np.random.Generator], tuple]) -> NNCase:
+    """A loss case whose inputs are all built by ``make_inputs`` (more than two arguments, or special ranges)."""
+    module.double()
+    return NNCase(name, "loss", module, lambda *xs: module(*xs), make_inputs)
 
 
 def nn_cases() -> list[NNCase]:
@@ -178,4 +198,39 @@ def variants(n: int = 4, c: int = 3) -> list[NNCase]:
         _loss("CrossEntropyLoss(weight)", CrossEntropyLoss(weight=[1.0, 2.0, 0.5]), (n, c), _target("classes", n, c)),
         _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c),
               _target("probabilities", n, c)),
+        *_issue13_cases(n, c),
+    ]
+
+
+def _issue13_cases(n: int, c: int) -> list[NNCase]:
+    """Loss variants added with PyTorch's wider API (issue 13); the new activations are declared with examples."""
+    reals = _target("values", n, c)
+
+    def probs(rng):
+        return _grad_tensor(rng.uniform(0.1, 0.9, (n, c))), Tensor(rng.uniform(0.0, 1.0, (n, c)))
+
+    def log_probs(rng):
+        return _grad_tensor(rng.standard_normal((n, c))), Tensor(rng.uniform(0.1, 1.0, (n, c)))
+
+    # As in every loss case, the first input is the one checked; the op cases ("margin_losses") check
+    # the gradients of the other inputs of these functions too.
+    def pair_and_sign(rng):
+        return (_grad_tensor(rng.standard_normal((n, c))), Tensor(rng.standard_normal((n, c))),
+                Tensor(rng.choice([-1.0, 1.0], n)))
+
+    def scores_and_sign(rng):
+        return (_grad_tensor(rng.standard_normal(n)), Tensor(rng.standard_normal(n)), Tensor(rng.choice([-1.0, 1.0], n)))
+
+    def triplet(rng):
+        return (_grad_tensor(rng.standard_normal((n, c))), Tensor(rng.standard_normal((n, c))),
+                Tensor(rng.standard_normal((n, c))))
+
+    return [
+        _loss("SmoothL1Loss(beta=0.5)", SmoothL1Loss(beta=0.5), (n, c), reals),
+        _loss("HuberLoss(delta=0.5)", HuberLoss(delta=0.5), (n, c), reals),
+        _loss_of("BCELoss(weight)", BCELoss(weight=[1.0, 2.0, 0.5]), probs),
+        _loss_of("KLDivLoss(batchmean)", KLDivLoss(reduction="batchmean"), log_probs),
+        _loss_of("CosineEmbeddingLoss(margin=0.2)", CosineEmbeddingLoss(margin=0.2), pair_and_sign),
+        _loss_of("MarginRankingLoss(margin=0.1)", MarginRankingLoss(margin=0.1), scores_and_sign),
+        _loss_of("TripletMarginLoss(swap)", TripletMarginLoss(margin=1.5, swap=True), triplet),
     ]

@@ -8,6 +8,7 @@ import numpy as np
 from .. import dtypes
 from ..function import Op, sum_to
 from ..tensor import Tensor
+from .special import erf  # noqa: F401 - GELU's erf, exact in float64 with or without scipy
 
 
 def raw(x):
@@ -238,20 +239,8 @@ class LeakyReLU(Op):
         return (np.where(self.mask, gy, gy * np.asarray(self.slope, gy.dtype)),)
 
 
-def erf(x: np.ndarray) -> np.ndarray:
-    """The error function, elementwise (scipy's when present, else a 1.2e-7-accurate series)."""
-    try:
-        from scipy.special import erf as _erf
-        return _erf(x)
-    except ImportError:  # Numerical Recipes erfc, fractional error < 1.2e-7
-        z = np.abs(x)
-        t = 1.0 / (1.0 + 0.5 * z)
-        r = t * np.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-            -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-        return np.where(x >= 0, 1 - r, r - 1).astype(x.dtype, copy=False)
-
-
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_SQRT1_2 = math.sqrt(0.5)  # multiplied, as PyTorch does, rather than dividing by sqrt(2)
 
 
 class GELU(Op):
@@ -263,7 +252,7 @@ class GELU(Op):
         if self.approximate == "tanh":
             self.t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.t)
-        self.cdf = (0.5 * (1 + erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
+        self.cdf = (0.5 * (1 + erf(x * _SQRT1_2))).astype(x.dtype, copy=False)
         return x * self.cdf
 
     def backward(self, gy):

@@ -1,10 +1,11 @@
-"""Reductions (sum, mean, var, max/min, logsumexp) and the softmax family."""
+"""Reductions (sum, mean, var/std, max/min, amax/amin, all/any, logsumexp) and the softmax family."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..function import Op
-from ..tensor import Tensor, ValuesIndices
+from .. import return_types
+from ..tensor import Tensor
 
 
 def _axis(dim, ndim):
@@ -53,14 +54,20 @@ class Mean(Op):
 
 
 class Var(Op):
+    """Variance over ``dim`` with ``ddof``; computed on data shifted by its first element, so that a
+    constant slice has exactly zero deviation (as PyTorch's Welford pass gives) and cancellation stays small."""
+
     def __init__(self, dim=None, keepdim=False, ddof=1):
         self.dim, self.keepdim, self.ddof = dim, keepdim, ddof
 
     def forward(self, x):
         self.axis = _axis(self.dim, x.ndim)
-        mean = x.mean(axis=self.axis, keepdims=True)
-        self.xc = x - mean
-        n = x.size // mean.size
+        axes = range(x.ndim) if self.axis is None else np.atleast_1d(self.axis)
+        first = tuple(slice(0, 1) if d in axes else slice(None) for d in range(x.ndim))
+        shifted = x - x[first] if x.size else x
+        mean = shifted.mean(axis=self.axis, keepdims=True)
+        self.xc = shifted - mean
+        n = x.size // max(mean.size, 1)
         self.denom = np.asarray(max(n - self.ddof, 0), x.dtype)
         with np.errstate(divide="ignore", invalid="ignore"):
             y = (self.xc * self.xc).sum(axis=self.axis, keepdims=self.keepdim) / self.denom
@@ -124,7 +131,8 @@ def max_min(x: Tensor, dim, keepdim, mode):
         indices = f(x._array, axis=dim % x.ndim if x.ndim else 0)
         if keepdim:
             indices = np.expand_dims(indices, dim)
-    return ValuesIndices(op_out, Tensor(np.asarray(indices, dtype=np.int64)))
+    result = return_types.max if mode == "max" else return_types.min
+    return result(op_out, Tensor(np.asarray(indices, dtype=np.int64)))
 
 
 def argext(x: Tensor, dim, keepdim, f):
@@ -181,3 +189,99 @@ class LogSoftmax(Op):
 
     def backward(self, gy):
         return (gy - np.exp(self.y) * gy.sum(axis=self.dim, keepdims=True),)
+
+
+class AMaxMin(Op):
+    """amax/amin over any dimensions; ties share the gradient evenly (PyTorch's rule)."""
+
+    def __init__(self, dim=None, keepdim=False, mode="max"):
+        self.dim, self.keepdim, self.mode = dim, keepdim, mode
+
+    def forward(self, x):
+        self.x = x
+        self.axis = _axis(self.dim, x.ndim)
+        f = np.max if self.mode == "max" else np.min
+        self.yk = f(x, axis=self.axis, keepdims=True)
+        return np.asarray(self.yk if self.keepdim else f(x, axis=self.axis))
+
+    def backward(self, gy):
+        mask = self.x == self.yk
+        count = mask.sum(axis=self.axis, keepdims=True).astype(gy.dtype)
+        return (mask * (_expand_grad(gy, self.x.shape, self.axis, self.keepdim) / count),)
+
+
+def _dims_or_all(dim):
+    """PyTorch's amax/amin/all/any take ``dim=()`` (or None) for every dimension."""
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        return None
+    return tuple(dim) if isinstance(dim, (tuple, list)) else dim
+
+
+def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:  # noqa: A002 - PyTorch's names
+    """Maximum over ``dim`` (an int, a tuple, or ``()`` for all); no indices, ties share the gradient."""
+    return AMaxMin.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, mode="max")
+
+
+def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:  # noqa: A002
+    """Minimum over ``dim`` (an int, a tuple, or ``()`` for all); no indices, ties share the gradient."""
+    return AMaxMin.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, mode="min")
+
+
+def _truth(input: Tensor, dim, keepdim, f) -> Tensor:  # noqa: A002
+    x = input._array
+    axis = _axis(_dims_or_all(dim), x.ndim)
+    out = f(x, axis=axis, keepdims=keepdim and axis is not None)
+    # PyTorch keeps uint8 for uint8 inputs and gives bool otherwise
+    return Tensor(np.asarray(out, dtype=np.uint8 if x.dtype == np.uint8 else bool))
+
+
+def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
+    """Whether every element (along ``dim``) is nonzero; a bool tensor outside the graph."""
+    return _truth(input, dim, keepdim, np.all)
+
+
+def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
+    """Whether some element (along ``dim``) is nonzero; a bool tensor outside the graph."""
+    return _truth(input, dim, keepdim, np.any)
+
+
+def _ddof(unbiased, correction) -> float:
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:  # noqa: A002
+    """Variance over ``dim`` with Bessel's ``correction`` (1 by default; ``unbiased=False`` means 0)."""
+    if isinstance(dim, bool):  # var(x, False): PyTorch's legacy positional ``unbiased``
+        dim, unbiased = None, dim
+    return Var.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, ddof=_ddof(unbiased, correction))
+
+
+class Std(Var):
+    """sqrt(var) in one node; where the deviation is 0 the gradient is 0 (PyTorch's rule), not NaN."""
+
+    def forward(self, x):
+        self.y = np.sqrt(super().forward(x))
+        return self.y
+
+    def backward(self, gy):
+        y = self.y
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where(y == 0, np.zeros((), gy.dtype), gy / (2 * y))
+        return super().backward(g)
+
+
+def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:  # noqa: A002
+    """Standard deviation over ``dim`` with Bessel's ``correction`` (see :func:`var`)."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return Std.apply(input, dim=_dims_or_all(dim), keepdim=keepdim, ddof=_ddof(unbiased, correction))
+
+
+def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """``log(sum(exp(x)))`` over ``dim``, computed stably (integer inputs give floats)."""
+    if input._array.dtype.kind != "f":
+        from .. import dtypes
+        input = input.to(dtypes.get_default_dtype())  # noqa: A001
+    return LogSumExp.apply(input, dim=_dims_or_all(dim), keepdim=keepdim)
