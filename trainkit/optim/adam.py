@@ -21,7 +21,7 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
     array's dtype as PyTorch does.
     """
     w = start.dtype.type(weight)
-    diff = np.subtract(end, start)
+    diff = np.subtract(end, start, out=np.empty_like(start))  # out=: a 0-d result must stay an array
     if abs(w) < 0.5:
         np.multiply(diff, w, out=diff)
         np.add(start, diff, out=start)
