@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, l2_gradient
 
 __all__ = ["Adam", "AdamW"]
 
@@ -119,13 +119,12 @@ class Adam(Optimizer):
                     if decoupled:
                         np.multiply(param, 1 - lr * weight_decay, out=param)
                     else:
-                        wd = np.multiply(param, weight_decay)
-                        g = np.add(g, wd, out=wd)
+                        g = l2_gradient(g, param, weight_decay)
 
                 lerp_(exp_avg, g, 1 - beta1)
                 np.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
                 # addcmul order: (value * g) * g
-                sq = np.multiply(g, 1 - beta2)
+                sq = np.multiply(g, 1 - beta2, out=np.empty_like(param))  # out=: 0-d parameters stay arrays
                 np.multiply(sq, g, out=sq)
                 np.add(exp_avg_sq, sq, out=exp_avg_sq)
 
@@ -137,13 +136,13 @@ class Adam(Optimizer):
                 if amsgrad:
                     max_sq = state["max_exp_avg_sq"]
                     np.maximum(max_sq, exp_avg_sq, out=max_sq)
-                    denom = np.sqrt(max_sq)
+                    denom = np.sqrt(max_sq, out=sq)
                 else:
-                    denom = np.sqrt(exp_avg_sq)
+                    denom = np.sqrt(exp_avg_sq, out=sq)
                 np.divide(denom, bias_correction2_sqrt, out=denom)
                 np.add(denom, eps, out=denom)
                 # addcdiv order: (value * exp_avg) / denom
-                upd = np.multiply(exp_avg, -step_size)
+                upd = np.multiply(exp_avg, -step_size, out=np.empty_like(param))
                 np.divide(upd, denom, out=upd)
                 np.add(param, upd, out=param)
         return loss

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .adam import lerp_
-from .optimizer import Optimizer
+from .optimizer import Optimizer, l2_gradient
 
 __all__ = ["RMSprop"]
 
@@ -92,11 +92,10 @@ class RMSprop(Optimizer):
                 square_avg = state["square_avg"]
 
                 if weight_decay != 0:
-                    wd = np.multiply(param, weight_decay)
-                    g = np.add(g, wd, out=wd)
+                    g = l2_gradient(g, param, weight_decay)
 
                 np.multiply(square_avg, alpha, out=square_avg)
-                sq = np.multiply(g, 1 - alpha)
+                sq = np.multiply(g, 1 - alpha, out=np.empty_like(param))  # out=: 0-d parameters stay arrays
                 np.multiply(sq, g, out=sq)
                 np.add(square_avg, sq, out=square_avg)
 
@@ -104,21 +103,21 @@ class RMSprop(Optimizer):
                     grad_avg = state["grad_avg"]
                     lerp_(grad_avg, g, 1 - alpha)
                     # addcmul(grad_avg, grad_avg, value=-1) then sqrt_
-                    avg = np.multiply(grad_avg, -1.0)
+                    avg = np.multiply(grad_avg, -1.0, out=sq)
                     np.multiply(avg, grad_avg, out=avg)
                     np.add(square_avg, avg, out=avg)
                     np.sqrt(avg, out=avg)
                 else:
-                    avg = np.sqrt(square_avg)
+                    avg = np.sqrt(square_avg, out=sq)
                 np.add(avg, eps, out=avg)
 
                 if momentum > 0:
                     buf = state["momentum_buffer"]
                     np.multiply(buf, momentum, out=buf)
-                    np.add(buf, np.divide(g, avg), out=buf)
-                    np.subtract(param, np.multiply(buf, lr), out=param)
+                    np.add(buf, np.divide(g, avg, out=avg), out=buf)
+                    np.subtract(param, np.multiply(buf, lr, out=avg), out=param)
                 else:
-                    upd = np.multiply(g, -lr)
+                    upd = np.multiply(g, -lr, out=np.empty_like(param))
                     np.divide(upd, avg, out=upd)
                     np.add(param, upd, out=param)
         return loss

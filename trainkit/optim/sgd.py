@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, l2_gradient
 
 __all__ = ["SGD"]
 
@@ -74,9 +74,7 @@ class SGD(Optimizer):
             nesterov = bool(group["nesterov"])
             for p, param, g in self._gradients(group):
                 if weight_decay != 0:
-                    # A new array: the user's .grad must stay untouched.
-                    wd = np.multiply(param, weight_decay)
-                    g = np.add(g, wd, out=wd)
+                    g = l2_gradient(g, param, weight_decay)  # a new array: the user's .grad stays untouched
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
