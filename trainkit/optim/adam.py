@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, l2_gradient
+from .optimizer import Optimizer, check_engine_flags, l2_gradient
 
 __all__ = ["Adam", "AdamW"]
 
@@ -52,6 +52,9 @@ class Adam(Optimizer):
             ``decoupled_weight_decay``.
         amsgrad: use the AMSGrad variant (default False).
         maximize: maximise the objective instead of minimising it.
+        foreach, capturable, fused: accepted for PyTorch compatibility; no effect
+            (see :func:`~trainkit.optim.optimizer.check_engine_flags`).
+        differentiable: only False is supported.
         decoupled_weight_decay: AdamW-style decay (what :class:`AdamW` sets).
 
     State per parameter: ``step`` (a float count, as PyTorch's), ``exp_avg``,
@@ -67,7 +70,11 @@ class Adam(Optimizer):
         weight_decay: float = 0,
         amsgrad: bool = False,
         *,
+        foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
         if not 0.0 <= lr:
@@ -80,6 +87,7 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
         if not 0.0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_engine_flags(differentiable=differentiable)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
@@ -87,6 +95,10 @@ class Adam(Optimizer):
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
             "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+            "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
@@ -166,6 +178,10 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -175,6 +191,10 @@ class AdamW(Adam):
             weight_decay=weight_decay,
             amsgrad=amsgrad,
             maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=True,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .adam import lerp_
-from .optimizer import Optimizer, l2_gradient
+from .optimizer import Optimizer, check_engine_flags, l2_gradient
 
 __all__ = ["RMSprop"]
 
@@ -30,7 +30,10 @@ class RMSprop(Optimizer):
         weight_decay: L2 penalty (default 0).
         momentum: momentum factor (default 0).
         centered: normalise by an estimate of the gradient's variance.
+        capturable, foreach: accepted for PyTorch compatibility; no effect (see
+            :func:`~trainkit.optim.optimizer.check_engine_flags`).
         maximize: maximise the objective instead of minimising it.
+        differentiable: only False is supported.
 
     State per parameter: ``step``, ``square_avg``, and ``momentum_buffer``
     (momentum > 0) and ``grad_avg`` (centered).
@@ -45,8 +48,10 @@ class RMSprop(Optimizer):
         weight_decay: float = 0,
         momentum: float = 0,
         centered: bool = False,
-        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -58,6 +63,7 @@ class RMSprop(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if not 0.0 <= alpha:
             raise ValueError(f"Invalid alpha value: {alpha}")
+        check_engine_flags(differentiable=differentiable)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -65,7 +71,10 @@ class RMSprop(Optimizer):
             "eps": eps,
             "centered": centered,
             "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
             "maximize": maximize,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults)
 

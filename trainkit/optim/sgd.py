@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, l2_gradient
+from .optimizer import Optimizer, check_engine_flags, l2_gradient
 
 __all__ = ["SGD"]
 
@@ -27,6 +27,9 @@ class SGD(Optimizer):
         weight_decay: L2 penalty (default 0).
         nesterov: use Nesterov momentum (requires momentum > 0, dampening 0).
         maximize: maximise the objective instead of minimising it.
+        foreach, fused: accepted for PyTorch compatibility; no effect (see
+            :func:`~trainkit.optim.optimizer.check_engine_flags`).
+        differentiable: only False is supported.
 
     The state of a parameter holds ``momentum_buffer`` (an ndarray) once a step
     with momentum has been taken.
@@ -42,6 +45,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -51,6 +57,7 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        check_engine_flags(differentiable=differentiable)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -58,6 +65,9 @@ class SGD(Optimizer):
             "weight_decay": weight_decay,
             "nesterov": nesterov,
             "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
