@@ -65,7 +65,7 @@ class Run:
         return loss
 
     def step(self):
-        return float(self.opt.step(self.closure))
+        return self.opt.step(self.closure).item()
 
     def values(self):
         return [p._array.copy() if isinstance(p, Tensor) else p.detach().numpy().copy() for p in self.params]
@@ -265,7 +265,8 @@ def test_flat_state_names_history_arrays_and_refuses_mismatches():
     arrays, meta = run.opt.state_arrays(), run.opt.state_json()
     n_hist = len(run.opt.state[run.params[0]]["old_dirs"])
     assert n_hist >= 2
-    assert {"state.0.d", "state.0.prev_flat_grad", "state.0.old_dirs.0", f"state.0.old_stps.{n_hist - 1}"} <= set(arrays)
+    names = {"state.0.d", "state.0.prev_flat_grad", "state.0.old_dirs.0", f"state.0.old_stps.{n_hist - 1}"}
+    assert names <= set(arrays)
     assert meta["state"]["0"]["array_lists"] == {"old_dirs": n_hist, "old_stps": n_hist}
     json.dumps(meta)  # everything else is JSON
 
@@ -302,3 +303,52 @@ def test_errors_match_torch(torch):
         opt.step(closure)
     with pytest.raises(TypeError, match="needs a closure"):
         LBFGS([a]).step(None)
+
+
+def test_resumes_bit_for_bit_through_the_trainers_checkpoint_files(tmp_path):
+    from trainkit.train.checkpoint import load_checkpoint, save_checkpoint
+
+    def make():
+        return Run(trainkit, LBFGS, ROSEN_START, lambda lib, w, v: rosenbrock(trainkit, w, v), np.float32,
+                   line_search_fn="strong_wolfe", max_iter=3, history_size=4)
+
+    full = make()
+    for _ in range(5):
+        full.step()
+    first = make()
+    for _ in range(2):
+        first.step()
+    # As Trainer._checkpoint_payload / Trainer.restore store and read the optimizer.
+    save_checkpoint(tmp_path / "last", {f"p{i}": a for i, a in enumerate(first.values())},
+                    {f"optimizer.{k}": v for k, v in first.opt.state_arrays().items()},
+                    {"optimizer": first.opt.state_json()})
+    model, arrays, meta = load_checkpoint(tmp_path / "last")
+    second = make()
+    for i, p in enumerate(second.params):
+        np.copyto(p._array, model[f"p{i}"])
+    second.opt.load_flat_state({k[len("optimizer."):]: v for k, v in arrays.items()}, meta["optimizer"])
+    for _ in range(3):
+        second.step()
+    for a, b in zip(second.values(), full.values()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda m: m["state"]["0"].update(array_lists=["old_dirs"]),
+    lambda m: m["state"]["0"].update(array_lists={"old_dirs": "many"}),
+    lambda m: m["state"].update({"x": {"scalars": {}, "arrays": []}}),
+    lambda m: m["state"]["0"].pop("arrays"),
+    lambda m: m["param_groups"][0].update(params=7),
+    lambda m: m.update(state=[1, 2]),
+], ids=["lists-not-a-mapping", "length-not-a-number", "index-not-a-number", "no-arrays", "params-not-a-list",
+        "state-not-a-mapping"])
+def test_malformed_flat_state_is_a_checkpoint_error(damage):
+    run = Run(trainkit, LBFGS, ROSEN_START, lambda lib, w, v: rosenbrock(trainkit, w, v), np.float64,
+              line_search_fn="strong_wolfe", max_iter=3)
+    run.step()
+    run.step()
+    arrays, meta = run.opt.state_arrays(), json.loads(json.dumps(run.opt.state_json()))
+    damage(meta)
+    fresh = Run(trainkit, LBFGS, ROSEN_START, None, np.float64)
+    with pytest.raises(CheckpointError, match="malformed|does not match"):
+        fresh.opt.load_flat_state(arrays, meta)

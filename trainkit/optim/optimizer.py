@@ -385,27 +385,39 @@ class Optimizer:
             raise CheckpointError(
                 f"optimizer state was saved by {meta.get('optimizer')}, cannot load it into {type(self).__name__}"
             )
-        state = {}
-        for idx, entry in meta["state"].items():
-            values = dict(entry["scalars"])
-            for name in entry["arrays"]:
-                key = f"state.{idx}.{name}"
-                if key not in arrays:
-                    raise CheckpointError(f"optimizer state: array {key!r} is missing")
-                values[name] = arrays[key]
-            for name, length in entry.get("array_lists", {}).items():
-                items = []
-                for i in range(int(length)):
-                    key = f"state.{idx}.{name}.{i}"
-                    if key not in arrays:
-                        raise CheckpointError(f"optimizer state: array {key!r} is missing")
-                    items.append(arrays[key])
-                values[name] = items
-            state[int(idx)] = values
+        try:
+            state = self._unflatten_state(arrays, meta["state"])
+        except CheckpointError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # A damaged or foreign state file: its shape, not this model, is wrong.
+            raise CheckpointError(f"optimizer state is malformed: {type(exc).__name__}: {exc}") from None
         try:
             self.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         except ValueError as exc:
             raise CheckpointError(f"optimizer state does not match this model: {exc}") from None
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"optimizer state is malformed: {type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _unflatten_state(arrays: dict[str, np.ndarray], meta_state: dict) -> dict[int, dict]:
+        """PyTorch's ``state`` layout from the flat arrays and the JSON entries naming them."""
+        from trainkit.errors import CheckpointError
+
+        def array(key: str) -> np.ndarray:
+            if key not in arrays:
+                raise CheckpointError(f"optimizer state: array {key!r} is missing")
+            return arrays[key]
+
+        state = {}
+        for idx, entry in meta_state.items():
+            values = dict(entry["scalars"])
+            for name in entry["arrays"]:
+                values[name] = array(f"state.{idx}.{name}")
+            for name, length in entry.get("array_lists", {}).items():
+                values[name] = [array(f"state.{idx}.{name}.{i}") for i in range(int(length))]
+            state[int(idx)] = values
+        return state
 
     # ------------------------------------------------------------------ repr
     def __repr__(self) -> str:
