@@ -90,6 +90,12 @@ CASES = {
                                                     cycle_momentum=False),
     "ChainedScheduler": lambda L, o: L.ChainedScheduler([L.ConstantLR(o, factor=0.1, total_iters=3),
                                                          L.ExponentialLR(o, gamma=0.9)]),
+    "SequentialLR-restarts": lambda L, o: L.SequentialLR(
+        o, [L.ConstantLR(o, factor=0.2, total_iters=4), L.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2)],
+        milestones=[6]),
+    "SequentialLR-cyclic": lambda L, o: L.SequentialLR(
+        o, [L.LinearLR(o, start_factor=0.1, total_iters=5), L.CyclicLR(o, 0.01, 0.1, step_size_up=3)],
+        milestones=[5]),
     "ChainedScheduler-restarts": lambda L, o: L.ChainedScheduler(
         [L.CosineAnnealingWarmRestarts(o, T_0=10), L.MultiStepLR(o, milestones=[15, 30], gamma=0.5)], o),
 }
@@ -138,7 +144,7 @@ def test_state_dict_has_torchs_keys(torch, key):
 
 @pytest.mark.parametrize("key", list(CASES))
 def test_restored_mid_way_continues_identically(key):
-    kind = "Adam" if key.startswith("CyclicLR") else "SGD"
+    kind = "Adam" if "yclic" in key else "SGD"
     opt = make_opt(kind)
     full = sequence(CASES[key](sched, opt), opt)
 
