@@ -20,6 +20,17 @@ from .optimizer import Optimizer, grad_array
 __all__ = ["LBFGS"]
 
 
+def _rdiv(num: float, den):
+    """``num / den`` as PyTorch computes a Python number over a 0-d tensor: ``den.reciprocal() * num``.
+
+    Two roundings instead of one; the line search's steps are numpy scalars exactly where
+    PyTorch's are tensors, so repeating this keeps the two searches on the same path.
+    """
+    if isinstance(den, np.generic):
+        return np.reciprocal(den) * num
+    return num / den
+
+
 def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
     """Minimiser of the cubic through ``(x1, f1)``, ``(x2, f2)`` with slopes ``g1``, ``g2``, clamped to ``bounds``.
 
@@ -29,7 +40,7 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
         xmin_bound, xmax_bound = bounds
     else:
         xmin_bound, xmax_bound = (x1, x2) if x1 <= x2 else (x2, x1)
-    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d1 = g1 + g2 - _rdiv(3 * (f1 - f2), x1 - x2)
     d2_square = d1**2 - g1 * g2
     if d2_square >= 0:
         d2 = np.sqrt(d2_square)
