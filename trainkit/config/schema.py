@@ -163,7 +163,19 @@ def validate(raw: dict, default_name: str, validate_layer: LayerValidator | None
     if isinstance(train, dict) and isinstance(train.get("early_stopping"), dict):
         check_metric(train["early_stopping"], ("train", "early_stopping"), ck, task)
     out["scheduler"] = _check_scheduler(raw.get("scheduler"), ("scheduler",), ck, train, task, parent=None)
+    _check_momentum_cycling(out["scheduler"], out["optimizer"], ("scheduler",), ck)
     return {k: out[k] for k in TOP_LEVEL}, ck.problems
+
+
+def _check_momentum_cycling(sched, opt, path, ck) -> None:
+    """A scheduler cycling momentum (onecycle, cyclic) needs an optimizer that has one (momentum or betas)."""
+    if not isinstance(sched, dict) or not isinstance(opt, dict):
+        return
+    for i, child in enumerate(sched.get("schedulers") or ()):
+        _check_momentum_cycling(child, opt, path + ("schedulers", i), ck)
+    if sched.get("cycle_momentum") and not ({"momentum", "betas"} & set(opt)):
+        ck.error(path + ("cycle_momentum",), f"optimizer '{opt.get('type')}' has no momentum or betas to cycle; "
+                                             "set cycle_momentum: false")
 
 
 def _check_scheduler(value, path, ck, train, task, parent: str | None):

@@ -10,7 +10,7 @@ import numpy as np
 
 from trainkit.registry import optimizer
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_engine_flags, l2_gradient
 from .specs import BETAS, EPS, LR, WEIGHT_DECAY
 
 __all__ = ["Adam", "AdamW"]
@@ -26,7 +26,7 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
     array's dtype as PyTorch does.
     """
     w = start.dtype.type(weight)
-    diff = np.subtract(end, start)
+    diff = np.subtract(end, start, out=np.empty_like(start))  # out=: a 0-d result must stay an array
     if abs(w) < 0.5:
         np.multiply(diff, w, out=diff)
         np.add(start, diff, out=start)
@@ -58,6 +58,9 @@ class Adam(Optimizer):
             ``decoupled_weight_decay``.
         amsgrad: use the AMSGrad variant (default False).
         maximize: maximise the objective instead of minimising it.
+        foreach, capturable, fused: accepted for PyTorch compatibility; no effect
+            (see :func:`~trainkit.optim.optimizer.check_engine_flags`).
+        differentiable: only False is supported.
         decoupled_weight_decay: AdamW-style decay (what :class:`AdamW` sets).
 
     State per parameter: ``step`` (a float count, as PyTorch's), ``exp_avg``,
@@ -73,7 +76,11 @@ class Adam(Optimizer):
         weight_decay: float = 0,
         amsgrad: bool = False,
         *,
+        foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
         if not 0.0 <= lr:
@@ -86,6 +93,7 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
         if not 0.0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_engine_flags(differentiable=differentiable)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
@@ -93,6 +101,10 @@ class Adam(Optimizer):
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
             "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+            "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
@@ -125,13 +137,12 @@ class Adam(Optimizer):
                     if decoupled:
                         np.multiply(param, 1 - lr * weight_decay, out=param)
                     else:
-                        wd = np.multiply(param, weight_decay)
-                        g = np.add(g, wd, out=wd)
+                        g = l2_gradient(g, param, weight_decay)
 
                 lerp_(exp_avg, g, 1 - beta1)
                 np.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
                 # addcmul order: (value * g) * g
-                sq = np.multiply(g, 1 - beta2)
+                sq = np.multiply(g, 1 - beta2, out=np.empty_like(param))  # out=: 0-d parameters stay arrays
                 np.multiply(sq, g, out=sq)
                 np.add(exp_avg_sq, sq, out=exp_avg_sq)
 
@@ -143,13 +154,13 @@ class Adam(Optimizer):
                 if amsgrad:
                     max_sq = state["max_exp_avg_sq"]
                     np.maximum(max_sq, exp_avg_sq, out=max_sq)
-                    denom = np.sqrt(max_sq)
+                    denom = np.sqrt(max_sq, out=sq)
                 else:
-                    denom = np.sqrt(exp_avg_sq)
+                    denom = np.sqrt(exp_avg_sq, out=sq)
                 np.divide(denom, bias_correction2_sqrt, out=denom)
                 np.add(denom, eps, out=denom)
                 # addcdiv order: (value * exp_avg) / denom
-                upd = np.multiply(exp_avg, -step_size)
+                upd = np.multiply(exp_avg, -step_size, out=np.empty_like(param))
                 np.divide(upd, denom, out=upd)
                 np.add(param, upd, out=param)
         return loss
@@ -174,6 +185,10 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -183,6 +198,10 @@ class AdamW(Adam):
             weight_decay=weight_decay,
             amsgrad=amsgrad,
             maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=True,
         )
 

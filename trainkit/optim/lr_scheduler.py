@@ -41,7 +41,15 @@ __all__ = [
     "LinearLR",
     "OneCycleLR",
     "SequentialLR",
+    "ChainedScheduler",
     "ReduceLROnPlateau",
+    "ChainedScheduler",
+    "LambdaLR",
+    "MultiplicativeLR",
+    "ConstantLR",
+    "PolynomialLR",
+    "CyclicLR",
+    "CosineAnnealingWarmRestarts",
 ]
 
 
@@ -302,3 +310,66 @@ class SequentialLR(LRScheduler):
         self.__dict__.update(state)
         for sched, sub in zip(self._schedulers, subs, strict=True):
             sched.load_state_dict(sub)
+
+
+@scheduler("chained", args={"schedulers": Raw("a list of >= 2 scheduler mappings")}, nested="schedulers",
+           docs={"schedulers": "schedulers stepped together (their factors compose); not plateau or sequential, "
+                               "and without an interval of their own"})
+class ChainedScheduler(LRScheduler):
+    """Step several schedulers together: each :meth:`step` calls every scheduler's ``step()`` in order.
+
+    Their effects compose, e.g. ``ChainedScheduler([ConstantLR(opt, factor=0.1, total_iters=2),
+    ExponentialLR(opt, gamma=0.9)])``: a low lr for two epochs on top of an exponential decay.
+    The schedulers must share one optimizer (``optimizer`` defaults to the first one's).
+    """
+
+    def __init__(self, schedulers, optimizer: Optimizer | None = None) -> None:
+        if len(schedulers) < 1:
+            raise ValueError(
+                f"{type(self).__name__} expects at least one scheduler to be chained, but got no scheduler."
+            )
+        optimizer = optimizer or schedulers[0].optimizer
+        for i, sched in enumerate(schedulers):
+            if not hasattr(sched, "optimizer"):
+                raise TypeError(f"{type(self).__name__} at index {i} should have `optimizer` as its attribute.")
+            if isinstance(sched, ReduceLROnPlateau):
+                raise ValueError(
+                    f"{type(self).__name__} does not support `ReduceLROnPlateau` scheduler as it requires "
+                    "additional kwargs to be specified when calling `step`, but got one at index "
+                    f"{i} in the given schedulers sequence."
+                )
+            if optimizer != sched.optimizer:
+                raise ValueError(
+                    f"{type(self).__name__} expects all schedulers to belong to the same optimizer, but got "
+                    f"scheduler {type(sched).__name__} at index {i} has {sched.optimizer}, which is different "
+                    f"from {type(optimizer).__name__}."
+                )
+        self._schedulers = list(schedulers)
+        self.optimizer = optimizer
+        self._last_lr = _lrs(self._schedulers[-1].optimizer)
+
+    def step(self) -> None:  # type: ignore[override]
+        """Step every chained scheduler once, in order."""
+        for sched in self._schedulers:
+            sched.step()
+        self._last_lr = _lrs(self._schedulers[-1].optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Own attributes plus each chained scheduler's state under ``_schedulers``."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore own attributes and each chained scheduler's state."""
+        state = dict(state_dict)
+        subs = state.pop("_schedulers")
+        self.__dict__.update(state)
+        for sched, sub in zip(self._schedulers, subs, strict=True):
+            sched.load_state_dict(sub)
+
+
+# Schedulers in their own modules (this one would pass 500 lines); importable from here like
+# torch.optim.lr_scheduler's. They import their base class from scheduler_base, so no circle.
+from .lr_schedule_cyclic import CosineAnnealingWarmRestarts, CyclicLR  # noqa: E402
+from .lr_schedule_factor import ConstantLR, LambdaLR, MultiplicativeLR, PolynomialLR  # noqa: E402

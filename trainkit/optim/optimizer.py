@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Optimizer", "required"]
+__all__ = ["Optimizer", "required", "check_engine_flags", "grad_array", "l2_gradient"]
 
 
 class _RequiredParameter:
@@ -87,6 +87,37 @@ def grad_array(p) -> np.ndarray:
     return g._array if hasattr(g, "_array") else np.asarray(g)
 
 
+def l2_gradient(g: np.ndarray, param: np.ndarray, weight_decay: float) -> np.ndarray:
+    """``g + weight_decay * param`` in a new array (PyTorch's ``grad.add(param, alpha=weight_decay)``).
+
+    A new array because ``g`` may be the user's ``.grad``, which a step must leave untouched.
+    """
+    out = np.multiply(param, weight_decay, out=np.empty_like(param))
+    return np.add(g, out, out=out)
+
+
+def check_engine_flags(differentiable: bool = False, **_accepted) -> None:
+    """Validate the keywords PyTorch uses to pick an implementation (``foreach``, ``fused``,
+    ``capturable``, ``differentiable``).
+
+    trainkit has one implementation per optimizer: the per-parameter loop PyTorch itself
+    runs on CPU. ``foreach``, ``fused`` and ``capturable`` (CUDA-graph capture) therefore
+    change nothing and are accepted so that PyTorch programs run unchanged.
+    ``differentiable=True`` asks for gradients *through* the update, which an optimizer
+    that writes parameter arrays in place outside autograd cannot give: it is refused
+    rather than silently ignored.
+    """
+    if differentiable:
+        raise NotImplementedError(
+            "differentiable=True is not supported: trainkit optimizers update the parameter arrays in place, "
+            "outside autograd, so no gradient can flow through optimizer.step()"
+        )
+
+
+def _is_array_list(value) -> bool:
+    return isinstance(value, list) and len(value) > 0 and all(isinstance(v, np.ndarray) for v in value)
+
+
 def _to_json(value):
     """Convert an option/state value to a JSON-able form (tuples become lists)."""
     if isinstance(value, (list, tuple)):
@@ -108,6 +139,10 @@ class Optimizer:
     Subclasses implement :meth:`step`, typically as a loop over
     ``self.param_groups`` that skips parameters whose ``grad`` is None.
     """
+
+    #: State entries held as 0-d arrays in their own dtype (not the parameter's), as PyTorch
+    #: keeps NAdam's ``mu_product``: a resumed run must repeat their rounding exactly.
+    _scalar_buffers: frozenset[str] = frozenset()
 
     def __init__(self, params, defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -266,13 +301,23 @@ class Optimizer:
             new_groups.append(group)
         self.param_groups = new_groups
 
-    @staticmethod
-    def _cast_state(p, name: str, value):
-        """Copy a saved state entry, casting float buffers to the parameter's dtype."""
+    def _cast_state(self, p, name: str, value):
+        """Copy a saved state entry, casting float buffers to the parameter's dtype.
+
+        ``step`` becomes a number; entries named in ``_scalar_buffers`` stay 0-d arrays
+        of their saved dtype; lists are cast element by element.
+        """
         if name == "step":
             return float(np.asarray(value))
+        if isinstance(value, list):
+            return [self._cast_state(p, name, v) for v in value]
         if isinstance(value, np.ndarray) or hasattr(value, "_array"):
             arr = value._array if hasattr(value, "_array") else value
+            if name in self._scalar_buffers:
+                if arr.ndim != 0 or not np.issubdtype(arr.dtype, np.floating):
+                    raise ValueError(f"buffer {name!r} must be a floating-point scalar, got shape "
+                                     f"{tuple(arr.shape)} and dtype {arr.dtype}")
+                return np.array(arr, copy=True)
             # Every buffer of these optimizers is shaped like its parameter; a mismatch (a damaged or
             # foreign checkpoint) would otherwise load silently and fail later inside step().
             if arr.shape != p._array.shape:
@@ -286,6 +331,7 @@ class Optimizer:
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every array buffer of the state as ``{"state.<index>.<name>": ndarray}``.
 
+        A list of arrays (L-BFGS's history) gives ``state.<index>.<name>.<i>`` per item.
         The arrays are copies, contiguous, ready for ``safetensors.numpy.save``.
         Non-array entries (step counts, options) are in :meth:`state_json`.
         """
@@ -294,6 +340,9 @@ class Optimizer:
             for name, value in entries.items():
                 if isinstance(value, np.ndarray):
                     out[f"state.{idx}.{name}"] = np.array(value, order="C", copy=True)  # keeps 0-d arrays 0-d
+                elif _is_array_list(value):
+                    for i, item in enumerate(value):
+                        out[f"state.{idx}.{name}.{i}"] = np.array(item, order="C", copy=True)
         return out
 
     def state_json(self) -> dict[str, Any]:
@@ -303,12 +352,17 @@ class Optimizer:
         for idx, entries in sd["state"].items():
             scalars = {}
             arrays = []
+            array_lists = {}
             for name, value in entries.items():
                 if isinstance(value, np.ndarray):
                     arrays.append(name)
+                elif _is_array_list(value):
+                    array_lists[name] = len(value)
                 else:
                     scalars[name] = _to_json(value)
             state[str(idx)] = {"scalars": scalars, "arrays": arrays}
+            if array_lists:
+                state[str(idx)]["array_lists"] = array_lists
         groups = [{k: _to_json(v) for k, v in g.items()} for g in sd["param_groups"]]
         return {
             "format": _FLAT_FORMAT,
@@ -331,19 +385,39 @@ class Optimizer:
             raise CheckpointError(
                 f"optimizer state was saved by {meta.get('optimizer')}, cannot load it into {type(self).__name__}"
             )
-        state = {}
-        for idx, entry in meta["state"].items():
-            values = dict(entry["scalars"])
-            for name in entry["arrays"]:
-                key = f"state.{idx}.{name}"
-                if key not in arrays:
-                    raise CheckpointError(f"optimizer state: array {key!r} is missing")
-                values[name] = arrays[key]
-            state[int(idx)] = values
+        try:
+            state = self._unflatten_state(arrays, meta["state"])
+        except CheckpointError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # A damaged or foreign state file: its shape, not this model, is wrong.
+            raise CheckpointError(f"optimizer state is malformed: {type(exc).__name__}: {exc}") from None
         try:
             self.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         except ValueError as exc:
             raise CheckpointError(f"optimizer state does not match this model: {exc}") from None
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"optimizer state is malformed: {type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _unflatten_state(arrays: dict[str, np.ndarray], meta_state: dict) -> dict[int, dict]:
+        """PyTorch's ``state`` layout from the flat arrays and the JSON entries naming them."""
+        from trainkit.errors import CheckpointError
+
+        def array(key: str) -> np.ndarray:
+            if key not in arrays:
+                raise CheckpointError(f"optimizer state: array {key!r} is missing")
+            return arrays[key]
+
+        state = {}
+        for idx, entry in meta_state.items():
+            values = dict(entry["scalars"])
+            for name in entry["arrays"]:
+                values[name] = array(f"state.{idx}.{name}")
+            for name, length in entry.get("array_lists", {}).items():
+                values[name] = [array(f"state.{idx}.{name}.{i}") for i in range(int(length))]
+            state[int(idx)] = values
+        return state
 
     # ------------------------------------------------------------------ repr
     def __repr__(self) -> str:

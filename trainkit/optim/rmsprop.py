@@ -6,7 +6,7 @@ import numpy as np
 from .adam import lerp_
 from trainkit.registry import optimizer
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_engine_flags, l2_gradient
 from .specs import EPS, LR, MOMENTUM, WEIGHT_DECAY
 
 __all__ = ["RMSprop"]
@@ -35,7 +35,10 @@ class RMSprop(Optimizer):
         weight_decay: L2 penalty (default 0).
         momentum: momentum factor (default 0).
         centered: normalise by an estimate of the gradient's variance.
+        capturable, foreach: accepted for PyTorch compatibility; no effect (see
+            :func:`~trainkit.optim.optimizer.check_engine_flags`).
         maximize: maximise the objective instead of minimising it.
+        differentiable: only False is supported.
 
     State per parameter: ``step``, ``square_avg``, and ``momentum_buffer``
     (momentum > 0) and ``grad_avg`` (centered).
@@ -50,8 +53,10 @@ class RMSprop(Optimizer):
         weight_decay: float = 0,
         momentum: float = 0,
         centered: bool = False,
-        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -63,6 +68,7 @@ class RMSprop(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if not 0.0 <= alpha:
             raise ValueError(f"Invalid alpha value: {alpha}")
+        check_engine_flags(differentiable=differentiable)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -70,7 +76,10 @@ class RMSprop(Optimizer):
             "eps": eps,
             "centered": centered,
             "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
             "maximize": maximize,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults)
 
@@ -97,11 +106,10 @@ class RMSprop(Optimizer):
                 square_avg = state["square_avg"]
 
                 if weight_decay != 0:
-                    wd = np.multiply(param, weight_decay)
-                    g = np.add(g, wd, out=wd)
+                    g = l2_gradient(g, param, weight_decay)
 
                 np.multiply(square_avg, alpha, out=square_avg)
-                sq = np.multiply(g, 1 - alpha)
+                sq = np.multiply(g, 1 - alpha, out=np.empty_like(param))  # out=: 0-d parameters stay arrays
                 np.multiply(sq, g, out=sq)
                 np.add(square_avg, sq, out=square_avg)
 
@@ -109,21 +117,21 @@ class RMSprop(Optimizer):
                     grad_avg = state["grad_avg"]
                     lerp_(grad_avg, g, 1 - alpha)
                     # addcmul(grad_avg, grad_avg, value=-1) then sqrt_
-                    avg = np.multiply(grad_avg, -1.0)
+                    avg = np.multiply(grad_avg, -1.0, out=sq)
                     np.multiply(avg, grad_avg, out=avg)
                     np.add(square_avg, avg, out=avg)
                     np.sqrt(avg, out=avg)
                 else:
-                    avg = np.sqrt(square_avg)
+                    avg = np.sqrt(square_avg, out=sq)
                 np.add(avg, eps, out=avg)
 
                 if momentum > 0:
                     buf = state["momentum_buffer"]
                     np.multiply(buf, momentum, out=buf)
-                    np.add(buf, np.divide(g, avg), out=buf)
-                    np.subtract(param, np.multiply(buf, lr), out=param)
+                    np.add(buf, np.divide(g, avg, out=avg), out=buf)
+                    np.subtract(param, np.multiply(buf, lr, out=avg), out=param)
                 else:
-                    upd = np.multiply(g, -lr)
+                    upd = np.multiply(g, -lr, out=np.empty_like(param))
                     np.divide(upd, avg, out=upd)
                     np.add(param, upd, out=param)
         return loss

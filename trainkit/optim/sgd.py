@@ -5,7 +5,7 @@ import numpy as np
 
 from trainkit.registry import optimizer
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_engine_flags, l2_gradient
 from .specs import FRACTION, LR, MOMENTUM, WEIGHT_DECAY
 
 __all__ = ["SGD"]
@@ -37,6 +37,9 @@ class SGD(Optimizer):
         weight_decay: L2 penalty (default 0).
         nesterov: use Nesterov momentum (requires momentum > 0, dampening 0).
         maximize: maximise the objective instead of minimising it.
+        foreach, fused: accepted for PyTorch compatibility; no effect (see
+            :func:`~trainkit.optim.optimizer.check_engine_flags`).
+        differentiable: only False is supported.
 
     The state of a parameter holds ``momentum_buffer`` (an ndarray) once a step
     with momentum has been taken.
@@ -52,6 +55,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -61,6 +67,7 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        check_engine_flags(differentiable=differentiable)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -68,6 +75,9 @@ class SGD(Optimizer):
             "weight_decay": weight_decay,
             "nesterov": nesterov,
             "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -84,9 +94,7 @@ class SGD(Optimizer):
             nesterov = bool(group["nesterov"])
             for p, param, g in self._gradients(group):
                 if weight_decay != 0:
-                    # A new array: the user's .grad must stay untouched.
-                    wd = np.multiply(param, weight_decay)
-                    g = np.add(g, wd, out=wd)
+                    g = l2_gradient(g, param, weight_decay)  # a new array: the user's .grad stays untouched
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
