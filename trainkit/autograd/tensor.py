@@ -6,8 +6,12 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import device as _device
 from . import dtypes
 from .function import is_grad_enabled, run_backward
+from .printing import format_array as _format_array
+from .size import from_shape as _size_of
+from .size import Size
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 
@@ -66,12 +70,13 @@ class Tensor:
         self._array = value._array if isinstance(value, Tensor) else np.asarray(value)
 
     @property
-    def shape(self) -> tuple:
-        return self._array.shape
+    def shape(self) -> Size:
+        return _size_of(self._array.shape)
 
     @property
     def dtype(self):
-        return self._array.dtype
+        """The element type, a ``trainkit.dtype`` (compares equal to the numpy dtype too)."""
+        return dtypes.from_numpy_dtype(self._array.dtype)
 
     @property
     def ndim(self) -> int:
@@ -82,8 +87,18 @@ class Tensor:
         return self.grad_fn is None
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self):
+        """Always ``device(type='cpu')``: trainkit runs on the CPU."""
+        return _device.CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        """False: there is no CUDA backend."""
+        return False
+
+    @property
+    def is_cpu(self) -> bool:
+        return True
 
     @property
     def T(self) -> "Tensor":
@@ -91,7 +106,7 @@ class Tensor:
 
     def size(self, dim: int | None = None):
         """The shape, or the length of dimension ``dim``."""
-        return self._array.shape if dim is None else self._array.shape[dim]
+        return _size_of(self._array.shape) if dim is None else self._array.shape[dim]
 
     def dim(self) -> int:
         return self._array.ndim
@@ -163,21 +178,14 @@ class Tensor:
 
     # ----------------------------------------------------------------- conversion
     def to(self, *args, **kwargs) -> "Tensor":
-        """Convert to a dtype (devices other than 'cpu' are not available)."""
-        dtype = kwargs.get("dtype")
-        for a in args:
-            if isinstance(a, str) or a is None:
-                if a not in (None, "cpu"):
-                    raise RuntimeError(f"device {a!r} is not available: trainkit runs on the CPU")
-            elif isinstance(a, Tensor):
-                dtype = a.dtype
-            else:
-                dtype = a
-        dev = kwargs.get("device")
-        if dev not in (None, "cpu"):
-            raise RuntimeError(f"device {dev!r} is not available: trainkit runs on the CPU")
-        if dtype is None or np.dtype(dtypes.to_dtype(dtype)) == self.dtype:
-            return self
+        """``to(dtype)``, ``to(device)``, ``to(other)``, ``to(device=, dtype=, non_blocking=, copy=)``, as in PyTorch.
+
+        Returns ``self`` when nothing changes (unless ``copy=True``); a dtype
+        change is differentiable. Devices other than the CPU raise a RuntimeError.
+        """
+        dtype, copy = _device.parse_to_args(args, kwargs)
+        if dtype is None or dtypes.to_dtype(dtype) == self._array.dtype:
+            return self.clone() if copy else self
         from .ops.elementwise import Cast
         return Cast.apply(self, dtype=dtypes.to_dtype(dtype))
 
@@ -202,8 +210,13 @@ class Tensor:
     def bool(self) -> "Tensor":
         return self.to(dtypes.bool_)
 
-    def cpu(self) -> "Tensor":
+    def cpu(self, memory_format=None) -> "Tensor":
+        """``self``: tensors already live on the CPU."""
         return self
+
+    def cuda(self, device=None, non_blocking=False, memory_format=None) -> "Tensor":
+        """Always raises: trainkit has no CUDA backend."""
+        raise _device.cpu_only_error("cuda" if device is None else device)
 
     # ----------------------------------------------------------------- python protocol
     def __len__(self) -> int:
@@ -230,7 +243,7 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        body = np.array2string(self._array, separator=", ", precision=4, prefix="tensor(")
+        body = _format_array(self._array)
         extra = ""
         if self._array.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_):
             extra += f", dtype=trainkit.{self._array.dtype}"

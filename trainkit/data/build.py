@@ -182,7 +182,7 @@ def _load_parts(name: str, spec: dict) -> tuple[Any, Any]:
 
 
 def _split_off_test(full: ArrayDataset, fraction: float) -> tuple[Any, Any]:
-    labels = full.targets if full.task == "classification" else None
+    labels = full.target_array if full.task == "classification" else None
     keep, held = holdout_split(labels, len(full), fraction, seed=0)
     return Subset(full, keep), (Subset(full, held) if len(held) else None)
 
@@ -287,15 +287,15 @@ def build(spec: dict, seed: int = 0) -> DataBundle:
     train_full, test = _load_parts(name, spec)
     task = train_full.task
     if task == "classification" and test is not None and len(test) and train_full.classes is not None:
-        if int(np.max(test.targets)) >= len(train_full.classes):
+        if int(np.max(test.target_array)) >= len(train_full.classes):
             raise DataError(f"{spec.get('test_path') or spec.get('path') or name}: test label "
-                            f"{int(np.max(test.targets))} out of range 0..{len(train_full.classes) - 1} "
+                            f"{int(np.max(test.target_array))} out of range 0..{len(train_full.classes) - 1} "
                             "of the training data")
-    labels = train_full.targets if task == "classification" else None
+    labels = train_full.target_array if task == "classification" else None
     keep, held = holdout_split(labels, len(train_full), float(spec.get("val_split", 0.0)), seed)
     train = Subset(train_full, keep) if len(held) else train_full
     val = Subset(train_full, held) if len(held) else None
-    input_shape = tuple(int(s) for s in train_full.data.shape[1:])
+    input_shape = train_full.input_shape
     is_image = len(input_shape) == 3
 
     random_steps, fixed_steps = [], []

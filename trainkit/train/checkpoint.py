@@ -372,10 +372,14 @@ def load_checkpoint(
 
 
 def load_model_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Model weights from a checkpoint directory or from a single ``.safetensors`` file."""
+    """Model weights from a checkpoint directory, a ``.safetensors`` file, or a state dict saved by
+    ``torch.save`` (``.pt``/``.pth``, read without unpickling) or ``trainkit.save``."""
     path = Path(path)
     if path.is_file():
-        return read_safetensors(path)
+        from trainkit.serialization import load_weights_file
+
+        weights = load_weights_file(path)
+        return weights if weights is not None else read_safetensors(path)
     return load_checkpoint(path)[0]
 
 
