@@ -94,12 +94,12 @@ def collate(batch: list, *, collate_fn_map: dict | None = None) -> Any:
         except TypeError:
             return {k: collate([d[k] for d in batch], collate_fn_map=collate_fn_map) for k in elem}
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
-        return elem_type(*(collate(list(s), collate_fn_map=collate_fn_map) for s in zip(*batch)))
+        return elem_type(*(collate(s, collate_fn_map=collate_fn_map) for s in zip(*batch)))
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(e) != size for e in batch):
             raise RuntimeError("each element in list of batch should be of equal size")
-        transposed = [list(s) for s in zip(*batch)]
+        transposed = list(zip(*batch))  # tuples, as PyTorch passes them on (strings stay a tuple)
         if isinstance(elem, tuple):
             return [collate(s, collate_fn_map=collate_fn_map) for s in transposed]
         try:
