@@ -257,3 +257,26 @@ def test_set_printoptions_matches_torch():
     finally:
         trainkit.set_printoptions(profile="default")
         torch.set_printoptions(profile="default")
+
+
+def test_factories_take_device_and_new_methods_match_torch():
+    for name, args in (("zeros", (2, 3)), ("ones", (2,)), ("empty", (1,)), ("rand", (2,)), ("randn", (2,))):
+        assert getattr(trainkit, name)(*args, device="cpu").shape == args
+        with pytest.raises(RuntimeError, match="CPU only"):
+            getattr(trainkit, name)(*args, device="cuda")
+    assert trainkit.arange(3, device=trainkit.device("cpu")).tolist() == [0, 1, 2]
+    assert trainkit.tensor([1.5], device="cpu").tolist() == [1.5]
+    assert trainkit.full((2,), 7, device="cpu").tolist() == [7, 7]
+    assert trainkit.zeros_like(trainkit.ones(2), device="cpu").tolist() == [0.0, 0.0]
+    assert trainkit.randperm(4, device="cpu", dtype=trainkit.int32).dtype == trainkit.int32
+    ours, ref = trainkit.ones(2, dtype=trainkit.float64), torch.ones(2, dtype=torch.float64)
+    for method, args in (("new_zeros", (2, 3)), ("new_ones", ((3,),)), ("new_full", ((2,), 4)),
+                         ("new_tensor", ([1, 2],)), ("new_empty", (2,))):
+        o, r = getattr(ours, method)(*args), getattr(ref, method)(*args)
+        assert tuple(o.shape) == tuple(r.shape) and str(o.dtype).split(".")[1] == str(r.dtype).split(".")[1]
+        if method != "new_empty":
+            assert o.tolist() == r.tolist()
+    assert ours.new_zeros(2, dtype=trainkit.int64).dtype == trainkit.int64
+    assert ours.is_floating_point() and not trainkit.arange(2).is_floating_point()
+    assert ours.element_size() == ref.element_size() and ours.nbytes == ref.nbytes
+    assert ours.get_device() == ref.get_device() == -1

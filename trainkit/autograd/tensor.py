@@ -547,6 +547,54 @@ class Tensor:
     def __getitem__(self, key):
         return _sh.getitem(self, key)
 
+    # ----------------------------------------------------------------- PyTorch compat: dtype/device queries, new_*
+    def is_floating_point(self) -> bool:
+        """True for float16/32/64 tensors."""
+        return self._array.dtype.kind == "f"
+
+    def is_complex(self) -> bool:
+        """True for complex tensors."""
+        return self._array.dtype.kind == "c"
+
+    def element_size(self) -> int:
+        """Bytes per element."""
+        return self._array.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the elements."""
+        return int(self._array.nbytes)
+
+    def get_device(self) -> int:
+        """-1: the CPU, as PyTorch reports it."""
+        return -1
+
+    def _new(self, arr, dtype, device, requires_grad) -> "Tensor":
+        _device.check_cpu(device)
+        t = Tensor(arr.astype(dtypes.to_dtype(dtype) or self._array.dtype, copy=False))
+        return t.requires_grad_(True) if requires_grad else t
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """A new tensor from ``data`` with this tensor's dtype (unless ``dtype`` is given)."""
+        data = data._array if isinstance(data, Tensor) else data
+        return self._new(np.array(data, copy=True), dtype, device, requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """Zeros of ``size`` with this tensor's dtype."""
+        return self._new(np.zeros(_dims(size), self._array.dtype), dtype, device, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """Ones of ``size`` with this tensor's dtype."""
+        return self._new(np.ones(_dims(size), self._array.dtype), dtype, device, requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """``fill_value`` everywhere, with this tensor's dtype."""
+        return self._new(np.full(tuple(size), fill_value, self._array.dtype), dtype, device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """Uninitialised values of ``size`` with this tensor's dtype."""
+        return self._new(np.empty(_dims(size), self._array.dtype), dtype, device, requires_grad)
+
 
 from .ops import elementwise as _ew  # noqa: E402  (ops build on Tensor)
 from .ops import matmul as _mm  # noqa: E402
