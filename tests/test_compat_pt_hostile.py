@@ -288,3 +288,12 @@ def test_cli_eval_reads_a_torch_state_dict_and_refuses_a_hostile_one(tmp_path):
     torch.save(wrong, tmp_path / "wrong.pt")
     r = tk(tmp_path, "eval", run, "--checkpoint", tmp_path / "wrong.pt", check=2)
     assert "Traceback" not in r.stderr
+
+
+def test_bare_storages_and_type_objects_are_not_returned(tmp_path):
+    torch.save(torch.ones(2).untyped_storage(), tmp_path / "storage.pt")
+    with pytest.raises(UnsafePickleError, match="bare storage"):
+        trainkit.load(tmp_path / "storage.pt")
+    with pytest.raises(UnsafePickleError, match="bare"):
+        load_bytes(pt_zip(b"\x80\x02" + glob("torch", "FloatTensor") + b"."), tmp_path)
+    assert load_bytes(pt_zip(b"\x80\x02" + glob("torch", "float32") + b"."), tmp_path) is trainkit.float32

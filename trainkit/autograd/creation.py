@@ -47,21 +47,25 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Zeros of ``size`` (default float dtype)."""
     check_cpu(device)
     return _make(np.zeros(_dims(size), _float(dtype)), requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Ones of ``size`` (default float dtype)."""
     check_cpu(device)
     return _make(np.ones(_dims(size), _float(dtype)), requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uninitialised values of ``size`` (default float dtype)."""
     check_cpu(device)
     return _make(np.empty(_dims(size), _float(dtype)), requires_grad)
 
 
 def full(size, fill_value, dtype=None, requires_grad=False, *, device=None) -> Tensor:
+    """``fill_value`` everywhere; the dtype follows the value unless given."""
     check_cpu(device)
     if dtype is None:
         dtype = dtypes.infer_array(fill_value).dtype
@@ -69,16 +73,19 @@ def full(size, fill_value, dtype=None, requires_grad=False, *, device=None) -> T
 
 
 def zeros_like(t: Tensor, dtype=None, requires_grad=False, *, device=None) -> Tensor:
+    """Zeros with ``t``'s shape and dtype."""
     check_cpu(device)
     return _make(np.zeros(t.shape, dtypes.to_dtype(dtype) or t.dtype), requires_grad)
 
 
 def ones_like(t: Tensor, dtype=None, requires_grad=False, *, device=None) -> Tensor:
+    """Ones with ``t``'s shape and dtype."""
     check_cpu(device)
     return _make(np.ones(t.shape, dtypes.to_dtype(dtype) or t.dtype), requires_grad)
 
 
 def full_like(t: Tensor, fill_value, dtype=None, requires_grad=False, *, device=None) -> Tensor:
+    """``fill_value`` with ``t``'s shape and dtype."""
     check_cpu(device)
     return _make(np.full(t.shape, fill_value, dtypes.to_dtype(dtype) or t.dtype), requires_grad)
 
@@ -95,6 +102,7 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, *, device=N
 
 
 def linspace(start, end, steps, dtype=None, requires_grad=False, *, device=None) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     check_cpu(device)
     return _make(np.linspace(start, end, steps, dtype=_float(dtype)), requires_grad)
 
@@ -114,6 +122,7 @@ def randn(*size, dtype=None, generator=None, device=None, requires_grad=False) -
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, *, device=None) -> Tensor:
+    """Uniform integers in [low, high) (int64 unless ``dtype``)."""
     check_cpu(device)
     if high is None:
         low, high = 0, low
@@ -122,16 +131,19 @@ def randint(low, high=None, size=(), dtype=None, generator=None, *, device=None)
 
 
 def randperm(n, generator=None, *, dtype=None, device=None) -> Tensor:
+    """A random permutation of ``0 .. n-1`` (int64 unless ``dtype``)."""
     check_cpu(device)
     rng = generator or default_generator()
     return Tensor(rng.permutation(n).astype(dtypes.to_dtype(dtype) or np.int64))
 
 
 def rand_like(t: Tensor, *, dtype=None, device=None) -> Tensor:
+    """Uniform samples with ``t``'s shape and dtype."""
     check_cpu(device)
     return rand(*t.shape, dtype=dtype or t.dtype)
 
 
 def randn_like(t: Tensor, *, dtype=None, device=None) -> Tensor:
+    """Standard normal samples with ``t``'s shape and dtype."""
     check_cpu(device)
     return randn(*t.shape, dtype=dtype or t.dtype)

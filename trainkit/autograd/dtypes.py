@@ -31,6 +31,7 @@ class dtype:
     # numpy reads ``.dtype`` when it is handed an object as a dtype.
     @property
     def dtype(self) -> np.dtype:
+        """The numpy dtype (numpy reads this attribute when given the object as a dtype)."""
         return self.numpy_dtype
 
     @property
@@ -56,14 +57,17 @@ class dtype:
     # The numpy attributes engine code reads on a dtype.
     @property
     def kind(self) -> str:
+        """numpy's kind character ('f', 'i', 'u', 'b', 'c')."""
         return self.numpy_dtype.kind
 
     @property
     def type(self):
+        """numpy's scalar type (``np.float32`` ...)."""
         return self.numpy_dtype.type
 
     @property
     def char(self) -> str:
+        """numpy's type character."""
         return self.numpy_dtype.char
 
     def to_complex(self) -> "dtype":

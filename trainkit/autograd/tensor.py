@@ -71,6 +71,7 @@ class Tensor:
 
     @property
     def shape(self) -> Size:
+        """The shape, as a ``trainkit.Size`` (a tuple)."""
         return _size_of(self._array.shape)
 
     @property
@@ -98,6 +99,7 @@ class Tensor:
 
     @property
     def is_cpu(self) -> bool:
+        """True: tensors live on the CPU."""
         return True
 
     @property

@@ -193,6 +193,7 @@ class Lambda(Transform):
         return self.lambd(x)
 
     def apply_batch(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``lambd`` on each sample of the batch, stacked."""
         return _per_sample(self.lambd, as_array(x))
 
     def __repr__(self) -> str:

@@ -210,6 +210,7 @@ class _Loader:
 
     # ------------------------------------------------------------ persistent ids
     def persistent_load(self, pid: tuple) -> _Storage:
+        """A storage reference from its persistent id, checked (the bytes are read when a tensor uses it)."""
         if len(pid) != 5:
             raise self.fail(f"a storage persistent id has {len(pid)} fields, expected 5")
         _, stype, key, location, numel = pid
@@ -247,6 +248,7 @@ class _Loader:
     # ------------------------------------------------------------------ rebuilds
     def tensor_from(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any,
                     dtype_name: str | None) -> Tensor:
+        """A Tensor viewing ``storage`` after checking every argument and the furthest element addressed."""
         if not isinstance(storage, _Storage):
             raise self.fail(f"a tensor's storage is {type(storage).__name__}, not a storage")
         elem = dtype_name or storage.dtype
@@ -450,4 +452,26 @@ def load_torch_zip(data: bytes, source: str, map_location: Any = None) -> Any:
         archive.big_endian = order == "big"
     pickle_bytes = bytes(archive.read("data.pkl"))
     loader = _Loader(archive, map_location)
-    return Unpickler(pickle_bytes, loader.table(), loader.persistent_load, source).load()
+    obj = Unpickler(pickle_bytes, loader.table(), loader.persistent_load, source).load()
+    _refuse_internal_values(obj, source)
+    return obj
+
+
+def _refuse_internal_values(obj: Any, source: str) -> None:
+    """Refuse results that still hold a bare storage, tensor class, layout or callable (nothing user-facing)."""
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (_Storage, _Marker, Factory)):
+            what = "storage" if isinstance(item, _Storage) else repr(item)
+            raise UnsafePickleError(f"{source}: the file holds a bare {what} outside any tensor, which trainkit "
+                                    "cannot represent")
+        if isinstance(item, (dict, list, tuple, set, frozenset)) and id(item) not in seen:
+            seen.add(id(item))  # shared sub-objects are visited once: linear in the pickle's size
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+                stack.extend(getattr(item, "__dict__", {}).values())  # an OrderedDict's _metadata
+            else:
+                stack.extend(item)

@@ -230,7 +230,7 @@ class Unpickler:
             raise self._error("a GLOBAL name is not UTF-8") from None
         module, name = _OLD_NAMES.get((module, name), (_OLD_MODULES.get(module, module), name))
         full = f"{module}.{name}"
-        if module.split(".")[0] in _BLOCKED_MODULES or full in _BLOCKED_MODULES or full not in self._table:
+        if module.split(".")[0] in _BLOCKED_MODULES or full not in self._table:
             raise self._error(f"forbidden global {full!r}: not one of the globals PyTorch's weights_only=True "
                               "loader admits (tensors, storages, dtypes, OrderedDict, plain containers). "
                               "Nothing from this file was run")
