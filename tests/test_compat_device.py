@@ -116,6 +116,7 @@ def test_dtype_attributes_match_torch(name):
 def test_dtype_equality_hashing_and_numpy_interplay():
     assert trainkit.float32 == np.float32 and np.dtype("float32") == trainkit.float32
     assert trainkit.float32 != trainkit.float64 and trainkit.float32 != "nonsense"
+    assert trainkit.float16.name == "float16" and trainkit.float32.kind == "f" and trainkit.int8.type is np.int8
     assert {np.dtype("int64"): "x"}[trainkit.int64] == "x" and {trainkit.int64: "y"}[np.dtype("int64")] == "y"
     assert trainkit.float is trainkit.float32 and trainkit.long is trainkit.int64 and trainkit.int is trainkit.int32
     assert trainkit.float32.to_complex() is trainkit.complex64 and trainkit.complex128.to_real() is trainkit.float64

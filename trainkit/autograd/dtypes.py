@@ -66,6 +66,11 @@ class dtype:
         return self.numpy_dtype.type
 
     @property
+    def name(self) -> str:
+        """numpy's name of the type (``"float32"``), for code written against numpy dtypes."""
+        return self.numpy_dtype.name
+
+    @property
     def char(self) -> str:
         """numpy's type character."""
         return self.numpy_dtype.char
