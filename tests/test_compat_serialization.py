@@ -330,3 +330,32 @@ def test_errors_are_checkpoint_errors_and_torch_types():
 
     assert issubclass(UnsafePickleError, pickle.UnpicklingError) and issubclass(UnsafePickleError, CheckpointError)
     assert issubclass(SerializationError, RuntimeError) and issubclass(SerializationError, CheckpointError)
+
+
+@pytest.mark.parametrize("make", [lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.95)),
+                                  lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)])
+def test_a_torch_training_checkpoint_resumes_in_trainkit_step_for_step(tmp_path, make):
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(3, 2)
+    opt = make(ref.parameters())
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(4)]
+    for x in batches[:2]:
+        opt.zero_grad()
+        ref(torch.from_numpy(x)).pow(2).sum().backward()
+        opt.step()
+    torch.save({"model": ref.state_dict(), "optimizer": opt.state_dict(), "epoch": 2}, tmp_path / "ckpt.pt")
+    ckpt = trainkit.load(tmp_path / "ckpt.pt", weights_only=True)
+    ours = nn.Linear(3, 2)
+    ours.load_state_dict(ckpt["model"])
+    ours_opt = getattr(trainkit.optim, type(opt).__name__)(ours.parameters(), lr=123.0)
+    ours_opt.load_state_dict(ckpt["optimizer"])
+    for x in batches[2:]:
+        opt.zero_grad()
+        ref(torch.from_numpy(x)).pow(2).sum().backward()
+        opt.step()
+        ours_opt.zero_grad()
+        ours(trainkit.tensor(x)).pow(2).sum().backward()
+        ours_opt.step()
+    np.testing.assert_allclose(ours.weight.detach().numpy(), ref.weight.detach().numpy(), rtol=1e-6, atol=1e-7)
+    assert ours_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
