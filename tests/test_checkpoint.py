@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from trainkit.errors import CheckpointError
 from trainkit.train import checkpoint as ck
-from trainkit.train.atomic import StorageError
+from trainkit.utils.atomic import StorageError
 from trainkit.train.checkpoint import (
     MANIFEST,
     MODEL_FILE,

@@ -89,20 +89,20 @@ def test_cifar10_python_archive_read_in_place(tmp_path, gzip_backend):
     train = CIFAR10(tmp_path, train=True)
     test = CIFAR10(tmp_path, train=False)
     assert len(train) == 20 and len(test) == 3
-    assert train.data.dtype == np.uint8 and train.data.shape == (20, 3, 32, 32)
+    assert train.input_array.dtype == np.uint8 and train.input_array.shape == (20, 3, 32, 32)
     assert train.classes == CIFAR10_NAMES
     # Rows are CHW planes: the first 1024 bytes of a row are the red plane.
-    assert np.array_equal(train.data[0].reshape(-1), _images(4, 1)[0])
-    assert train.targets.dtype == np.int64 and list(test.targets) == [7, 8, 9]
+    assert np.array_equal(train.input_array[0].reshape(-1), _images(4, 1)[0])
+    assert train.target_array.dtype == np.int64 and list(test.target_array) == [7, 8, 9]
     assert not (tmp_path / "cifar-10-batches-py").exists()  # nothing extracted to disk
-    assert np.array_equal(CIFAR10(tmp_path / "cifar-10-python.tar.gz").data, train.data)  # root = the archive
+    assert np.array_equal(CIFAR10(tmp_path / "cifar-10-python.tar.gz").input_array, train.input_array)  # root = the archive
 
 
 def test_cifar10_python_folder_and_root_pointing_at_it(tmp_path):
     _write_folder(tmp_path, _cifar10_members())
     a = CIFAR10(tmp_path, train=True)
     b = CIFAR10(tmp_path / "cifar-10-batches-py", train=True)
-    assert np.array_equal(a.data, b.data) and len(a) == 20
+    assert np.array_equal(a.input_array, b.input_array) and len(a) == 20
 
 
 def test_cifar10_binary_archive_and_folder(tmp_path):
@@ -115,11 +115,11 @@ def test_cifar10_binary_archive_and_folder(tmp_path):
     _write_tar(tmp_path / "cifar-10-binary.tar.gz", members)
     train = CIFAR10(tmp_path, train=True)
     assert len(train) == 10 and train.classes == CIFAR10_NAMES
-    assert list(train.targets[:2]) == [0, 3]
-    assert np.array_equal(train.data[1].reshape(-1), _images(2, 0)[1])
+    assert list(train.target_array[:2]) == [0, 3]
+    assert np.array_equal(train.input_array[1].reshape(-1), _images(2, 0)[1])
     folder = tmp_path / "f"
     _write_folder(folder, members)
-    assert np.array_equal(CIFAR10(folder, train=False).data, CIFAR10(tmp_path, train=False).data)
+    assert np.array_equal(CIFAR10(folder, train=False).input_array, CIFAR10(tmp_path, train=False).input_array)
 
 
 def test_cifar100_python_and_binary(tmp_path):
@@ -131,11 +131,11 @@ def test_cifar100_python_and_binary(tmp_path):
     }
     _write_tar(tmp_path / "cifar-100-python.tar.gz", members)
     ds = CIFAR100(tmp_path)
-    assert ds.num_classes == 100 and list(ds.targets) == [0, 99, 5, 6, 7]
+    assert ds.num_classes == 100 and list(ds.target_array) == [0, 99, 5, 6, 7]
     rows = np.concatenate([np.array([[3, 42]], dtype=np.uint8), _images(1, 3)], axis=1)  # coarse, fine
     binroot = tmp_path / "bin"
     _write_folder(binroot, {"cifar-100-binary/train.bin": rows.tobytes(), "cifar-100-binary/test.bin": rows.tobytes()})
-    assert list(CIFAR100(binroot).targets) == [42]  # the fine label
+    assert list(CIFAR100(binroot).target_array) == [42]  # the fine label
 
 
 def test_cifar_missing_names_the_file_to_place(tmp_path):
@@ -246,8 +246,8 @@ def _mnist_files(folder: Path, n: int = 5, gz: bool = True, images=None, labels=
 def test_mnist_gz_and_plain_layouts(tmp_path):
     _mnist_files(tmp_path / "MNIST" / "raw", gz=True)
     ds = MNIST(tmp_path, train=True)
-    assert ds.data.shape == (5, 1, 28, 28) and ds.data.dtype == np.uint8
-    assert list(ds.targets) == [0, 1, 2, 3, 4] and ds.targets.dtype == np.int64
+    assert ds.input_array.shape == (5, 1, 28, 28) and ds.input_array.dtype == np.uint8
+    assert list(ds.target_array) == [0, 1, 2, 3, 4] and ds.target_array.dtype == np.int64
     _mnist_files(tmp_path / "plain" / "FashionMNIST", gz=False)
     fm = FashionMNIST(tmp_path / "plain", train=False)
     assert len(fm) == 5 and fm.classes[9] == "Ankle boot"
@@ -322,15 +322,15 @@ def test_decoded_copy_of_big_archives_is_used_and_damage_falls_back(tmp_path, mo
 
     monkeypatch.setattr(CIFAR10, "_read_py_archive", no_archive)
     second = CIFAR10(tmp_path)
-    assert np.array_equal(first.data, second.data) and second.classes == CIFAR10_NAMES
+    assert np.array_equal(first.input_array, second.input_array) and second.classes == CIFAR10_NAMES
     monkeypatch.undo()
     monkeypatch.setenv("TRAINKIT_DATA", str(tmp_path / "default-root"))
     monkeypatch.setattr(cifar, "_DECODED_MIN_BYTES", 0)
     cifar._CACHE.clear()
     (copies[0] / "train_x.npy").write_bytes(b"\x93NUMPY garbage")
     third = CIFAR10(tmp_path)  # damaged copy: read from the archive instead, and rewritten
-    assert np.array_equal(first.data, third.data)
-    assert np.array_equal(np.load(copies[0] / "train_x.npy"), first.data)
+    assert np.array_equal(first.input_array, third.input_array)
+    assert np.array_equal(np.load(copies[0] / "train_x.npy"), first.input_array)
 
 
 def _python2_pickle(data: np.ndarray, labels: list[int]) -> bytes:
@@ -353,5 +353,5 @@ def test_python2_pickled_batches_like_the_official_files(tmp_path):
     members["cifar-10-batches-py/data_batch_4"] = _python2_pickle(images, [4, 5, 6])
     _write_folder(tmp_path, members)
     ds = CIFAR10(tmp_path)
-    assert len(ds) == 19 and list(ds.targets[12:15]) == [4, 5, 6]
-    assert np.array_equal(ds.data[12:15].reshape(3, -1), images)
+    assert len(ds) == 19 and list(ds.target_array[12:15]) == [4, 5, 6]
+    assert np.array_equal(ds.input_array[12:15].reshape(3, -1), images)

@@ -94,8 +94,8 @@ def test_every_numpy_pickle_protocol_still_loads(cifar_template, tmp_path):
     for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
         root = cifar_root(cifar_template, tmp_path, batch(images, [3, 4], protocol))
         ds = CIFAR10(root)
-        np.testing.assert_array_equal(ds.data[:2].reshape(2, 3072), images)
-        assert ds.targets[:2].tolist() == [3, 4]
+        np.testing.assert_array_equal(ds.input_array[:2].reshape(2, 3072), images)
+        assert ds.target_array[:2].tolist() == [3, 4]
     # Fortran order, a big-endian dtype and protocol 5's in-band buffers come back as numpy made them.
     from trainkit.data.readers import load_pickle
     a = np.asfortranarray(np.arange(12, dtype=">i4").reshape(3, 4))
@@ -190,8 +190,8 @@ def test_decoded_cifar_copy_claiming_more_than_it_holds_is_rebuilt(tmp_path, mon
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert np.array_equal(again.data, first.data) and peak < PEAK_BYTES
-    assert np.array_equal(read_npy(copy / "train_x.npy"), first.data)  # rewritten from the archive
+    assert np.array_equal(again.input_array, first.input_array) and peak < PEAK_BYTES
+    assert np.array_equal(read_npy(copy / "train_x.npy"), first.input_array)  # rewritten from the archive
 
 
 def test_cifar_folder_batch_larger_than_its_format_is_refused_before_reading(tmp_path, cifar_template):

@@ -32,10 +32,11 @@ def test_batches_cover_dataset_once_with_dtypes():
     batches = list(loader)
     assert len(loader) == 3 and [len(b[1].numpy()) for b in batches] == [4, 4, 2]
     xb, yb = batches[0]
-    assert isinstance(xb, Tensor) and xb.numpy().dtype == np.float32 and yb.numpy().dtype == np.int64
+    # A TensorDataset batch is what default_collate builds in PyTorch: dtypes kept (float64 stays float64).
+    assert isinstance(xb, Tensor) and xb.numpy().dtype == np.float64 and yb.numpy().dtype == np.int64
     seen = np.concatenate([b[1].numpy() for b in batches])
     assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
-    np.testing.assert_allclose(np.concatenate([b[0].numpy() for b in batches]), x[seen].astype(np.float32))
+    np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in batches]), x[seen])
     assert len(DataLoader(ds, batch_size=4, drop_last=True)) == 2
     assert [len(b[1].numpy()) for b in DataLoader(ds, batch_size=4, drop_last=True)] == [4, 4]
 

@@ -55,7 +55,7 @@ def test_unary_math_keeps_float32_and_promotes_integers(name):
     assert y.dtype == np.float32 and x.grad.dtype == np.float32
     ints = np.arange(1, 4) if lo > 0 else np.array([0, 1])
     expected = getattr(torch, name)(torch.from_numpy(ints)).dtype
-    assert str(getattr(tk, name)(tk.tensor(ints)).dtype) == str(expected).replace("torch.", "")
+    assert str(getattr(tk, name)(tk.tensor(ints)).dtype) == str(expected).replace("torch.", "trainkit.")
 
 
 @SETTINGS
@@ -130,7 +130,7 @@ def test_integer_prod_and_cumsum_give_int64_like_torch():
     a = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int32)
     for f in (lambda m, t: m.prod(t), lambda m, t: m.cumsum(t, 1), lambda m, t: m.prod(t, 0)):
         ours, theirs = f(tk, tk.tensor(a)), f(torch, torch.from_numpy(a))
-        assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "") and ours.tolist() == theirs.tolist()
+        assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "trainkit.") and ours.tolist() == theirs.tolist()
 
 
 @SETTINGS

@@ -180,7 +180,7 @@ def test_pickled_checkpoint_runs_nothing_in_a_real_process(run_copy, tmp_path, c
 # checkpoint file write or just before the N-th rename of a checkpoint folder.
 DRIVER = textwrap.dedent("""\
     import errno, os, signal, sys
-    import trainkit.train.atomic as atomic
+    import trainkit.utils.atomic as atomic
     import trainkit.train.checkpoint as ck
 
     mode, n, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from trainkit.errors import RunDirError, TrainkitError
-from trainkit.train import atomic
-from trainkit.train.atomic import (
+from trainkit.utils import atomic
+from trainkit.utils.atomic import (
     StorageError,
     append_line,
     atomic_write_bytes,

@@ -54,3 +54,51 @@ from .autograd.tensor import Tensor  # noqa: F401
 
 # The declaration registry sits just above the engine (it imports nothing else of trainkit).
 from .registry import register_layer  # noqa: E402,F401
+
+# ---- PyTorch API surface (compat): devices, dtypes, generators, modes, printing, lazy submodules ----------------
+from . import accelerator, backends, cuda  # noqa: E402,F401  (tiny modules: CPU-only answers)
+from .autograd import random as _random  # noqa: E402
+from .autograd.device import device, get_default_device, set_default_device  # noqa: E402,F401
+from .autograd.dtypes import (  # noqa: E402,F401
+    cdouble, cfloat, complex64, complex128, dtype, finfo, half, iinfo, int8, int16, short, uint16, uint32, uint64,
+)
+from .autograd.inference import inference_mode, is_inference_mode_enabled  # noqa: E402,F401
+from .autograd.printing import set_printoptions  # noqa: E402,F401
+from .autograd.random import Generator, initial_seed, seed  # noqa: E402,F401
+from .autograd.size import Size  # noqa: E402,F401
+from .backends import (  # noqa: E402,F401
+    are_deterministic_algorithms_enabled, get_float32_matmul_precision, set_float32_matmul_precision,
+    use_deterministic_algorithms,
+)
+
+#: The global generator (``torch.default_generator``); ``manual_seed`` reseeds it in place.
+default_generator = _random.default_generator()
+
+# Loaded on first use, so that ``import trainkit`` stays fast and never imports the
+# config stage: ``trainkit.nn`` etc. behave as attributes, as after ``import torch``.
+_LAZY_MODULES = {
+    "nn": "trainkit.nn", "optim": "trainkit.optim", "utils": "trainkit.utils", "data": "trainkit.data",
+    "serialization": "trainkit.serialization", "random": "trainkit.autograd.random",
+}
+_LAZY_ATTRS = {
+    "save": ("trainkit.serialization", "save"),
+    "load": ("trainkit.serialization", "load"),
+}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(_LAZY_MODULES[name])
+    elif name in _LAZY_ATTRS:
+        module, attr = _LAZY_ATTRS[name]
+        value = getattr(importlib.import_module(module), attr)
+    else:
+        raise AttributeError(f"module 'trainkit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_ATTRS))

@@ -5,9 +5,13 @@ import builtins
 
 import numpy as np
 
+from . import device as _device
 from . import dtypes
 from .function import is_grad_enabled, run_backward
 from .tensor_methods import TensorMethods
+from .printing import format_array as _format_array
+from .size import from_shape as _size_of
+from .size import Size
 
 
 def _dims(args) -> tuple:
@@ -64,12 +68,14 @@ class Tensor(TensorMethods):
         self._array = value._array if isinstance(value, Tensor) else np.asarray(value)
 
     @property
-    def shape(self) -> tuple:
-        return self._array.shape
+    def shape(self) -> Size:
+        """The shape, as a ``trainkit.Size`` (a tuple)."""
+        return _size_of(self._array.shape)
 
     @property
     def dtype(self):
-        return self._array.dtype
+        """The element type, a ``trainkit.dtype`` (compares equal to the numpy dtype too)."""
+        return dtypes.from_numpy_dtype(self._array.dtype)
 
     @property
     def ndim(self) -> int:
@@ -80,8 +86,19 @@ class Tensor(TensorMethods):
         return self.grad_fn is None
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self):
+        """Always ``device(type='cpu')``: trainkit runs on the CPU."""
+        return _device.CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        """False: there is no CUDA backend."""
+        return False
+
+    @property
+    def is_cpu(self) -> bool:
+        """True: tensors live on the CPU."""
+        return True
 
     @property
     def T(self) -> "Tensor":
@@ -89,7 +106,7 @@ class Tensor(TensorMethods):
 
     def size(self, dim: int | None = None):
         """The shape, or the length of dimension ``dim``."""
-        return self._array.shape if dim is None else self._array.shape[dim]
+        return _size_of(self._array.shape) if dim is None else self._array.shape[dim]
 
     def dim(self) -> int:
         return self._array.ndim
@@ -170,21 +187,14 @@ class Tensor(TensorMethods):
 
     # ----------------------------------------------------------------- conversion
     def to(self, *args, **kwargs) -> "Tensor":
-        """Convert to a dtype (devices other than 'cpu' are not available)."""
-        dtype = kwargs.get("dtype")
-        for a in args:
-            if isinstance(a, str) or a is None:
-                if a not in (None, "cpu"):
-                    raise RuntimeError(f"device {a!r} is not available: trainkit runs on the CPU")
-            elif isinstance(a, Tensor):
-                dtype = a.dtype
-            else:
-                dtype = a
-        dev = kwargs.get("device")
-        if dev not in (None, "cpu"):
-            raise RuntimeError(f"device {dev!r} is not available: trainkit runs on the CPU")
-        if dtype is None or np.dtype(dtypes.to_dtype(dtype)) == self.dtype:
-            return self
+        """``to(dtype)``, ``to(device)``, ``to(other)``, ``to(device=, dtype=, non_blocking=, copy=)``, as in PyTorch.
+
+        Returns ``self`` when nothing changes (unless ``copy=True``); a dtype
+        change is differentiable. Devices other than the CPU raise a RuntimeError.
+        """
+        dtype, copy = _device.parse_to_args(args, kwargs)
+        if dtype is None or dtypes.to_dtype(dtype) == self._array.dtype:
+            return self.clone() if copy else self
         from .ops.elementwise import Cast
         return Cast.apply(self, dtype=dtypes.to_dtype(dtype))
 
@@ -209,8 +219,13 @@ class Tensor(TensorMethods):
     def bool(self) -> "Tensor":
         return self.to(dtypes.bool_)
 
-    def cpu(self) -> "Tensor":
+    def cpu(self, memory_format=None) -> "Tensor":
+        """``self``: tensors already live on the CPU."""
         return self
+
+    def cuda(self, device=None, non_blocking=False, memory_format=None) -> "Tensor":
+        """Always raises: trainkit has no CUDA backend."""
+        raise _device.cpu_only_error("cuda" if device is None else device)
 
     # ----------------------------------------------------------------- python protocol
     def __len__(self) -> int:
@@ -237,7 +252,7 @@ class Tensor(TensorMethods):
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        body = np.array2string(self._array, separator=", ", precision=4, prefix="tensor(")
+        body = _format_array(self._array)
         extra = ""
         if self._array.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_):
             extra += f", dtype=trainkit.{self._array.dtype}"
@@ -534,6 +549,54 @@ class Tensor(TensorMethods):
 
     def __getitem__(self, key):
         return _sh.getitem(self, key)
+
+    # ----------------------------------------------------------------- PyTorch compat: dtype/device queries, new_*
+    def is_floating_point(self) -> bool:
+        """True for float16/32/64 tensors."""
+        return self._array.dtype.kind == "f"
+
+    def is_complex(self) -> bool:
+        """True for complex tensors."""
+        return self._array.dtype.kind == "c"
+
+    def element_size(self) -> int:
+        """Bytes per element."""
+        return self._array.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the elements."""
+        return int(self._array.nbytes)
+
+    def get_device(self) -> int:
+        """-1: the CPU, as PyTorch reports it."""
+        return -1
+
+    def _new(self, arr, dtype, device, requires_grad) -> "Tensor":
+        _device.check_cpu(device)
+        t = Tensor(arr.astype(dtypes.to_dtype(dtype) or self._array.dtype, copy=False))
+        return t.requires_grad_(True) if requires_grad else t
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """A new tensor from ``data`` with this tensor's dtype (unless ``dtype`` is given)."""
+        data = data._array if isinstance(data, Tensor) else data
+        return self._new(np.array(data, copy=True), dtype, device, requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """Zeros of ``size`` with this tensor's dtype."""
+        return self._new(np.zeros(_dims(size), self._array.dtype), dtype, device, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """Ones of ``size`` with this tensor's dtype."""
+        return self._new(np.ones(_dims(size), self._array.dtype), dtype, device, requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """``fill_value`` everywhere, with this tensor's dtype."""
+        return self._new(np.full(tuple(size), fill_value, self._array.dtype), dtype, device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        """Uninitialised values of ``size`` with this tensor's dtype."""
+        return self._new(np.empty(_dims(size), self._array.dtype), dtype, device, requires_grad)
 
 
 from . import hooks as _hk  # noqa: E402

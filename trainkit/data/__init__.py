@@ -2,8 +2,9 @@
 
 Public API (PyTorch names)::
 
-    from trainkit.data import DataLoader, Dataset, TensorDataset, Subset, random_split
-    from trainkit.data import transforms            # Compose, ToTensor, Normalize, RandomCrop, RandomHorizontalFlip
+    from trainkit.data import DataLoader, Dataset, TensorDataset, Subset, random_split, default_collate
+    from trainkit.data import ConcatDataset, IterableDataset, RandomSampler, WeightedRandomSampler, BatchSampler
+    from trainkit.data import transforms            # Compose, ToTensor, Normalize, Lambda, RandomCrop, ...
     from trainkit.data.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, Digits, Iris, Diabetes
     from trainkit.data import build, DataBundle, DATASETS, TRANSFORMS   # the config stage
 
@@ -12,12 +13,21 @@ section may name (each class declares itself; see :mod:`trainkit.registry`).
 """
 from . import datasets, transforms
 from .build import DATASETS, TRANSFORMS, DataBundle, build
-from .dataset import ArrayDataset, Dataset, Subset, TensorDataset, random_split
+from .collate import default_collate, default_convert
+from .dataset import (
+    ArrayDataset, ChainDataset, ConcatDataset, Dataset, IterableDataset, StackDataset, Subset, TensorDataset,
+    random_split,
+)
 from .download import default_root, download_file
-from .loader import DataLoader
+from .loader import DataLoader, get_worker_info
+from .sampler import (
+    BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler, WeightedRandomSampler,
+)
 from .schema import DataSpec
 from .split import holdout_split
 
-__all__ = ["ArrayDataset", "DATASETS", "DataBundle", "DataLoader", "DataSpec", "Dataset", "Subset", "TRANSFORMS",
-           "TensorDataset", "build", "datasets", "default_root", "download_file", "holdout_split", "random_split",
-           "transforms"]
+__all__ = ["ArrayDataset", "BatchSampler", "ChainDataset", "ConcatDataset", "DATASETS", "DataBundle", "DataLoader",
+           "DataSpec", "Dataset", "IterableDataset", "RandomSampler", "Sampler", "SequentialSampler", "StackDataset",
+           "Subset", "SubsetRandomSampler", "TRANSFORMS", "TensorDataset", "WeightedRandomSampler", "build", "datasets",
+           "default_collate", "default_convert", "default_root", "download_file", "get_worker_info", "holdout_split",
+           "random_split", "transforms"]

@@ -112,7 +112,7 @@ def _problems(pairs, locate) -> list[Problem]:
 
 
 def _split_off_test(full, fraction: float) -> tuple[Any, Any]:
-    labels = full.targets if full.task == "classification" else None
+    labels = full.target_array if full.task == "classification" else None
     keep, held = holdout_split(labels, len(full), fraction, seed=0)
     return Subset(full, keep), (Subset(full, held) if len(held) else None)
 
@@ -162,11 +162,11 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
     task = train_full.task
     _check_trainable(name, args, train_full, test, locate)
     if task == "classification" and test is not None and len(test) and train_full.classes is not None:
-        if int(np.max(test.targets)) >= len(train_full.classes):
+        if int(np.max(test.target_array)) >= len(train_full.classes):
             raise DataError(f"{args.get('test_path') or args.get('path') or name}: test label "
-                            f"{int(np.max(test.targets))} out of range 0..{len(train_full.classes) - 1} "
+                            f"{int(np.max(test.target_array))} out of range 0..{len(train_full.classes) - 1} "
                             "of the training data")
-    labels = train_full.targets if task == "classification" else None
+    labels = train_full.target_array if task == "classification" else None
     val_split = float(spec.val_split)
     keep, held = holdout_split(labels, len(train_full), val_split, seed)
     if val_split > 0 and (len(keep) == 0 or len(held) == 0):
@@ -177,7 +177,7 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
             f"{'smaller' if len(keep) == 0 else 'larger'} val_split, or 0 for no validation)"))], locate))
     train = Subset(train_full, keep) if len(held) else train_full
     val = Subset(train_full, held) if len(held) else None
-    shape = tuple(int(s) for s in train_full.data.shape[1:])
+    shape = tuple(int(s) for s in train_full.input_shape)
 
     ck = Checker()
     random_steps, fixed_steps = [], []

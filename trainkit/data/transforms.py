@@ -12,7 +12,13 @@ resume) or, when called alone, from their own generator seeded by ``seed``.
 Transforms never modify their input in place: a sample from a dataset may be a
 view of the dataset's memory.
 
-Outputs are numpy arrays; the DataLoader wraps the batch in trainkit Tensors.
+Batch outputs are numpy arrays; the DataLoader wraps the batch in trainkit
+Tensors. Per sample they follow torchvision: ``ToTensor()`` returns a trainkit
+Tensor, and the other transforms return a Tensor for a Tensor (an array for an
+array), so ``Compose([ToTensor(), Normalize(...), Lambda(torch.flatten)])``
+works on single samples as it does with torchvision. ``Lambda`` and plain
+callables run per sample inside a batch too; they receive each sample as a
+Tensor once the batch is floating point (after ``ToTensor``), else as an array.
 
 A transform YAML can name declares itself with ``@transform("name", ...)``; its
 optional ``output_shape(args, shape, data)`` checks it against a per-sample
@@ -30,10 +36,22 @@ from trainkit.registry import SIZE, AnyOf, Float, Int, ListOf, Nullable, ShapePr
 
 from .dataset import as_array
 
-__all__ = ["Transform", "Compose", "ToTensor", "Normalize", "RandomCrop", "RandomHorizontalFlip",
+__all__ = ["Transform", "Compose", "ToTensor", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Lambda",
            "dataset_statistics"]
 
 _FLOATS = AnyOf((Float(), ListOf(Float(), min_len=1)), "a number or a list of numbers")
+
+
+def _tensor_cls():
+    from trainkit.autograd.tensor import Tensor
+
+    return Tensor
+
+
+def _per_sample(fn: Any, x: np.ndarray) -> np.ndarray:
+    """Run a per-sample callable over a batch: items as Tensors once the batch is floating point."""
+    Tensor = _tensor_cls() if x.dtype.kind in "fc" else None
+    return np.stack([as_array(fn(Tensor(item) if Tensor is not None else item)) for item in x])
 
 
 class Transform:
@@ -42,9 +60,11 @@ class Transform:
     #: True for transforms that draw random numbers (used only for training).
     random: bool = False
 
-    def __call__(self, x: Any, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Transform one sample (no batch axis)."""
-        return self.apply_batch(as_array(x)[None], rng)[0]
+    def __call__(self, x: Any, rng: np.random.Generator | None = None):
+        """Transform one sample (no batch axis): a Tensor for a Tensor, an array otherwise."""
+        out = self.apply_batch(as_array(x)[None], rng)[0]
+        Tensor = _tensor_cls()
+        return Tensor(out) if isinstance(x, Tensor) else out
 
     def apply_batch(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Transform a batch whose first axis is the sample axis."""
@@ -76,9 +96,9 @@ class Compose(Transform):
     def random(self) -> bool:  # type: ignore[override]
         return any(getattr(t, "random", False) for t in self.transforms)
 
-    def __call__(self, x: Any, rng: np.random.Generator | None = None) -> np.ndarray:
+    def __call__(self, x: Any, rng: np.random.Generator | None = None):
         for t in self.transforms:
-            x = t(x, rng=rng) if isinstance(t, Transform) else as_array(t(x))
+            x = t(x, rng=rng) if isinstance(t, Transform) else t(x)
         return x
 
     def apply_batch(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -86,7 +106,7 @@ class Compose(Transform):
             if isinstance(t, Transform):
                 x = t.apply_batch(x, rng)
             else:  # a plain user callable knows single samples only
-                x = np.stack([as_array(t(item)) for item in x])
+                x = _per_sample(t, as_array(x))
         return x
 
     def __repr__(self) -> str:
@@ -104,7 +124,11 @@ class ToTensor(Transform):
 
     Like torchvision's ``ToTensor``, only uint8 input is scaled (by 1/255);
     float input is cast to float32 unchanged. A 2-D image gains a channel axis.
+    Called on one sample it returns a trainkit Tensor, as torchvision's does.
     """
+
+    def __call__(self, x: Any, rng: np.random.Generator | None = None):
+        return _tensor_cls()(self.apply_batch(as_array(x)[None], rng)[0])
 
     def apply_batch(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         x = as_array(x)
@@ -128,7 +152,7 @@ def _check_normalize(args, path, ck) -> None:
 
 
 @transform("normalize", args={"mean": Nullable(_FLOATS), "std": Nullable(_FLOATS)},
-           defaults={"mean": None, "std": None}, check=_check_normalize,
+           defaults={"mean": None, "std": None}, check=_check_normalize, exclude=("inplace",),
            docs={"mean": "per-channel (or per-feature) mean subtracted; null: computed from the training set",
                  "std": "per-channel std divided by (> 0); null: computed from the training set"})
 class Normalize(Transform):
@@ -137,9 +161,11 @@ class Normalize(Transform):
     Args:
         mean: one value, or one per channel (image) / feature (tabular).
         std: same shape as ``mean``; every value must be positive.
+        inplace: accepted for torchvision compatibility; the result is always a
+            new array (inputs may be views of a dataset's memory).
     """
 
-    def __init__(self, mean: float | Sequence[float], std: float | Sequence[float]):
+    def __init__(self, mean: float | Sequence[float], std: float | Sequence[float], inplace: bool = False):
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float32)).ravel()
         self.std = np.atleast_1d(np.asarray(std, dtype=np.float32)).ravel()
         if self.mean.size != self.std.size and 1 not in (self.mean.size, self.std.size):
@@ -187,6 +213,29 @@ class Normalize(Transform):
             mean = m.tolist() if mean is None else mean
             std = s.tolist() if std is None else std
         return cls(mean, std)
+
+
+class Lambda(Transform):
+    """A user function as a transform, as torchvision's ``Lambda(lambd)``.
+
+    Per sample it is ``lambd(x)``; in a batch it runs once per sample (see the
+    module docstring for what each call receives).
+    """
+
+    def __init__(self, lambd: Any):
+        if not callable(lambd):
+            raise TypeError(f"Argument lambd should be callable, got {type(lambd).__name__!r}")
+        self.lambd = lambd
+
+    def __call__(self, x: Any, rng: np.random.Generator | None = None):
+        return self.lambd(x)
+
+    def apply_batch(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``lambd`` on each sample of the batch, stacked."""
+        return _per_sample(self.lambd, as_array(x))
+
+    def __repr__(self) -> str:
+        return f"Lambda({getattr(self.lambd, '__name__', repr(self.lambd))})"
 
 
 @transform("random_crop", args={"size": Nullable(SIZE), "padding": Int(lo=0)}, defaults={"size": None},

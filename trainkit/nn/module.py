@@ -361,30 +361,47 @@ class Module(ModuleHooks):
         """Cast floating parameters and buffers to float32."""
         return self._cast_floats(np.float32)
 
-    def to(self, *args, **kwargs) -> "Module":
-        """``to(dtype)`` casts floating parameters and buffers; ``to("cpu")`` / ``to(device)`` is a no-op.
+    def half(self) -> "Module":
+        """Cast floating parameters and buffers to float16."""
+        return self._cast_floats(np.float16)
 
-        trainkit runs on the CPU only, so PyTorch code that moves a model to
-        ``"cpu"`` keeps working; any other device is an error.
+    def type(self, dst_type) -> "Module":
+        """Cast every parameter and buffer to ``dst_type`` (PyTorch's ``Module.type``)."""
+        np_dtype = np.dtype(getattr(dst_type, "numpy_dtype", dst_type))
+        for t in list(self.parameters()) + list(self.buffers()):
+            t._array = t._array.astype(np_dtype)
+            if t.grad is not None:
+                t.grad._array = t.grad._array.astype(np_dtype)
+        return self
+
+    def to(self, *args, **kwargs) -> "Module":
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)``, as in PyTorch; returns self.
+
+        A dtype casts the floating parameters and buffers in place (it must be
+        a floating dtype, as in PyTorch). trainkit runs on the CPU only, so
+        ``to("cpu")`` / ``to(device("cpu"))`` change nothing and any other
+        device raises a RuntimeError.
         """
-        dtype = kwargs.pop("dtype", None)
-        for arg in list(args) + [kwargs.pop("device", None)]:
-            if arg is None:
-                continue
-            if isinstance(arg, str) or type(arg).__name__ == "device":
-                if not str(arg).startswith("cpu"):
-                    raise RuntimeError(f"trainkit runs on the CPU only; cannot move a module to {str(arg)!r}")
-                continue
-            dtype = arg
-        if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        from trainkit.autograd.device import parse_to_args
+
+        dtype, _ = parse_to_args(args, kwargs, who="Module.to")
         if dtype is None:
             return self
-        return self._cast_floats(getattr(dtype, "numpy_dtype", dtype))
+        np_dtype = np.dtype(getattr(dtype, "numpy_dtype", dtype))
+        if np_dtype.kind not in "fc":
+            raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired "
+                            f"dtype={dtype}")
+        return self._cast_floats(np_dtype)
 
     def cpu(self) -> "Module":
         """A no-op (trainkit is CPU-only), for PyTorch code that calls it."""
         return self
+
+    def cuda(self, device=None) -> "Module":
+        """Always raises: trainkit has no CUDA backend."""
+        from trainkit.autograd.device import cpu_only_error
+
+        raise cpu_only_error("cuda" if device is None else device)
 
     # --------------------------------------------------------------- state dict
     def _save_to_state_dict(self, destination: OrderedDict, prefix: str, keep_vars: bool) -> None:

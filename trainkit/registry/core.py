@@ -44,7 +44,7 @@ KIND_EXCLUDES: dict[str, tuple[str, ...]] = {
                   "decoupled_weight_decay"),
     "scheduler": ("optimizer", "last_epoch", "verbose"),
     "transform": ("seed",),
-    "dataset": ("train", "transform"),
+    "dataset": ("train", "transform", "target_transform"),
 }
 
 #: Annotation text -> value spec, for arguments whose annotation says enough.

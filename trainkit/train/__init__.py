@@ -1,5 +1,5 @@
 """Training: run directories, crash-safe checkpoints and writes (the trainer builds on these)."""
-from trainkit.train.atomic import (
+from trainkit.utils.atomic import (
     StorageError,
     append_line,
     atomic_write_bytes,

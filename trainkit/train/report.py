@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..registry.tasks import TASKS
-from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from trainkit.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def _fmt(v, pct=False) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .atomic import StorageError, atomic_write_text
+from trainkit.utils.atomic import StorageError, atomic_write_text
 from .console import RunLog
 from .rundir import MetricsLog, RunInfo, create_run_dir, open_run
 

@@ -38,7 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from trainkit.errors import RunDirError
-from trainkit.train.atomic import append_line, atomic_write_json, atomic_write_text, read_lines
+from trainkit.utils.atomic import append_line, atomic_write_json, atomic_write_text, read_lines
 
 __all__ = [
     "RUN_JSON",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DivergedError, RunDirError, TrainkitError
-from .atomic import atomic_write_json
+from trainkit.utils.atomic import atomic_write_json
 from .checkpoint import check_state_fits, find_checkpoint, load_model_weights
 from .evaluate import evaluate
 from ..assemble.prepare import Prepared, model_fingerprint, prepare, prepare_model, resolved_yaml

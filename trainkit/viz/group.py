@@ -76,7 +76,7 @@ def _ancestors(span):
 
 def _signature(raw, keys) -> tuple:
     """What a block recorded: each op's class and output shape and dtype, in creation order."""
-    return tuple((type(raw.ops[k]).__name__, tuple(raw.out_of[k].shape), str(raw.out_of[k].dtype)) for k in keys)
+    return tuple((type(raw.ops[k]).__name__, tuple(raw.out_of[k].shape), str(raw.out_of[k]._array.dtype)) for k in keys)
 
 
 def _runs(spans, members, raw) -> list:

@@ -167,7 +167,7 @@ def op_attrs(op, max_chars: int = 50) -> list:
 def describe(t: Tensor) -> str:
     """``(2, 6, 28, 28) float32``."""
     shape = "(" + ", ".join(str(int(d)) for d in t.shape) + ("," if t.ndim == 1 else "") + ")"
-    return f"{shape} {t.dtype}"
+    return f"{shape} {t._array.dtype}"
 
 
 def op_title(op, forward: bool = False) -> str:

@@ -16,6 +16,8 @@ the Toronto site and its MD5 checked. Local files are not checksummed (a
 rebuilt archive is fine); they are validated structurally instead.
 
 Images are kept as uint8 (N, 3, 32, 32): CIFAR-10 train is 150 MB this way.
+As in torchvision, ``ds.data`` shows them as a uint8 (N, 32, 32, 3) array (a
+view) and ``ds.targets`` is a list of ints.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import numpy as np
 from trainkit.errors import DataError
 from trainkit.registry import dataset
 
-from ..dataset import ArrayDataset
+from ..dataset import ArrayDataset, as_array
 from ..download import default_root, download_file
 from ..readers import iter_tar, load_pickle, read_npy, read_regular
 from ..specs import DOWNLOAD_DOC, ROOT, ROOT_DOC
@@ -79,13 +81,36 @@ class _CIFAR(ArrayDataset):
     label_bytes = 1
     max_member = 0
 
-    def __init__(self, root: str | os.PathLike | None = None, train: bool = True, download: bool = False,
-                 transform: Callable | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, train: bool = True, transform: Callable | None = None,
+                 target_transform: Callable | None = None, download: bool = False):
         self.root = default_root(root)
         self.train = bool(train)
         loaded = self._load(download)
         data, labels = loaded["train" if self.train else "test"]
-        super().__init__(data, labels, transform=transform, classes=loaded["classes"])
+        super().__init__(data, labels, transform=transform, classes=loaded["classes"],
+                         target_transform=target_transform)
+
+    # torchvision's types and layout for the public attributes.
+    @property
+    def data(self) -> np.ndarray:
+        """All images as uint8 (N, 32, 32, 3) (channels last, a view), as torchvision's ``CIFAR10.data``."""
+        return self._inputs.transpose(0, 2, 3, 1)
+
+    @data.setter
+    def data(self, value) -> None:
+        arr = as_array(value)
+        if arr.ndim != 4 or arr.shape[1:] != (32, 32, 3):
+            raise ValueError(f"{type(self).__name__}.data must be (N, 32, 32, 3) images, got shape {arr.shape}")
+        self._inputs = np.ascontiguousarray(arr.transpose(0, 3, 1, 2), dtype=np.uint8)
+
+    @property
+    def targets(self) -> list[int]:
+        """All labels as a list of ints, as torchvision's ``CIFAR10.targets`` (a new list each time)."""
+        return self._targets.tolist()
+
+    @targets.setter
+    def targets(self, value) -> None:
+        self._targets = np.asarray(as_array(value), dtype=np.int64)
 
     # -- locating ----------------------------------------------------------------
     def _load(self, download: bool) -> dict:

@@ -7,7 +7,9 @@ The four files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``download=True`` missing files are fetched from the mirrors PyTorch uses, the
 first failing over to the next, and MD5-checked.
 
-Images are kept as uint8 (N, 1, 28, 28).
+Images are kept as uint8 (N, 1, 28, 28) for batches; as in torchvision,
+``ds.data`` is a uint8 Tensor (N, 28, 28) and ``ds.targets`` an int64 Tensor
+(views of the same memory; assigning them replaces the samples).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 from trainkit.errors import DataError
 from trainkit.registry import dataset
 
-from ..dataset import ArrayDataset
+from ..dataset import ArrayDataset, as_array
 from ..download import default_root, download_file
 from ..readers import IDX_IMAGES, IDX_LABELS, read_idx
 from ..specs import DOWNLOAD_DOC, ROOT, ROOT_DOC
@@ -36,11 +38,17 @@ _MAX_ITEMS = 60_000
 class MNIST(ArrayDataset):
     """MNIST handwritten digits: 28x28 grey images, 10 classes (60,000 train, 10,000 test).
 
+    torchvision's arguments, in its order:
+
     Args:
         root: data folder (default: ``$TRAINKIT_DATA`` or ``~/.cache/trainkit/datasets``).
         train: training set (True) or test set (False).
-        download: fetch missing files (MD5-checked) into ``root/<folder>/raw``.
         transform: applied to images (uint8 (1, 28, 28) per item, (N, 1, 28, 28) per batch).
+        target_transform: applied to each ``int`` label of ``ds[i]``.
+        download: fetch missing files (MD5-checked) into ``root/<folder>/raw``.
+
+    ``ds[i]`` is ``(image, label)``: the transformed image (a uint8 (1, 28, 28)
+    array without a transform; a float Tensor after ``ToTensor``) and an int.
     """
 
     folder = "MNIST"
@@ -54,8 +62,8 @@ class MNIST(ArrayDataset):
     }
     class_names = [str(i) for i in range(10)]
 
-    def __init__(self, root: str | os.PathLike | None = None, train: bool = True, download: bool = False,
-                 transform: Callable | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, train: bool = True, transform: Callable | None = None,
+                 target_transform: Callable | None = None, download: bool = False):
         self.root = default_root(root)
         self.train = bool(train)
         prefix = "train" if self.train else "t10k"
@@ -67,7 +75,34 @@ class MNIST(ArrayDataset):
             raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
         if labels.size and labels.max() >= len(self.class_names):
             raise DataError(f"{labels_path}: label {int(labels.max())} out of range 0..{len(self.class_names) - 1}")
-        super().__init__(images.reshape(-1, 1, 28, 28), labels, transform=transform, classes=self.class_names)
+        super().__init__(images.reshape(-1, 1, 28, 28), labels, transform=transform, classes=self.class_names,
+                         target_transform=target_transform)
+
+    # torchvision's types and layout for the public attributes.
+    @property
+    def data(self):
+        """All images as a uint8 Tensor (N, 28, 28), as torchvision's ``MNIST.data``."""
+        from trainkit.autograd.tensor import Tensor
+
+        return Tensor(self._inputs.reshape(-1, 28, 28))
+
+    @data.setter
+    def data(self, value) -> None:
+        arr = as_array(value)
+        if arr.ndim != 3 or arr.shape[1:] != (28, 28):
+            raise ValueError(f"{type(self).__name__}.data must be (N, 28, 28) images, got shape {arr.shape}")
+        self._inputs = np.ascontiguousarray(arr, dtype=np.uint8).reshape(-1, 1, 28, 28)
+
+    @property
+    def targets(self):
+        """All labels as an int64 Tensor (N,), as torchvision's ``MNIST.targets``."""
+        from trainkit.autograd.tensor import Tensor
+
+        return Tensor(self._targets)
+
+    @targets.setter
+    def targets(self, value) -> None:
+        self._targets = np.asarray(as_array(value), dtype=np.int64)
 
     def _candidates(self) -> list[Path]:
         return [self.root / self.folder / "raw", self.root / self.folder, self.root]
