@@ -41,19 +41,21 @@ def conv_grads_ref(x, w, gy, stride, pad):
     return gxp[:, :, pad:pad + h, pad:pad + wd], gw
 
 
-@pytest.mark.parametrize("stride,pad", [(1, 0), (1, 2), (2, 1)])
+@pytest.mark.parametrize("stride,pad,k", [(1, 0, 3), (1, 2, 3), (2, 1, 3), (1, 1, 3), (1, 2, 5), (1, 3, 3),
+                                          (1, 0, 1), (2, 0, 1), (3, 2, 3)])
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 19])
 @pytest.mark.parametrize("keep_max", [1 << 40, 0])
-@pytest.mark.parametrize("flat_min", [0, 1 << 50])
-def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, stride, pad, chunk_bytes, keep_max,
-                                                                  flat_min):
-    monkeypatch.setattr(conv_ops, "FLAT_MIN_BYTES", flat_min)  # 0: flat windows for every stride-1 conv
-    monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per chunk
+@pytest.mark.parametrize("flat_junk", [0.0, 1.0])
+def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, stride, pad, k, chunk_bytes, keep_max,
+                                                                  flat_junk):
+    # flat_junk 1.0: flat windows for every stride-1 conv, 0.0: only where they add no junk columns;
+    # pad >= (k-1)/2 takes the transposed-conv input gradient, smaller pads the col2im one
+    monkeypatch.setattr(conv_ops, "FLAT_MAX_JUNK", flat_junk)
+    monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per piece
     monkeypatch.setattr(conv_ops, "KEEP_COLUMNS_MAX_BYTES", keep_max)  # 0: columns rebuilt in backward
-    monkeypatch.setattr(conv_ops, "REBUILD_CHUNK", 2)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 3, 9, 8))
-    w = rng.standard_normal((4, 3, 3, 3))
+    w = rng.standard_normal((4, 3, k, k))
     b = rng.standard_normal(4)
     xt, wt, bt = (tk.tensor(a, requires_grad=True) for a in (x, w, b))
     y = F.conv2d(xt, wt, bt, stride=stride, padding=pad)

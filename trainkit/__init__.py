@@ -24,6 +24,7 @@ from .autograd.functional import (  # noqa: F401
     stack, sum, tanh, transpose, unsqueeze, var, where,
 )
 from .autograd.random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
+from .autograd.threads import get_num_threads, set_num_threads  # noqa: F401
 from .autograd.tensor import Tensor  # noqa: F401
 
 # (imported last: the config package builds on the engine above)

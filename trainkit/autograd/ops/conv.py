@@ -1,112 +1,56 @@
-"""2-D convolution by im2col + batched GEMM (no Python loop over pixels; the batch goes in cache-sized chunks)."""
+"""2-D convolution by im2col + GEMM, a few images at a time, the pieces spread over the intra-op threads.
+
+Every pass (forward, weight gradient, input gradient) works on pieces of a
+few images whose columns fit in about half an L2 cache, so each GEMM reads
+columns that were just written. The pieces are independent, so
+:func:`~trainkit.autograd.threads.parallel_for` runs them on several cores
+(numpy releases the GIL in the copies and GEMMs); partial weight and bias
+gradients are summed in piece order, so results do not depend on the number
+of threads.
+"""
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..function import Op
+from ..threads import parallel_for, split
+from .im2col import col2im_add, col2im_flat, flat_planes, flat_windows, pad2d, pair, strided_windows
 
+__all__ = ["Conv2d", "pair", "pad2d"]
 
-def pair(v) -> tuple:
-    """``v`` as a (height, width) pair."""
-    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-
-
-def pad2d(x: np.ndarray, ph: int, pw: int, value=0) -> np.ndarray:
-    """Pad the last two axes of an NCHW array (one allocation, one copy)."""
-    if not ph and not pw:
-        return x
-    n, c, h, w = x.shape
-    out = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
-
-
-def col2im_add(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int) -> np.ndarray:
-    """Scatter-add columns (N, C*kh*kw, Ho*Wo) back into a padded NCHW gradient.
-
-    Two passes of shifted slice adds (rows, then columns): each first-pass add
-    moves whole contiguous Ho*Wo blocks, which measured ~1.5x faster than
-    kh*kw separate strided 2-D slice adds.
-    """
-    n, c, hp, wp = xshape
-    cols = gcols.reshape(n, c, kh, kw, ho, wo)
-    tmp = np.zeros((n, c, kw, hp, wo), gcols.dtype)
-    for i in range(kh):
-        tmp[:, :, :, i:i + sh * (ho - 1) + 1:sh, :] += cols[:, :, i]
-    g = np.zeros(xshape, gcols.dtype)
-    for j in range(kw):
-        g[:, :, :, j:j + sw * (wo - 1) + 1:sw] += tmp[:, :, j]
-    return g
-
-
-def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int) -> np.ndarray:
-    """Stride-1 col2im from columns computed on a gradient padded to the input's width.
-
-    ``gcols`` is (N, C*kh*kw, Ho*Wp): each row of Wo values is followed by
-    kw-1 zeros, so window (i, j) is one contiguous block added at flat offset
-    i*Wp + j of each padded input plane; the zeros that spill past a row's end
-    add nothing. kh*kw adds of contiguous blocks, no strided inner loop.
-    """
-    n, c, hp, wp = xshape
-    cols = gcols.reshape(n * c, kh, kw, ho * wp)
-    size, span = hp * wp, ho * wp
-    g = np.zeros((n * c, size + kw), gcols.dtype)  # kw spare slots take the last row's spill
-    for i in range(kh):
-        for j in range(kw):
-            off = i * wp + j
-            g[:, off:off + span] += cols[:, i, j]
-    return g[:, :size].reshape(xshape)
-
-
-#: Bytes of im2col columns built per GEMM in the forward pass (about half an L2 cache):
-#: measured ~1.5x faster than one big im2col for LeNet's first conv at batch 128,
-#: ~3x at batch 256 without grad (no tens-of-MB buffer to fault in and stream).
+#: Bytes of im2col columns per piece (about half an L2 cache): measured ~1.5x faster than one big
+#: im2col for LeNet's first conv at batch 128, ~3x at batch 256 without grad.
 COLUMN_CHUNK_BYTES = 1 << 19
 
-#: Columns larger than this are not kept for the weight gradient but rebuilt a few images at a
-#: time in backward from the (much smaller) input.
+#: Columns larger than this are not kept for the weight gradient but rebuilt piece by piece in
+#: backward from the (much smaller) input.
 KEEP_COLUMNS_MAX_BYTES = 16 << 20
 
-#: Bytes of input-gradient columns per chunk in backward (stride 1).
-INPUT_GRAD_CHUNK_BYTES = 1 << 21
+#: Stride-1 convs use flat windows (long contiguous copies, Wp-Wo junk columns per output row in the
+#: GEMM) when the junk is at most this fraction of the columns.
+FLAT_MAX_JUNK = 0.3
 
-#: Images per chunk when the columns are rebuilt in backward.
-REBUILD_CHUNK = 8
+
+def _sum_in_order(parts):
+    """Sum a list of arrays in list order (a fixed order whatever thread computed each)."""
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = acc + p
+    return acc
 
 
 def _weight_grad(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """sum over the batch of g (N, O, P) @ colsᵀ (N, P, K), as (O, K).
+    """Sum over the piece of g (m, O, P) @ colsᵀ (m, P, K), as (O, K).
 
-    For a short reduction (P <= K, e.g. LeNet's second conv) the (K, O) orientation
-    measured ~2x faster in OpenBLAS than (O, K).
+    OpenBLAS runs these small products in the (K, O) orientation up to ~2x
+    faster when the reduction is short (P <= K) or O has at least 16 rows to
+    fill its kernel; a long reduction into few output channels (LeNet's first
+    conv, O = 6) is faster as (O, K).
     """
-    if cols.shape[2] <= cols.shape[1]:
+    o, k, p = g.shape[1], cols.shape[1], cols.shape[2]
+    if p <= k or o >= 16:
         return np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T
     return np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
-
-
-#: Columns at least this big are built from flat windows (stride 1): the long contiguous copies
-#: win over the junk columns they add once the columns no longer fit in cache.
-FLAT_MIN_BYTES = 8 << 20
-
-
-def _flat_windows(x: np.ndarray, kh: int, kw: int, ph: int, pw: int):
-    """Stride-1 windows as long contiguous runs: a (N, C, kh, kw, Ho*Wp) view of the padded input.
-
-    Each padded plane is stored flat with kw-1 spare zeros, so window (i, j) of every output
-    position is one contiguous run of Ho*Wp values starting at i*Wp + j; the Wp-Wo extra values
-    per output row are junk columns dropped after the GEMM. Copying these runs into columns
-    measured 1.6-4x faster than copying the 2-D windows of sliding_window_view (rows of only Wo
-    values), e.g. LeNet conv2 at batch 128: 0.80 -> 0.19 ms.
-    """
-    n, c, h, w = x.shape
-    hp, wp = h + 2 * ph, w + 2 * pw
-    ho = hp - kh + 1
-    flat = np.zeros((n, c, hp * wp + kw - 1), x.dtype)
-    flat[:, :, :hp * wp].reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + w] = x
-    s = flat.strides
-    return as_strided(flat, (n, c, kh, kw, ho * wp), (s[0], s[1], wp * s[2], s[2], s[2]), writeable=False)
 
 
 class Conv2d(Op):
@@ -115,102 +59,141 @@ class Conv2d(Op):
     def __init__(self, stride=1, padding=0):
         self.stride, self.padding = pair(stride), pair(padding)
 
-    def forward(self, x, w, b=None):
+    # ------------------------------------------------------------------ geometry and columns
+    def _geometry(self, xshape, wshape):
         (sh, sw), (ph, pw) = self.stride, self.padding
-        o, c, kh, kw = w.shape
-        n, _, h, wd = x.shape
+        o, c, kh, kw = wshape
+        n, _, h, wd = xshape
         hp, wp = h + 2 * ph, wd + 2 * pw
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        k = c * kh * kw
-        if sh == 1 and sw == 1 and n * k * ho * wo * x.itemsize >= FLAT_MIN_BYTES:
-            win = _flat_windows(x, kh, kw, ph, pw)  # columns over Ho*Wp positions (junk past Wo)
-            p = ho * wp
-        else:
-            xp = pad2d(x, ph, pw)
-            win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-            win = win.transpose(0, 1, 4, 5, 2, 3)  # N C kh kw Ho Wo: the column layout, still a view
-            p = ho * wo
+        flat = sh == 1 and sw == 1 and (wp - wo) <= FLAT_MAX_JUNK * wp
+        self.geo = (n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat)
+        self.p = ho * wp if flat else ho * wo  # column positions per image
+        return self.geo
+
+    def _windows(self, x: np.ndarray) -> np.ndarray:
+        """The batch's windows, (N, C, kh, kw, P) flat or (N, C, kh, kw, Ho, Wo) strided: a view to copy columns from."""
+        n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat = self.geo
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        if flat:
+            return flat_windows(flat_planes(x, ph, pw, kw), kh, kw, ho, wp)
+        return strided_windows(x, kh, kw, sh, sw, ph, pw)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, w, b=None):
+        n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat = self._geometry(x.shape, w.shape)
+        k, p, isz = c * kh * kw, self.p, x.itemsize
         wm = w.reshape(o, k)
-        y = np.empty((n, o, p), np.result_type(x, w))  # (N, O, positions): NCHW with no transpose
-        bias = None if b is None else b.reshape(1, o, 1)
-        # The columns are built and multiplied a few images at a time so that the
-        # GEMM reads them from cache; only the weight gradient needs them kept.
+        y = np.empty((n, o, ho, wo), np.result_type(x, w))
+        bias = None if b is None else b.reshape(1, o, 1, 1)
+        direct = kh == 1 and kw == 1 and self.stride == (1, 1) and self.padding == (0, 0)
         wants_cols = self.needs is not None and self.needs[1]
-        keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES
-        step = max(1, COLUMN_CHUNK_BYTES // (k * p * x.itemsize))
-        cols = np.empty((n if keep else min(step, n), k, p), x.dtype)
-        for a in range(0, n, step):
-            m = min(step, n - a)
-            dst = cols[a:a + m] if keep else cols[:m]
-            dst.reshape((m,) + win.shape[1:])[...] = win[a:a + m]
-            out = y[a:a + m]
-            np.matmul(wm, dst, out=out)
-            if bias is not None:
-                out += bias
-        if self.needs is not None:
-            self.cols = cols if keep else None
-            self.win = win if (wants_cols and not keep) else None  # rebuilt in backward
-            self.w, self.xshape, self.hw = w, x.shape, (ho, wo)
-            self.xpshape = (n, c, hp, wp)
-            self.flat = p != ho * wo
-        if p != ho * wo:  # drop the junk columns of the flat layout
-            return np.ascontiguousarray(y.reshape(n, o, ho, wp)[..., :wo])
-        return y.reshape(n, o, ho, wo)
+        keep = wants_cols and not direct and n * k * p * isz <= KEEP_COLUMNS_MAX_BYTES
+        kept = np.empty((n, k, p), x.dtype) if keep else None
+        win = None if direct else self._windows(x)
 
-    def _positions_grad(self, gy: np.ndarray) -> np.ndarray:
-        """gy (N, O, Ho, Wo) as (N, O, positions) in the forward's column layout (zeros at junk columns)."""
-        n, o, ho, wo = gy.shape
-        if self.flat:
-            wp = self.xpshape[3]
-            gpad = np.zeros((n, o, ho, wp), gy.dtype)
-            gpad[..., :wo] = gy
-            return gpad.reshape(n, o, ho * wp)
-        return gy.reshape(n, o, ho * wo)
-
-    def backward(self, gy):
-        n, o = gy.shape[:2]
-        w, cols = self.w, self.cols
-        g = gy.reshape(n, o, -1)
-        gx = gw = gb = None
-        if self.needs[1]:
-            gpos = self._positions_grad(gy)
-            gw = (_weight_grad(cols, gpos) if cols is not None else self._rebuilt_weight_grad(gpos)).reshape(w.shape)
-        if len(self.needs) > 2 and self.needs[2]:
-            gb = g.sum(axis=0).sum(axis=1)  # batch axis first: measured 2-4x faster than sum(axis=(0, 2))
-        if self.needs[0]:
-            _, c, kh, kw = w.shape
-            (sh, sw), (ph, pw) = self.stride, self.padding
-            ho, wo = self.hw
-            wt = w.reshape(o, -1).T
-            if sh == 1 and sw == 1:
-                wp = self.xpshape[3]
-                # a few images at a time, so that the columns are scattered back while in cache
-                step = max(1, INPUT_GRAD_CHUNK_BYTES // (wt.shape[0] * ho * wp * gy.itemsize))
-                gpad = np.zeros((min(step, n), o, ho, wp), gy.dtype)
-                gxp = np.empty(self.xpshape, gy.dtype)
-                for a in range(0, n, step):
-                    m = min(step, n - a)
-                    gpad[:m, ..., :wo] = gy[a:a + m]
-                    gcols = np.matmul(wt, gpad[:m].reshape(m, o, ho * wp))  # (m, C*kh*kw, Ho*Wp)
-                    gxp[a:a + m] = col2im_flat(gcols, (m,) + self.xpshape[1:], kh, kw, ho)
+        def piece(a, e):
+            m = e - a
+            if direct:  # a 1x1 conv's columns are the input itself
+                cols = x[a:e].reshape(m, c, p)
             else:
-                gcols = np.matmul(wt, g)  # (N, C*kh*kw, Ho*Wo)
-                gxp = col2im_add(gcols, self.xpshape, kh, kw, sh, sw, ho, wo)
-            h, wd = self.xshape[2:]
-            gx = gxp[:, :, ph:ph + h, pw:pw + wd] if (ph or pw) else gxp
+                cols = kept[a:e] if keep else np.empty((m, k, p), x.dtype)
+                cols.reshape((m,) + win.shape[1:])[...] = win[a:e]
+            if flat and wp != wo:
+                out = np.matmul(wm, cols).reshape(m, o, ho, wp)[..., :wo]  # junk columns dropped
+                if bias is None:
+                    y[a:e] = out
+                else:
+                    np.add(out, bias, out=y[a:e])
+            else:
+                out = y[a:e].reshape(m, o, p)
+                np.matmul(wm, cols, out=out)
+                if bias is not None:
+                    out += bias.reshape(1, o, 1)
+
+        parallel_for(piece, split(n, COLUMN_CHUNK_BYTES // max(1, k * p * isz)))
+        if self.needs is not None:
+            self.w, self.kept = w, kept
+            self.x = x if direct else None
+            self.win = win if wants_cols and not keep else None  # columns rebuilt in backward
+        return y
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, gy):
+        n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat = self.geo
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        w, kept, x, win = self.w, self.kept, self.x, self.win
+        k, p = c * kh * kw, self.p
+        needs_x, needs_w = self.needs[0], self.needs[1]
+        needs_b = len(self.needs) > 2 and self.needs[2]
+        dt = gy.dtype
+        # stride 1 with at least "same" padding: the input gradient is a stride-1 conv of gy padded by
+        # q = kh-1-ph with the flipped kernel, built from flat windows like the forward (no col2im adds)
+        q = kh - 1 - ph
+        transposed = sh == 1 and sw == 1 and kh == kw and ph == pw and 0 <= q <= ph
+        wg = wo + 2 * q  # width of gy's padded planes in the transposed path
+        share = transposed and flat and wg == wp  # the same padded gy feeds the weight gradient
+        if needs_x:
+            if transposed:
+                wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, o * kh * kw)
+                gbytes = o * kh * kw * h * wg
+            else:
+                wt = w.reshape(o, k).T
+                gbytes = k * p
+        else:
+            gbytes = 0
+        step = COLUMN_CHUNK_BYTES // max(1, max(k * p if needs_w else 0, gbytes) * gy.itemsize)
+        pieces = [(i, a, e) for i, (a, e) in enumerate(split(n, step))]
+        gw_parts, gb_parts = [None] * len(pieces), [None] * len(pieces)
+        gx = np.empty(self.geo_xshape(), dt) if needs_x else None
+        gflat_all = flat_planes(gy, q, q, kw) if (needs_x and transposed) or (needs_w and share) else None
+
+        def piece(i, a, e):
+            m = e - a
+            g = gy[a:e]
+            gflat = gflat_all[a:e] if gflat_all is not None else None
+            if needs_w:
+                if not flat or wp == wo:
+                    gpos = g.reshape(m, o, p)
+                elif share:
+                    gpos = gflat[:, :, q * wp + q:q * wp + q + p]
+                else:
+                    gpad = np.zeros((m, o, ho, wp), dt)
+                    gpad[..., :wo] = g
+                    gpos = gpad.reshape(m, o, p)
+                if kept is not None:
+                    cols = kept[a:e]
+                elif x is not None:  # a 1x1 conv: the input itself
+                    cols = x[a:e].reshape(m, c, p)
+                else:
+                    cols = np.empty((m, k, p), win.dtype)
+                    cols.reshape((m,) + win.shape[1:])[...] = win[a:e]
+                gw_parts[i] = _weight_grad(cols, gpos)
+            if needs_b:
+                gb_parts[i] = g.reshape(m, o, -1).sum(axis=0).sum(axis=1)  # batch axis first: 2-4x faster
+            if needs_x:
+                if transposed:
+                    gcols = np.empty((m, o * kh * kw, h * wg), dt)
+                    gcols.reshape(m, o, kh, kw, h * wg)[...] = flat_windows(gflat, kh, kw, h, wg)
+                    out = np.matmul(wf, gcols)
+                    gx[a:e] = out.reshape(m, c, h, wg)[..., :wd] if wg != wd else out.reshape(m, c, h, wd)
+                elif sh == 1 and sw == 1:
+                    gpad = np.zeros((m, o, ho, wp), dt)
+                    gpad[..., :wo] = g
+                    gcols = np.matmul(wt, gpad.reshape(m, o, ho * wp))
+                    gxp = col2im_flat(gcols, (m, c, hp, wp), kh, kw, ho)
+                    gx[a:e] = gxp[:, :, ph:ph + h, pw:pw + wd]
+                else:
+                    gcols = np.matmul(wt, g.reshape(m, o, ho * wo))
+                    gxp = col2im_add(gcols, (m, c, hp, wp), kh, kw, sh, sw, ho, wo)
+                    gx[a:e] = gxp[:, :, ph:ph + h, pw:pw + wd]
+
+        parallel_for(piece, pieces)
+        gw = _sum_in_order(gw_parts).reshape(w.shape) if needs_w else None
+        gb = _sum_in_order(gb_parts) if needs_b else None
         return gx, gw, gb
 
-    def _rebuilt_weight_grad(self, gpos: np.ndarray) -> np.ndarray:
-        """The weight gradient with the columns rebuilt a few images at a time (kept in cache)."""
-        win = self.win
-        n, c, kh, kw = win.shape[:4]
-        p = gpos.shape[2]
-        cols = np.empty((min(REBUILD_CHUNK, n), c * kh * kw, p), gpos.dtype)
-        acc = None
-        for a in range(0, n, REBUILD_CHUNK):
-            m = min(REBUILD_CHUNK, n - a)
-            dst = cols[:m]
-            dst.reshape((m,) + win.shape[1:])[...] = win[a:a + m]
-            part = _weight_grad(dst, gpos[a:a + m])
-            acc = part if acc is None else acc + part
-        return acc
+    def geo_xshape(self) -> tuple:
+        """The input's shape (N, C, H, W)."""
+        n, c, h, wd = self.geo[:4]
+        return (n, c, h, wd)
