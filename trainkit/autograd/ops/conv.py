@@ -10,11 +10,16 @@ of threads.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ..function import Op
 from ..threads import parallel_for, split
-from .im2col import col2im_add, col2im_flat, flat_planes, flat_windows, pad2d, pair, strided_windows
+from .im2col import (
+    col2im_flat, flat_planes, flat_windows, pad2d, pair, strided_windows,
+)
 
 __all__ = ["Conv2d", "pair", "pad2d"]
 
@@ -26,9 +31,41 @@ COLUMN_CHUNK_BYTES = 1 << 19
 #: backward from the (much smaller) input.
 KEEP_COLUMNS_MAX_BYTES = 16 << 20
 
-#: Stride-1 convs use flat windows (long contiguous copies, Wp-Wo junk columns per output row in the
-#: GEMM) when the junk is at most this fraction of the columns.
+#: Convs take their columns from flat planes (long contiguous copies; Wq-Wo junk columns per output row
+#: computed by the GEMM and dropped) when the junk is at most this fraction of the columns; else from
+#: ``sliding_window_view`` (rows of only Wo values).
 FLAT_MAX_JUNK = 0.3
+
+
+class Geometry(NamedTuple):
+    """Sizes of one conv2d: input (n, c, h, w), kernel (o, kh, kw), output (ho, wo), padded (hp, wp),
+    flat-plane width wq, whether columns come from flat planes, and column positions per image p."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    hp: int
+    wp: int
+    wq: int
+    flat: bool
+    p: int
+
+    @classmethod
+    def of(cls, xshape, wshape, stride, padding) -> "Geometry":
+        (sh, sw), (ph, pw) = stride, padding
+        o, c, kh, kw = wshape
+        n, _, h, w = xshape
+        hp, wp = h + 2 * ph, w + 2 * pw
+        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        wq = -(-wp // sw)
+        flat = sh == 1 and sw == 1 and (wq - wo) <= FLAT_MAX_JUNK * wq
+        return cls(n, c, h, w, o, kh, kw, ho, wo, hp, wp, wq, flat, ho * wq if flat else ho * wo)
 
 
 def _sum_in_order(parts):
@@ -54,53 +91,75 @@ def _weight_grad(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 class Conv2d(Op):
-    """Cross-correlation of NCHW input with (O, C, kh, kw) weights, PyTorch's conv2d."""
+    """Cross-correlation of NCHW input with (O, C, kh, kw) weights, PyTorch's conv2d.
+
+    Backward of a stride-1 conv with "same" padding (the 3x3/pad-1 convs of
+    residual nets) builds one set of columns, from the output gradient padded
+    to the input's size: the input gradient is their product with the
+    flipped kernel (a stride-1 conv, no col2im scatter) and the weight
+    gradient their product with the padded input's flat planes, which
+    already lie in the same positions (no rebuilt input columns). Strided
+    convs compute the input gradient phase by phase (no col2im scatter either).
+    """
 
     def __init__(self, stride=1, padding=0):
         self.stride, self.padding = pair(stride), pair(padding)
 
-    # ------------------------------------------------------------------ geometry and columns
-    def _geometry(self, xshape, wshape):
+    def _same(self, g: Geometry) -> bool:
+        """Stride 1, square kernel, padding (k-1)/2 on both axes: the output has the input's size."""
         (sh, sw), (ph, pw) = self.stride, self.padding
-        o, c, kh, kw = wshape
-        n, _, h, wd = xshape
-        hp, wp = h + 2 * ph, wd + 2 * pw
-        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        flat = sh == 1 and sw == 1 and (wp - wo) <= FLAT_MAX_JUNK * wp
-        self.geo = (n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat)
-        self.p = ho * wp if flat else ho * wo  # column positions per image
-        return self.geo
+        return sh == 1 and sw == 1 and g.kh == g.kw and ph == pw and 2 * ph == g.kh - 1
 
-    def _windows(self, x: np.ndarray) -> np.ndarray:
-        """The batch's windows, (N, C, kh, kw, P) flat or (N, C, kh, kw, Ho, Wo) strided: a view to copy columns from."""
-        n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat = self.geo
+    def _windows(self, x: np.ndarray, g: Geometry) -> tuple:
+        """``(flat planes or None, [(tap rows, tap columns, view)])``: where each piece copies its columns from.
+
+        Flat: views (N, C, taps, taps, Ho*Wq); otherwise one (N, C, kh, kw, Ho, Wo) view for all taps.
+        """
         (sh, sw), (ph, pw) = self.stride, self.padding
-        if flat:
-            return flat_windows(flat_planes(x, ph, pw, kw), kh, kw, ho, wp)
-        return strided_windows(x, kh, kw, sh, sw, ph, pw)
+        if not g.flat:
+            return None, [(slice(None), slice(None), strided_windows(x, g.kh, g.kw, sh, sw, ph, pw))]
+        buf = flat_planes(x, ph, pw, g.kw)
+        return buf, [(slice(None), slice(None), flat_windows(buf, g.kh, g.kw, g.ho, g.wp))]
+
+    @staticmethod
+    def _fill(cols: np.ndarray, wins: list, a: int, e: int, g: Geometry) -> np.ndarray:
+        """Copy the columns of images a..e into ``cols`` (m, C*kh*kw, P)."""
+        m = e - a
+        if not g.flat:
+            win = wins[0][2]
+            cols.reshape((m,) + win.shape[1:])[...] = win[a:e]
+            return cols
+        c5 = cols.reshape(m, g.c, g.kh, g.kw, g.p)
+        for si, sj, view in wins:
+            c5[:, :, si, sj] = view[a:e]
+        return cols
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, w, b=None):
-        n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat = self._geometry(x.shape, w.shape)
-        k, p, isz = c * kh * kw, self.p, x.itemsize
+        g = self.geo = Geometry.of(x.shape, w.shape, self.stride, self.padding)
+        n, c, o, k, p = g.n, g.c, g.o, g.c * g.kh * g.kw, g.p
         wm = w.reshape(o, k)
-        y = np.empty((n, o, ho, wo), np.result_type(x, w))
+        y = np.empty((n, o, g.ho, g.wo), np.result_type(x, w))
         bias = None if b is None else b.reshape(1, o, 1, 1)
-        direct = kh == 1 and kw == 1 and self.stride == (1, 1) and self.padding == (0, 0)
-        wants_cols = self.needs is not None and self.needs[1]
-        keep = wants_cols and not direct and n * k * p * isz <= KEEP_COLUMNS_MAX_BYTES
+        direct = g.kh == 1 and g.kw == 1 and self.stride == (1, 1) and self.padding == (0, 0)
+        rec = self.needs is not None
+        # the weight gradient of a same-padded conv whose input needs a gradient comes from the output
+        # gradient's columns and the padded input (see the class docstring): no input columns to keep
+        from_gcols = rec and self.needs[1] and self.needs[0] and self._same(g)
+        wants_cols = rec and self.needs[1] and not from_gcols and not direct
+        keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES
         kept = np.empty((n, k, p), x.dtype) if keep else None
-        win = None if direct else self._windows(x)
+        xbuf, wins = (None, None) if direct else self._windows(x, g)
+        junk = g.flat and g.wq != g.wo
 
         def piece(a, e):
             m = e - a
             if direct:  # a 1x1 conv's columns are the input itself
                 cols = x[a:e].reshape(m, c, p)
             else:
-                cols = kept[a:e] if keep else np.empty((m, k, p), x.dtype)
-                cols.reshape((m,) + win.shape[1:])[...] = win[a:e]
-            if flat and wp != wo:
-                out = np.matmul(wm, cols).reshape(m, o, ho, wp)[..., :wo]  # junk columns dropped
+                cols = self._fill(kept[a:e] if keep else np.empty((m, k, p), x.dtype), wins, a, e, g)
+            if junk:
+                out = np.matmul(wm, cols).reshape(m, o, g.ho, g.wq)[..., :g.wo]  # junk columns dropped
                 if bias is None:
                     y[a:e] = out
                 else:
@@ -111,89 +170,154 @@ class Conv2d(Op):
                 if bias is not None:
                     out += bias.reshape(1, o, 1)
 
-        parallel_for(piece, split(n, COLUMN_CHUNK_BYTES // max(1, k * p * isz)))
-        if self.needs is not None:
-            self.w, self.kept = w, kept
-            self.x = x if direct else None
-            self.win = win if wants_cols and not keep else None  # columns rebuilt in backward
+        parallel_for(piece, split(n, COLUMN_CHUNK_BYTES // max(1, k * p * x.itemsize)))
+        if rec:
+            self.w, self.kept, self.from_gcols = w, kept, from_gcols
+            self.x = x if (direct or (from_gcols and xbuf is None)) else None
+            self.xbuf = xbuf if from_gcols else None
+            self.wins = wins if wants_cols and not keep else None  # input columns rebuilt in backward
         return y
 
     # ------------------------------------------------------------------ backward
     def backward(self, gy):
-        n, c, h, wd, o, kh, kw, ho, wo, hp, wp, flat = self.geo
+        g = self.geo
         (sh, sw), (ph, pw) = self.stride, self.padding
-        w, kept, x, win = self.w, self.kept, self.x, self.win
-        k, p = c * kh * kw, self.p
+        n, c, h, wd, o, kh, kw = g.n, g.c, g.h, g.w, g.o, g.kh, g.kw
+        k = c * kh * kw
         needs_x, needs_w = self.needs[0], self.needs[1]
         needs_b = len(self.needs) > 2 and self.needs[2]
-        dt = gy.dtype
+        w, dt = self.w, gy.dtype
         # stride 1 with at least "same" padding: the input gradient is a stride-1 conv of gy padded by
         # q = kh-1-ph with the flipped kernel, built from flat windows like the forward (no col2im adds)
         q = kh - 1 - ph
-        transposed = sh == 1 and sw == 1 and kh == kw and ph == pw and 0 <= q <= ph
-        wg = wo + 2 * q  # width of gy's padded planes in the transposed path
-        share = transposed and flat and wg == wp  # the same padded gy feeds the weight gradient
-        if needs_x:
-            if transposed:
-                wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, o * kh * kw)
-                gbytes = o * kh * kw * h * wg
-            else:
-                wt = w.reshape(o, k).T
-                gbytes = k * p
-        else:
-            gbytes = 0
-        step = COLUMN_CHUNK_BYTES // max(1, max(k * p if needs_w else 0, gbytes) * gy.itemsize)
+        transposed = needs_x and sh == 1 and sw == 1 and kh == kw and ph == pw and 0 <= q <= ph
+        wg = g.wo + 2 * q  # width of gy's padded planes (and of the columns) in the transposed path
+        okk = o * kh * kw
+        col_bytes = 0
+        if transposed:
+            wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, okk)
+            gwin = flat_windows(flat_planes(gy, q, q, kw), kh, kw, h, wg)
+            col_bytes = okk * h * wg
+        elif needs_x and (sh > 1 or sw > 1):
+            phases = self._phases(w)
+            col_bytes = okk * g.ho * g.wo
+        elif needs_x:
+            col_bytes = k * g.ho * g.wp
+        from_gcols = needs_w and self.from_gcols
+        if from_gcols:  # the padded input's planes, at the positions of the gradient's columns
+            xbuf = self.xbuf if self.xbuf is not None else flat_planes(self.x, ph, pw, kw)
+            xpos = xbuf[:, :, ph * g.wp + pw:ph * g.wp + pw + h * wg]
+        elif needs_w:
+            col_bytes = max(col_bytes, k * g.p)
+        step = COLUMN_CHUNK_BYTES // max(1, col_bytes * gy.itemsize)
         pieces = [(i, a, e) for i, (a, e) in enumerate(split(n, step))]
         gw_parts, gb_parts = [None] * len(pieces), [None] * len(pieces)
-        gx = np.empty(self.geo_xshape(), dt) if needs_x else None
-        gflat_all = flat_planes(gy, q, q, kw) if (needs_x and transposed) or (needs_w and share) else None
+        gx = np.empty((n, c, h, wd), dt) if needs_x else None
 
         def piece(i, a, e):
             m = e - a
-            g = gy[a:e]
-            gflat = gflat_all[a:e] if gflat_all is not None else None
-            if needs_w:
-                if not flat or wp == wo:
-                    gpos = g.reshape(m, o, p)
-                elif share:
-                    gpos = gflat[:, :, q * wp + q:q * wp + q + p]
-                else:
-                    gpad = np.zeros((m, o, ho, wp), dt)
-                    gpad[..., :wo] = g
-                    gpos = gpad.reshape(m, o, p)
-                if kept is not None:
-                    cols = kept[a:e]
-                elif x is not None:  # a 1x1 conv: the input itself
-                    cols = x[a:e].reshape(m, c, p)
-                else:
-                    cols = np.empty((m, k, p), win.dtype)
-                    cols.reshape((m,) + win.shape[1:])[...] = win[a:e]
-                gw_parts[i] = _weight_grad(cols, gpos)
+            gp = gy[a:e]
             if needs_b:
-                gb_parts[i] = g.reshape(m, o, -1).sum(axis=0).sum(axis=1)  # batch axis first: 2-4x faster
-            if needs_x:
-                if transposed:
-                    gcols = np.empty((m, o * kh * kw, h * wg), dt)
-                    gcols.reshape(m, o, kh, kw, h * wg)[...] = flat_windows(gflat, kh, kw, h, wg)
-                    out = np.matmul(wf, gcols)
-                    gx[a:e] = out.reshape(m, c, h, wg)[..., :wd] if wg != wd else out.reshape(m, c, h, wd)
-                elif sh == 1 and sw == 1:
-                    gpad = np.zeros((m, o, ho, wp), dt)
-                    gpad[..., :wo] = g
-                    gcols = np.matmul(wt, gpad.reshape(m, o, ho * wp))
-                    gxp = col2im_flat(gcols, (m, c, hp, wp), kh, kw, ho)
-                    gx[a:e] = gxp[:, :, ph:ph + h, pw:pw + wd]
-                else:
-                    gcols = np.matmul(wt, g.reshape(m, o, ho * wo))
-                    gxp = col2im_add(gcols, (m, c, hp, wp), kh, kw, sh, sw, ho, wo)
-                    gx[a:e] = gxp[:, :, ph:ph + h, pw:pw + wd]
+                gb_parts[i] = gp.reshape(m, o, -1).sum(axis=0).sum(axis=1)  # batch axis first: 2-4x faster
+            if transposed:
+                gcols = np.empty((m, okk, h * wg), dt)
+                gcols.reshape((m,) + gwin.shape[1:])[...] = gwin[a:e]
+                out = np.matmul(wf, gcols)
+                gx[a:e] = out.reshape(m, c, h, wg)[..., :wd] if wg != wd else out.reshape(m, c, h, wd)
+                if from_gcols:  # (O*kh*kw, C): rows in flipped kernel order
+                    gw_parts[i] = np.matmul(gcols, xpos[a:e].transpose(0, 2, 1)).sum(axis=0)
+            elif needs_x and (sh > 1 or sw > 1):
+                self._phase_grad(gp, phases, gx[a:e])
+            elif needs_x:
+                self._col2im_grad(gp, w, gx[a:e])
+            if needs_w and not from_gcols:
+                gw_parts[i] = self._input_cols_weight_grad(a, e, gp)
 
         parallel_for(piece, pieces)
-        gw = _sum_in_order(gw_parts).reshape(w.shape) if needs_w else None
+        gw = None
+        if needs_w:
+            gw = _sum_in_order(gw_parts)
+            if from_gcols:
+                gw = gw.reshape(o, kh, kw, c)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2)
+            gw = np.ascontiguousarray(gw.reshape(w.shape))
         gb = _sum_in_order(gb_parts) if needs_b else None
         return gx, gw, gb
 
-    def geo_xshape(self) -> tuple:
-        """The input's shape (N, C, H, W)."""
-        n, c, h, wd = self.geo[:4]
-        return (n, c, h, wd)
+    def _col2im_grad(self, gp: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+        """Input gradient of a piece of a stride-1 conv by columns (Wᵀ @ g) scattered back (col2im)."""
+        g = self.geo
+        ph, pw = self.padding
+        m = gp.shape[0]
+        gpad = np.zeros((m, g.o, g.ho, g.wp), gp.dtype)
+        gpad[..., :g.wo] = gp
+        gcols = np.matmul(w.reshape(g.o, -1).T, gpad.reshape(m, g.o, g.ho * g.wp))
+        gxp = col2im_flat(gcols, (m, g.c, g.hp, g.wp), g.kh, g.kw, g.ho)
+        out[...] = gxp[:, :, ph:ph + g.h, pw:pw + g.w]
+
+    def _phases(self, w: np.ndarray) -> list:
+        """``(a, b, taps in rows, taps in columns, sub-kernel (C, O*taps) in window order)`` per input phase."""
+        g = self.geo
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        phases = []
+        for a in range(min(sh, g.h)):
+            ti = [ki for ki in range(g.kh) if (a + ph - ki) % sh == 0]
+            for b in range(min(sw, g.w)):
+                tj = [kj for kj in range(g.kw) if (b + pw - kj) % sw == 0]
+                sub = None
+                if ti and tj:  # window row r reads gy row t + min(d) + r: the taps in reverse order
+                    sub = w[:, :, ti[::-1]][:, :, :, tj[::-1]]
+                    sub = np.ascontiguousarray(sub.transpose(1, 0, 2, 3)).reshape(g.c, -1)
+                phases.append((a, b, ti, tj, sub))
+        return phases
+
+    def _phase_grad(self, gp: np.ndarray, phases: list, out: np.ndarray) -> None:
+        """Input gradient of a piece of a strided conv, one input phase at a time (no col2im scatter).
+
+        The input positions (a + sh*t, b + sw*u) of phase (a, b) receive gradient only from the
+        kernel taps ki ≡ a + ph (mod sh), kj ≡ b + pw (mod sw), each from the output gradient at
+        (t + d_i, u + d_j), d = (a + ph - ki) // sh: a stride-1 correlation of gy with that
+        sub-kernel. Each phase is one im2col from a flat plane of gy and one GEMM, written straight
+        to its strided slice of the input gradient.
+        """
+        g = self.geo
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        m, c, o = gp.shape[0], g.c, g.o
+        di_all = [(a + ph - ki) // sh for a, _, ti, _, _ in phases for ki in ti] or [0]
+        dj_all = [(b + pw - kj) // sw for _, b, _, tj, _ in phases for kj in tj] or [0]
+        top, left = max(0, -min(di_all)), max(0, -min(dj_all))
+        bottom = max(0, -(-g.h // sh) - 1 + max(di_all) - (g.ho - 1))
+        right = max(0, -(-g.w // sw) - 1 + max(dj_all) - (g.wo - 1))
+        hg, wg = g.ho + top + bottom, g.wo + left + right
+        gpad = np.zeros((m, o, hg * wg + wg + g.kw), gp.dtype)  # spare: the last window's junk run
+        gpad[:, :, :hg * wg].reshape(m, o, hg, wg)[:, :, top:top + g.ho, left:left + g.wo] = gp
+        st = gpad.strides
+        for a, b, ti, tj, sub in phases:
+            dst = out[:, :, a::sh, b::sw]
+            if sub is None:
+                dst[...] = 0
+                continue
+            rows, ncols = dst.shape[2], dst.shape[3]
+            base = (min((a + ph - ki) // sh for ki in ti) + top) * wg + min((b + pw - kj) // sw for kj in tj) + left
+            view = as_strided(gpad[:, :, base:], (m, o, len(ti), len(tj), rows * wg),
+                              (st[0], st[1], wg * st[2], st[2], st[2]), writeable=False)
+            cols = np.empty((m, o * len(ti) * len(tj), rows * wg), gp.dtype)
+            cols.reshape(view.shape)[...] = view
+            dst[...] = np.matmul(sub, cols).reshape(m, c, rows, wg)[..., :ncols]
+
+    def _input_cols_weight_grad(self, a: int, e: int, gp: np.ndarray) -> np.ndarray:
+        """A piece's weight gradient (O, K) from its input columns (kept, the input itself, or rebuilt)."""
+        g = self.geo
+        m, k = e - a, g.c * g.kh * g.kw
+        if g.flat and g.wq != g.wo:  # zeros at the junk columns
+            gpad = np.zeros((m, g.o, g.ho, g.wq), gp.dtype)
+            gpad[..., :g.wo] = gp
+            gpos = gpad.reshape(m, g.o, g.p)
+        else:
+            gpos = gp.reshape(m, g.o, g.p)
+        if self.kept is not None:
+            cols = self.kept[a:e]
+        elif self.x is not None:  # a 1x1 conv: the input itself
+            cols = self.x[a:e].reshape(m, g.c, g.p)
+        else:
+            cols = self._fill(np.empty((m, k, g.p), gp.dtype), self.wins, a, e, g)
+        return _weight_grad(cols, gpos)
