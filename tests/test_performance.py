@@ -51,6 +51,7 @@ def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, str
     # flat_junk 1.0: flat windows for every stride-1 conv, 0.0: only where they add no junk columns;
     # pad >= (k-1)/2 takes the transposed-conv input gradient, smaller pads the col2im one
     monkeypatch.setattr(conv_ops, "FLAT_MAX_JUNK", flat_junk)
+    monkeypatch.setattr(conv_ops, "FLAT_MAX_WIDTH", 1 << 20)
     monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per piece
     monkeypatch.setattr(conv_ops, "KEEP_COLUMNS_MAX_BYTES", keep_max)  # 0: columns rebuilt in backward
     rng = np.random.default_rng(0)

@@ -27,14 +27,20 @@ __all__ = ["Conv2d", "pair", "pad2d"]
 #: im2col for LeNet's first conv at batch 128, ~3x at batch 256 without grad.
 COLUMN_CHUNK_BYTES = 1 << 19
 
+#: Pieces a backward pass with no columns to build is cut into (enough to keep two threads busy).
+MIN_PIECES = 4
+
 #: Columns larger than this are not kept for the weight gradient but rebuilt piece by piece in
 #: backward from the (much smaller) input.
 KEEP_COLUMNS_MAX_BYTES = 16 << 20
 
-#: Convs take their columns from flat planes (long contiguous copies; Wq-Wo junk columns per output row
-#: computed by the GEMM and dropped) when the junk is at most this fraction of the columns; else from
-#: ``sliding_window_view`` (rows of only Wo values).
-FLAT_MAX_JUNK = 0.3
+#: Stride-1 convs take their columns from flat planes (long contiguous copies; Wp-Wo junk columns per
+#: output row computed by the GEMM and dropped) when the junk is at most this fraction of the columns
+#: and either the output rows are short (the window copy's runs of Wo values are slow) or the columns
+#: are large enough to be memory-bound; else from ``sliding_window_view``.
+FLAT_MAX_JUNK = 0.25
+FLAT_MAX_WIDTH = 16
+FLAT_MIN_BYTES = 8 << 20
 
 
 class Geometry(NamedTuple):
@@ -64,7 +70,8 @@ class Geometry(NamedTuple):
         hp, wp = h + 2 * ph, w + 2 * pw
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
         wq = -(-wp // sw)
-        flat = sh == 1 and sw == 1 and (wq - wo) <= FLAT_MAX_JUNK * wq
+        short = wo <= FLAT_MAX_WIDTH or n * c * kh * kw * ho * wo * 4 >= FLAT_MIN_BYTES
+        flat = sh == 1 and sw == 1 and (wq - wo) <= FLAT_MAX_JUNK * wq and short
         return cls(n, c, h, w, o, kh, kw, ho, wo, hp, wp, wq, flat, ho * wq if flat else ho * wo)
 
 
@@ -207,13 +214,17 @@ class Conv2d(Op):
         if from_gcols:  # the padded input's planes, at the positions of the gradient's columns
             xbuf = self.xbuf if self.xbuf is not None else flat_planes(self.x, ph, pw, kw)
             xpos = xbuf[:, :, ph * g.wp + pw:ph * g.wp + pw + h * wg]
-        elif needs_w:
+        elif needs_w and self.kept is None:  # input columns rebuilt piece by piece
             col_bytes = max(col_bytes, k * g.p)
-        step = COLUMN_CHUNK_BYTES // max(1, col_bytes * gy.itemsize)
+        # pieces sized by the columns built per image; with none built (kept columns), a few large pieces
+        step = COLUMN_CHUNK_BYTES // (col_bytes * gy.itemsize) if col_bytes else -(-n // MIN_PIECES)
         pieces = [(i, a, e) for i, (a, e) in enumerate(split(n, step))]
         gw_parts, gb_parts = [None] * len(pieces), [None] * len(pieces)
-        gx = np.empty((n, c, h, wd), dt) if needs_x else None
-
+        if needs_x and not transposed and sh == 1 and sw == 1:  # col2im accumulates into padded planes
+            gxpad = np.empty((n, c, g.hp * g.wp + kw), dt)
+            gx = gxpad[:, :, :g.hp * g.wp].reshape(n, c, g.hp, g.wp)[:, :, ph:ph + h, pw:pw + wd]
+        else:
+            gx = np.empty((n, c, h, wd), dt) if needs_x else None
         def piece(i, a, e):
             m = e - a
             gp = gy[a:e]
@@ -229,7 +240,7 @@ class Conv2d(Op):
             elif needs_x and (sh > 1 or sw > 1):
                 self._phase_grad(gp, phases, gx[a:e])
             elif needs_x:
-                self._col2im_grad(gp, w, gx[a:e])
+                self._col2im_grad(gp, w, gxpad[a:e])
             if needs_w and not from_gcols:
                 gw_parts[i] = self._input_cols_weight_grad(a, e, gp)
 
@@ -244,15 +255,17 @@ class Conv2d(Op):
         return gx, gw, gb
 
     def _col2im_grad(self, gp: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-        """Input gradient of a piece of a stride-1 conv by columns (Wᵀ @ g) scattered back (col2im)."""
+        """Input gradient of a piece of a stride-1 conv: columns (Wᵀ @ g) scattered back into ``out``.
+
+        ``out`` is the piece's (m, C, Hp*Wp + kw) padded planes; the caller returns a view of their
+        interior (no copy, as for pad 0 the planes are the gradient itself).
+        """
         g = self.geo
-        ph, pw = self.padding
         m = gp.shape[0]
         gpad = np.zeros((m, g.o, g.ho, g.wp), gp.dtype)
         gpad[..., :g.wo] = gp
         gcols = np.matmul(w.reshape(g.o, -1).T, gpad.reshape(m, g.o, g.ho * g.wp))
-        gxp = col2im_flat(gcols, (m, g.c, g.hp, g.wp), g.kh, g.kw, g.ho)
-        out[...] = gxp[:, :, ph:ph + g.h, pw:pw + g.w]
+        col2im_flat(gcols, (m, g.c, g.hp, g.wp), g.kh, g.kw, g.ho, out)
 
     def _phases(self, w: np.ndarray) -> list:
         """``(a, b, taps in rows, taps in columns, sub-kernel (C, O*taps) in window order)`` per input phase."""

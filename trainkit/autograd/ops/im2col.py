@@ -69,18 +69,23 @@ def strided_windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, 
     return win.transpose(0, 1, 4, 5, 2, 3)
 
 
-def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int) -> np.ndarray:
+def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int, out: np.ndarray | None = None) -> np.ndarray:
     """Stride-1 col2im from columns computed on a gradient padded to the input's width.
 
     ``gcols`` is (N, C*kh*kw, Ho*Wp): each row of Wo values is followed by
     kw-1 zeros, so window (i, j) is one contiguous block added at flat offset
     i*Wp + j of each padded input plane; the zeros that spill past a row's end
     add nothing. kh*kw adds of contiguous blocks, no strided inner loop.
+    ``out``: a (N, C, Hp*Wp + kw) buffer to accumulate into (zeroed here).
     """
     n, c, hp, wp = xshape
     cols = gcols.reshape(n * c, kh, kw, ho * wp)
     size, span = hp * wp, ho * wp
-    g = np.zeros((n * c, size + kw), gcols.dtype)  # kw spare slots take the last row's spill
+    if out is None:
+        g = np.zeros((n * c, size + kw), gcols.dtype)  # kw spare slots take the last row's spill
+    else:
+        g = out.reshape(n * c, size + kw)
+        g[...] = 0
     for i in range(kh):
         for j in range(kw):
             off = i * wp + j
