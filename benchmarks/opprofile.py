@@ -25,7 +25,7 @@ def _op_classes():
 
 
 @contextlib.contextmanager
-def op_timing():
+def op_timing(clock=time.perf_counter):
     """Time every Op's forward and backward by op type while the block runs.
 
     Yields a dict ``{(phase, op_name): [seconds, calls]}``. The wrappers are
@@ -41,12 +41,12 @@ def op_timing():
             if depth[0]:
                 return fn(self, *args, **kwargs)
             depth[0] += 1
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
                 return fn(self, *args, **kwargs)
             finally:
                 s = stats[(phase, type(self).__name__)]
-                s[0] += time.perf_counter() - t0
+                s[0] += clock() - t0
                 s[1] += 1
                 depth[0] -= 1
 
@@ -64,7 +64,7 @@ def op_timing():
             setattr(cls, phase, fn)
 
 
-def profile_step(step, steps: int = 30):
+def profile_step(step, steps: int = 30, clock=time.perf_counter):
     """Per-phase and per-op times (ms per step, median over ``steps``) of a trainkit training stepper.
 
     ``step`` is a training stepper of throughput.py (it carries its model,
@@ -79,17 +79,17 @@ def profile_step(step, steps: int = 30):
     phases = defaultdict(list)
     per_op = defaultdict(list)
     calls = {}
-    with op_timing() as stats:
+    with op_timing(clock) as stats:
         for i in range(steps):
             stats.clear()
-            t0 = time.perf_counter()
+            t0 = clock()
             opt.zero_grad()
             loss = crit(model(bx[i % nb]), by[i % nb])
-            t1 = time.perf_counter()
+            t1 = clock()
             loss.backward()
-            t2 = time.perf_counter()
+            t2 = clock()
             opt.step()
-            t3 = time.perf_counter()
+            t3 = clock()
             phases["forward"].append(t1 - t0)
             phases["backward"].append(t2 - t1)
             phases["optimizer"].append(t3 - t2)

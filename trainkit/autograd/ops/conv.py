@@ -27,6 +27,13 @@ __all__ = ["Conv2d", "pair", "pad2d"]
 #: im2col for LeNet's first conv at batch 128, ~3x at batch 256 without grad.
 COLUMN_CHUNK_BYTES = 1 << 19
 
+#: Per-image columns larger than POSITION_BLOCK_BYTES are multiplied in blocks of at most
+#: POSITION_BLOCK output positions: OpenBLAS's direct SkylakeX sgemm ran (16 x 144) @ (144 x N) at
+#: 52-60 GMAC/s for N <= 384 and 30-37 for N >= 448 (ResNet's 32x32 maps have N = 1088 positions per
+#: image); small columns (LeNet's 75 x 896, a 3-channel stem's 27 x 1088) showed no such drop.
+POSITION_BLOCK_BYTES = 320 << 10
+POSITION_BLOCK = 384
+
 #: Pieces a backward pass with no columns to build is cut into (enough to keep two threads busy).
 MIN_PIECES = 4
 
@@ -41,6 +48,17 @@ KEEP_COLUMNS_MAX_BYTES = 16 << 20
 FLAT_MAX_JUNK = 0.25
 FLAT_MAX_WIDTH = 16
 FLAT_MIN_BYTES = 8 << 20
+
+
+def _blocks(k: int, p: int, itemsize: int, unit: int = 1) -> list:
+    """(start, stop) blocks of the p positions of a (k, p) column matrix (see POSITION_BLOCK_BYTES).
+
+    Block bounds are multiples of ``unit`` (a row of positions, for windows that are not flat).
+    """
+    nblk = 1 if k * p * itemsize <= POSITION_BLOCK_BYTES else -(-p // POSITION_BLOCK)
+    rows = p // unit
+    step = max(1, -(-rows // nblk)) * unit
+    return [(p0, min(p, p0 + step)) for p0 in range(0, p, step)]
 
 
 class Geometry(NamedTuple):
@@ -93,8 +111,22 @@ def _weight_grad(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
     """
     o, k, p = g.shape[1], cols.shape[1], cols.shape[2]
     if p <= k or o >= 16:
-        return np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T
+        return _cols_times_t(cols, g).T
     return np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
+
+
+def _cols_times_t(cols: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sum over the piece of cols (m, K, P) @ bᵀ (m, P, N), as (K, N).
+
+    When bᵀ is several times smaller than the columns it is copied contiguous first: OpenBLAS ran
+    these products 1.5x faster from a contiguous (P, N) operand than from a transposed view (the
+    3x3 convs' 144-row columns against 16 channels); with as many rows as channels (a 3-channel
+    input's 27) the copy costs more than it saves.
+    """
+    bt = b.transpose(0, 2, 1)
+    if 4 * b.shape[1] <= cols.shape[1]:
+        bt = np.ascontiguousarray(bt)
+    return np.matmul(cols, bt).sum(axis=0)
 
 
 class Conv2d(Op):
@@ -129,16 +161,17 @@ class Conv2d(Op):
         return buf, [(slice(None), slice(None), flat_windows(buf, g.kh, g.kw, g.ho, g.wp))]
 
     @staticmethod
-    def _fill(cols: np.ndarray, wins: list, a: int, e: int, g: Geometry) -> np.ndarray:
-        """Copy the columns of images a..e into ``cols`` (m, C*kh*kw, P)."""
+    def _fill(cols: np.ndarray, wins: list, a: int, e: int, g: Geometry, p0: int = 0, p1: int | None = None):
+        """Copy the columns of images a..e, positions p0..p1, into ``cols`` (m, C*kh*kw, p1-p0)."""
         m = e - a
-        if not g.flat:
-            win = wins[0][2]
-            cols.reshape((m,) + win.shape[1:])[...] = win[a:e]
+        p1 = g.p if p1 is None else p1
+        if not g.flat:  # positions are whole output rows here (see _blocks' unit)
+            win = wins[0][2][a:e, :, :, :, p0 // g.wo:p1 // g.wo]
+            cols.reshape((m,) + win.shape[1:])[...] = win
             return cols
-        c5 = cols.reshape(m, g.c, g.kh, g.kw, g.p)
+        c5 = cols.reshape(m, g.c, g.kh, g.kw, p1 - p0)
         for si, sj, view in wins:
-            c5[:, :, si, sj] = view[a:e]
+            c5[:, :, si, sj] = view[a:e, ..., p0:p1]
         return cols
 
     # ------------------------------------------------------------------ forward
@@ -154,7 +187,8 @@ class Conv2d(Op):
         # gradient's columns and the padded input (see the class docstring): no input columns to keep
         from_gcols = rec and self.needs[1] and self.needs[0] and self._same(g)
         wants_cols = rec and self.needs[1] and not from_gcols and not direct
-        keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES
+        blocks = _blocks(k, p, x.itemsize, 1 if g.flat else g.wo)
+        keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES and len(blocks) == 1
         kept = np.empty((n, k, p), x.dtype) if keep else None
         xbuf, wins = (None, None) if direct else self._windows(x, g)
         junk = g.flat and g.wq != g.wo
@@ -163,6 +197,20 @@ class Conv2d(Op):
             m = e - a
             if direct:  # a 1x1 conv's columns are the input itself
                 cols = x[a:e].reshape(m, c, p)
+            elif len(blocks) > 1:
+                yp = np.empty((m, o, p), y.dtype) if junk else y[a:e].reshape(m, o, p)
+                for p0, p1 in blocks:
+                    cols = self._fill(np.empty((m, k, p1 - p0), x.dtype), wins, a, e, g, p0, p1)
+                    np.matmul(wm, cols, out=yp[:, :, p0:p1])
+                if junk:
+                    out = yp.reshape(m, o, g.ho, g.wq)[..., :g.wo]
+                    if bias is None:
+                        y[a:e] = out
+                    else:
+                        np.add(out, bias, out=y[a:e])
+                elif bias is not None:
+                    yp += bias.reshape(1, o, 1)
+                return
             else:
                 cols = self._fill(kept[a:e] if keep else np.empty((m, k, p), x.dtype), wins, a, e, g)
             if junk:
@@ -218,6 +266,7 @@ class Conv2d(Op):
             col_bytes = max(col_bytes, k * g.p)
         # pieces sized by the columns built per image; with none built (kept columns), a few large pieces
         step = COLUMN_CHUNK_BYTES // (col_bytes * gy.itemsize) if col_bytes else -(-n // MIN_PIECES)
+        tblocks = _blocks(okk, h * wg, gy.itemsize) if transposed else None
         pieces = [(i, a, e) for i, (a, e) in enumerate(split(n, step))]
         gw_parts, gb_parts = [None] * len(pieces), [None] * len(pieces)
         if needs_x and not transposed and sh == 1 and sw == 1:  # col2im accumulates into padded planes
@@ -231,12 +280,15 @@ class Conv2d(Op):
             if needs_b:
                 gb_parts[i] = gp.reshape(m, o, -1).sum(axis=0).sum(axis=1)  # batch axis first: 2-4x faster
             if transposed:
-                gcols = np.empty((m, okk, h * wg), dt)
-                gcols.reshape((m,) + gwin.shape[1:])[...] = gwin[a:e]
-                out = np.matmul(wf, gcols)
+                out = np.empty((m, c, h * wg), dt)
+                for p0, p1 in tblocks:
+                    gcols = np.empty((m, okk, p1 - p0), dt)
+                    gcols.reshape(m, o, kh, kw, p1 - p0)[...] = gwin[a:e, ..., p0:p1]
+                    np.matmul(wf, gcols, out=out[:, :, p0:p1])
+                    if from_gcols:  # (O*kh*kw, C): rows in flipped kernel order
+                        part = _cols_times_t(gcols, xpos[a:e, :, p0:p1])
+                        gw_parts[i] = part if p0 == 0 else gw_parts[i] + part
                 gx[a:e] = out.reshape(m, c, h, wg)[..., :wd] if wg != wd else out.reshape(m, c, h, wd)
-                if from_gcols:  # (O*kh*kw, C): rows in flipped kernel order
-                    gw_parts[i] = np.matmul(gcols, xpos[a:e].transpose(0, 2, 1)).sum(axis=0)
             elif needs_x and (sh > 1 or sw > 1):
                 self._phase_grad(gp, phases, gx[a:e])
             elif needs_x:
@@ -328,9 +380,12 @@ class Conv2d(Op):
         else:
             gpos = gp.reshape(m, g.o, g.p)
         if self.kept is not None:
-            cols = self.kept[a:e]
-        elif self.x is not None:  # a 1x1 conv: the input itself
-            cols = self.x[a:e].reshape(m, g.c, g.p)
-        else:
-            cols = self._fill(np.empty((m, k, g.p), gp.dtype), self.wins, a, e, g)
-        return _weight_grad(cols, gpos)
+            return _weight_grad(self.kept[a:e], gpos)
+        if self.x is not None:  # a 1x1 conv: the input itself
+            return _weight_grad(self.x[a:e].reshape(m, g.c, g.p), gpos)
+        acc = None
+        for p0, p1 in _blocks(k, g.p, gp.dtype.itemsize, 1 if g.flat else g.wo):
+            cols = self._fill(np.empty((m, k, p1 - p0), gp.dtype), self.wins, a, e, g, p0, p1)
+            part = _weight_grad(cols, gpos[:, :, p0:p1])
+            acc = part if acc is None else acc + part
+        return acc
