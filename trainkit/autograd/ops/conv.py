@@ -34,8 +34,13 @@ COLUMN_CHUNK_BYTES = 1 << 19
 POSITION_BLOCK_BYTES = 320 << 10
 POSITION_BLOCK = 384
 
-#: Pieces a backward pass with no columns to build is cut into (enough to keep two threads busy).
+#: Bytes of input-gradient columns per piece for the col2im path (stride 1, padding below (k-1)/2).
+INPUT_GRAD_CHUNK_BYTES = 1 << 21
+
+#: Pieces a backward pass with no columns to build is cut into (enough to keep two threads busy), and
+#: the most pieces any pass is cut into.
 MIN_PIECES = 4
+MAX_PIECES = 16
 
 #: Columns larger than this are not kept for the weight gradient but rebuilt piece by piece in
 #: backward from the (much smaller) input.
@@ -48,6 +53,16 @@ KEEP_COLUMNS_MAX_BYTES = 16 << 20
 FLAT_MAX_JUNK = 0.25
 FLAT_MAX_WIDTH = 16
 FLAT_MIN_BYTES = 8 << 20
+
+
+def _piece_images(n: int, image_bytes: int) -> int:
+    """Images per backward piece: columns of about COLUMN_CHUNK_BYTES, but at most MAX_PIECES pieces.
+
+    The cap keeps Python's per-piece cost (a dozen numpy calls in backward) small next to the work
+    when one image's columns already fill the chunk (LeNet's first conv: 269 KB an image); forward
+    pieces (four calls) measured faster uncapped.
+    """
+    return max(1, COLUMN_CHUNK_BYTES // max(1, image_bytes), -(-n // MAX_PIECES))
 
 
 def _blocks(k: int, p: int, itemsize: int, unit: int = 1) -> list:
@@ -180,7 +195,6 @@ class Conv2d(Op):
         n, c, o, k, p = g.n, g.c, g.o, g.c * g.kh * g.kw, g.p
         wm = w.reshape(o, k)
         y = np.empty((n, o, g.ho, g.wo), np.result_type(x, w))
-        bias = None if b is None else b.reshape(1, o, 1, 1)
         direct = g.kh == 1 and g.kw == 1 and self.stride == (1, 1) and self.padding == (0, 0)
         rec = self.needs is not None
         # the weight gradient of a same-padded conv whose input needs a gradient comes from the output
@@ -193,37 +207,28 @@ class Conv2d(Op):
         xbuf, wins = (None, None) if direct else self._windows(x, g)
         junk = g.flat and g.wq != g.wo
 
+        ho, wo, wq, cdt, one = g.ho, g.wo, g.wq, x.dtype, len(blocks) == 1
+        # the common case, one flat or strided window view for all taps: copied without _fill's loop
+        view = wins[0][2] if wins is not None and len(wins) == 1 and one else None
+        bias3 = None if b is None else b.reshape(1, o, 1)
+
         def piece(a, e):
             m = e - a
+            yp = np.empty((m, o, p), y.dtype) if junk else y[a:e].reshape(m, o, p)
             if direct:  # a 1x1 conv's columns are the input itself
-                cols = x[a:e].reshape(m, c, p)
-            elif len(blocks) > 1:
-                yp = np.empty((m, o, p), y.dtype) if junk else y[a:e].reshape(m, o, p)
+                np.matmul(wm, x[a:e].reshape(m, c, p), out=yp)
+            elif view is not None:
+                cols = kept[a:e] if keep else np.empty((m, k, p), cdt)
+                cols.reshape((m,) + view.shape[1:])[...] = view[a:e]
+                np.matmul(wm, cols, out=yp)
+            else:
                 for p0, p1 in blocks:
-                    cols = self._fill(np.empty((m, k, p1 - p0), x.dtype), wins, a, e, g, p0, p1)
-                    np.matmul(wm, cols, out=yp[:, :, p0:p1])
-                if junk:
-                    out = yp.reshape(m, o, g.ho, g.wq)[..., :g.wo]
-                    if bias is None:
-                        y[a:e] = out
-                    else:
-                        np.add(out, bias, out=y[a:e])
-                elif bias is not None:
-                    yp += bias.reshape(1, o, 1)
-                return
-            else:
-                cols = self._fill(kept[a:e] if keep else np.empty((m, k, p), x.dtype), wins, a, e, g)
+                    cols = self._fill(np.empty((m, k, p1 - p0), cdt), wins, a, e, g, p0, p1)
+                    np.matmul(wm, cols, out=yp[:, :, p0:p1] if not one else yp)
+            if bias3 is not None:  # on the contiguous rows (a broadcast add on strided rows measured slower)
+                yp += bias3
             if junk:
-                out = np.matmul(wm, cols).reshape(m, o, g.ho, g.wq)[..., :g.wo]  # junk columns dropped
-                if bias is None:
-                    y[a:e] = out
-                else:
-                    np.add(out, bias, out=y[a:e])
-            else:
-                out = y[a:e].reshape(m, o, p)
-                np.matmul(wm, cols, out=out)
-                if bias is not None:
-                    out += bias.reshape(1, o, 1)
+                y[a:e] = yp.reshape(m, o, ho, wq)[..., :wo]  # junk columns dropped
 
         parallel_for(piece, split(n, COLUMN_CHUNK_BYTES // max(1, k * p * x.itemsize)))
         if rec:
@@ -256,8 +261,8 @@ class Conv2d(Op):
         elif needs_x and (sh > 1 or sw > 1):
             phases = self._phases(w)
             col_bytes = okk * g.ho * g.wo
-        elif needs_x:
-            col_bytes = k * g.ho * g.wp
+        elif needs_x:  # col2im: its many small adds prefer larger pieces (measured +5% at LeNet's b128)
+            col_bytes = k * g.ho * g.wp * COLUMN_CHUNK_BYTES // INPUT_GRAD_CHUNK_BYTES
         from_gcols = needs_w and self.from_gcols
         if from_gcols:  # the padded input's planes, at the positions of the gradient's columns
             xbuf = self.xbuf if self.xbuf is not None else flat_planes(self.x, ph, pw, kw)
@@ -265,7 +270,7 @@ class Conv2d(Op):
         elif needs_w and self.kept is None:  # input columns rebuilt piece by piece
             col_bytes = max(col_bytes, k * g.p)
         # pieces sized by the columns built per image; with none built (kept columns), a few large pieces
-        step = COLUMN_CHUNK_BYTES // (col_bytes * gy.itemsize) if col_bytes else -(-n // MIN_PIECES)
+        step = _piece_images(n, col_bytes * gy.itemsize) if col_bytes else -(-n // MIN_PIECES)
         tblocks = _blocks(okk, h * wg, gy.itemsize) if transposed else None
         pieces = [(i, a, e) for i, (a, e) in enumerate(split(n, step))]
         gw_parts, gb_parts = [None] * len(pieces), [None] * len(pieces)
