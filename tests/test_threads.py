@@ -168,3 +168,25 @@ def test_conv_pieces_on_two_threads_match_one_piece(two_threads, monkeypatch):
         results.append((y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(200, 300, 150), (33, 3072, 512), (512, 128, 3072), (7, 5, 3), (1, 800, 400)])
+def test_split_matmul_matches_numpy_and_does_not_depend_on_threads(shape):
+    m, k, n = shape
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    prev = tk.get_num_threads()
+    try:
+        tk.set_num_threads(1)
+        one = threads.matmul(a, b)
+        tk.set_num_threads(2)
+        two = threads.matmul(a, b)
+        fortran = threads.matmul(a, np.asfortranarray(b))  # a transposed operand (Linear's w.T)
+    finally:
+        tk.set_num_threads(prev)
+    np.testing.assert_array_equal(one, two)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    for got in (one, fortran):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+        assert got.dtype == np.float32 and got.shape == (m, n)

@@ -28,7 +28,9 @@ import os
 import queue
 import threading
 
-__all__ = ["set_num_threads", "get_num_threads", "parallel_for", "blas_info"]
+import numpy as np
+
+__all__ = ["set_num_threads", "get_num_threads", "parallel_for", "split", "matmul", "blas_info"]
 
 # --------------------------------------------------------------------------- numpy's OpenBLAS
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
@@ -204,3 +206,40 @@ def parallel_for(fn, pieces) -> None:
             _blas.set(_blas_threads)
     if job.error is not None:
         raise job.error
+
+
+#: Products with at least this many multiply-adds are cut into blocks run on the pool. OpenBLAS would
+#: thread them itself from 2^18 on, but its idle workers then spin for a while after each call,
+#: competing with the pool's threads for the cores: with LeNet at 2 threads, OpenBLAS's worker burned
+#: as much CPU as the main thread and the pool's worker got a fifth of it.
+GEMM_SPLIT_MIN = 1 << 18
+
+#: Blocks a split product is cut into (a fixed number, so results do not depend on the thread count).
+GEMM_BLOCKS = 4
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D arrays, large products cut into row (or column) blocks on the intra-op threads.
+
+    Every output element is still one BLAS dot product over the whole inner dimension, and the
+    blocks do not depend on the number of threads, so the result is the same with 1 or N threads.
+    """
+    if a.ndim != 2 or b.ndim != 2:
+        return np.matmul(a, b)
+    m, k = a.shape
+    n = b.shape[1]
+    if m * n * k < GEMM_SPLIT_MIN:
+        return np.matmul(a, b)
+    out = np.empty((m, n), np.result_type(a, b))
+    rows = m >= n
+    size = -(-(m if rows else n) // GEMM_BLOCKS)
+    size = -(-size // 16) * 16  # whole SIMD tiles per block
+
+    def piece(i0, i1):
+        if rows:
+            np.matmul(a[i0:i1], b, out=out[i0:i1])
+        else:
+            np.matmul(a, b[:, i0:i1], out=out[:, i0:i1])
+
+    parallel_for(piece, split(m if rows else n, size))
+    return out
