@@ -56,7 +56,7 @@ def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, str
     monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per piece
     monkeypatch.setattr(conv_ops, "KEEP_COLUMNS_MAX_BYTES", keep_max)  # 0: columns rebuilt in backward
     monkeypatch.setattr(conv_ops, "POSITION_BLOCK_BYTES", block_bytes)  # 1 byte: blocks of 5 positions
-    monkeypatch.setattr(conv_ops, "POSITION_BLOCK", 5)
+    monkeypatch.setattr(conv_ops, "POSITION_BLOCK", 5)  # (w has 4 output channels: blocked)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 3, 9, 8))
     w = rng.standard_normal((4, 3, k, k))

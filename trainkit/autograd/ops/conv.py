@@ -28,9 +28,10 @@ __all__ = ["Conv2d", "pair", "pad2d"]
 COLUMN_CHUNK_BYTES = 1 << 19
 
 #: Per-image columns larger than POSITION_BLOCK_BYTES are multiplied in blocks of at most
-#: POSITION_BLOCK output positions: OpenBLAS's direct SkylakeX sgemm ran (16 x 144) @ (144 x N) at
-#: 52-60 GMAC/s for N <= 384 and 30-37 for N >= 448 (ResNet's 32x32 maps have N = 1088 positions per
-#: image); small columns (LeNet's 75 x 896, a 3-channel stem's 27 x 1088) showed no such drop.
+#: POSITION_BLOCK output positions when the product has at most 16 rows: OpenBLAS's direct SkylakeX
+#: sgemm ran (16 x 144) @ (144 x N) at 52-60 GMAC/s for N <= 384 and 30-39 for N >= 448 (ResNet's
+#: 32x32 maps have N = 1088 positions per image); with 32 or more rows, or small columns (LeNet's
+#: 75 x 896, a 3-channel stem's 27 x 1088), blocks ran no faster.
 POSITION_BLOCK_BYTES = 320 << 10
 POSITION_BLOCK = 384
 
@@ -65,12 +66,15 @@ def _piece_images(n: int, image_bytes: int) -> int:
     return max(1, COLUMN_CHUNK_BYTES // max(1, image_bytes), -(-n // MAX_PIECES))
 
 
-def _blocks(k: int, p: int, itemsize: int, unit: int = 1) -> list:
-    """(start, stop) blocks of the p positions of a (k, p) column matrix (see POSITION_BLOCK_BYTES).
+def _blocks(rows: int, k: int, p: int, itemsize: int, unit: int = 1) -> list:
+    """(start, stop) blocks of the p positions of a (k, p) column matrix multiplied by ``rows`` rows.
 
-    Block bounds are multiples of ``unit`` (a row of positions, for windows that are not flat).
+    See POSITION_BLOCK_BYTES; only products with at most 16 rows are blocked (with 32 or more the
+    kernel ran as fast unblocked). Block bounds are multiples of ``unit`` (a row of positions, for
+    windows that are not flat).
     """
-    nblk = 1 if k * p * itemsize <= POSITION_BLOCK_BYTES else -(-p // POSITION_BLOCK)
+    small = rows > 16 or k * p * itemsize <= POSITION_BLOCK_BYTES
+    nblk = 1 if small else -(-p // POSITION_BLOCK)
     rows = p // unit
     step = max(1, -(-rows // nblk)) * unit
     return [(p0, min(p, p0 + step)) for p0 in range(0, p, step)]
@@ -201,7 +205,7 @@ class Conv2d(Op):
         # gradient's columns and the padded input (see the class docstring): no input columns to keep
         from_gcols = rec and self.needs[1] and self.needs[0] and self._same(g)
         wants_cols = rec and self.needs[1] and not from_gcols and not direct
-        blocks = _blocks(k, p, x.itemsize, 1 if g.flat else g.wo)
+        blocks = _blocks(o, k, p, x.itemsize, 1 if g.flat else g.wo)
         keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES and len(blocks) == 1
         kept = np.empty((n, k, p), x.dtype) if keep else None
         xbuf, wins = (None, None) if direct else self._windows(x, g)
@@ -271,7 +275,7 @@ class Conv2d(Op):
             col_bytes = max(col_bytes, k * g.p)
         # pieces sized by the columns built per image; with none built (kept columns), a few large pieces
         step = _piece_images(n, col_bytes * gy.itemsize) if col_bytes else -(-n // MIN_PIECES)
-        tblocks = _blocks(okk, h * wg, gy.itemsize) if transposed else None
+        tblocks = _blocks(c, okk, h * wg, gy.itemsize) if transposed else None
         pieces = [(i, a, e) for i, (a, e) in enumerate(split(n, step))]
         gw_parts, gb_parts = [None] * len(pieces), [None] * len(pieces)
         if needs_x and not transposed and sh == 1 and sw == 1:  # col2im accumulates into padded planes
@@ -389,7 +393,7 @@ class Conv2d(Op):
         if self.x is not None:  # a 1x1 conv: the input itself
             return _weight_grad(self.x[a:e].reshape(m, g.c, g.p), gpos)
         acc = None
-        for p0, p1 in _blocks(k, g.p, gp.dtype.itemsize, 1 if g.flat else g.wo):
+        for p0, p1 in _blocks(g.o, k, g.p, gp.dtype.itemsize, 1 if g.flat else g.wo):
             cols = self._fill(np.empty((m, k, p1 - p0), gp.dtype), self.wins, a, e, g, p0, p1)
             part = _weight_grad(cols, gpos[:, :, p0:p1])
             acc = part if acc is None else acc + part
