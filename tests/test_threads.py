@@ -190,3 +190,22 @@ def test_split_matmul_matches_numpy_and_does_not_depend_on_threads(shape):
     for got in (one, fortran):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
         assert got.dtype == np.float32 and got.shape == (m, n)
+
+
+def test_split_elementwise_matches_the_plain_ufunc(two_threads, monkeypatch):
+    monkeypatch.setattr(threads, "ELEMENTWISE_MIN_BYTES", 0)
+    monkeypatch.setattr(threads, "ELEMENTWISE_PIECE_BYTES", 40)  # 10 float32 per piece, a ragged last one
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    y = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    cases = [(np.maximum, x, 0), (np.greater, x, 0), (np.add, x, y), (np.negative, x, None),
+             (np.multiply, x, y > 0), (np.add, x, y[:, :, ::-1])]  # the last: strided, the plain path
+    for f, a, b in cases:
+        got = threads.elementwise(f, a, b)
+        want = f(a) if b is None else f(a, b)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    # ReLU and the residual Add take this path for large tensors; their gradients are unchanged
+    xt = tk.tensor(x, requires_grad=True)
+    (F.relu(xt) + tk.tensor(y)).sum().backward()
+    np.testing.assert_array_equal(xt.grad.numpy(), (x > 0).astype(np.float32))

@@ -243,3 +243,38 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     parallel_for(piece, split(m if rows else n, size))
     return out
+
+
+#: Elementwise operations on arrays smaller than this run on the calling thread only.
+ELEMENTWISE_MIN_BYTES = 1 << 18
+
+#: Bytes of the first operand per piece of a split elementwise operation.
+ELEMENTWISE_PIECE_BYTES = 1 << 18
+
+
+def elementwise(ufunc, a: np.ndarray, b=None) -> np.ndarray:
+    """``ufunc(a)`` or ``ufunc(a, b)`` with large operands cut into pieces on the intra-op threads.
+
+    ``b`` may be a scalar or an array of ``a``'s shape; anything else (broadcasting, strided
+    operands, one thread, small arrays) is a plain ufunc call. Elementwise results do not depend on
+    how the array is cut.
+    """
+    args = (a,) if b is None else (a, b)
+    barr = isinstance(b, np.ndarray) and b.ndim > 0
+    if (_num_threads <= 1 or a.nbytes < ELEMENTWISE_MIN_BYTES or not a.flags.c_contiguous
+            or (barr and (b.shape != a.shape or not b.flags.c_contiguous))):
+        return ufunc(*args)
+    fa = a.reshape(-1)
+    fb = b.reshape(-1) if barr else b
+    probe = ufunc(fa[:1]) if b is None else ufunc(fa[:1], fb[:1] if barr else fb)
+    out = np.empty(a.shape, probe.dtype)
+    fo = out.reshape(-1)
+
+    def piece(i0, i1):
+        if b is None:
+            ufunc(fa[i0:i1], out=fo[i0:i1])
+        else:
+            ufunc(fa[i0:i1], fb[i0:i1] if barr else fb, out=fo[i0:i1])
+
+    parallel_for(piece, split(fa.size, max(1, ELEMENTWISE_PIECE_BYTES // a.itemsize)))
+    return out
