@@ -252,22 +252,25 @@ ELEMENTWISE_MIN_BYTES = 1 << 18
 ELEMENTWISE_PIECE_BYTES = 1 << 18
 
 
-def elementwise(ufunc, a: np.ndarray, b=None) -> np.ndarray:
-    """``ufunc(a)`` or ``ufunc(a, b)`` with large operands cut into pieces on the intra-op threads.
+def elementwise(ufunc, a: np.ndarray, b=None, out: np.ndarray | None = None) -> np.ndarray:
+    """``ufunc(a[, b], out=out)`` with large operands cut into pieces on the intra-op threads.
 
-    ``b`` may be a scalar or an array of ``a``'s shape; anything else (broadcasting, strided
-    operands, one thread, small arrays) is a plain ufunc call. Elementwise results do not depend on
-    how the array is cut.
+    ``b`` may be a scalar or an array of ``a``'s shape, ``out`` an array of that shape (it may be
+    ``a`` or ``b``: each piece reads and writes the same positions); anything else (broadcasting,
+    strided operands, one thread, small arrays) is a plain ufunc call. Elementwise results do not
+    depend on how the array is cut.
     """
     args = (a,) if b is None else (a, b)
     barr = isinstance(b, np.ndarray) and b.ndim > 0
     if (_num_threads <= 1 or a.nbytes < ELEMENTWISE_MIN_BYTES or not a.flags.c_contiguous
-            or (barr and (b.shape != a.shape or not b.flags.c_contiguous))):
-        return ufunc(*args)
+            or (barr and (b.shape != a.shape or not b.flags.c_contiguous))
+            or (out is not None and (out.shape != a.shape or not out.flags.c_contiguous))):
+        return ufunc(*args) if out is None else ufunc(*args, out=out)
     fa = a.reshape(-1)
     fb = b.reshape(-1) if barr else b
-    probe = ufunc(fa[:1]) if b is None else ufunc(fa[:1], fb[:1] if barr else fb)
-    out = np.empty(a.shape, probe.dtype)
+    if out is None:
+        probe = ufunc(fa[:1]) if b is None else ufunc(fa[:1], fb[:1] if barr else fb)
+        out = np.empty(a.shape, probe.dtype)
     fo = out.reshape(-1)
 
     def piece(i0, i1):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autograd.threads import elementwise as _par
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -75,8 +76,8 @@ class SGD(Optimizer):
             for p, param, g in self._gradients(group):
                 if weight_decay != 0:
                     # A new array: the user's .grad must stay untouched.
-                    wd = np.multiply(param, weight_decay)
-                    g = np.add(g, wd, out=wd)
+                    wd = _par(np.multiply, param, weight_decay)  # _par: large arrays on the intra-op threads
+                    g = _par(np.add, g, wd, out=wd)
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
@@ -84,14 +85,14 @@ class SGD(Optimizer):
                         buf = np.array(g, dtype=param.dtype, copy=True)
                         state["momentum_buffer"] = buf
                     else:
-                        np.multiply(buf, momentum, out=buf)
+                        _par(np.multiply, buf, momentum, out=buf)
                         if dampening != 0:
-                            np.add(buf, np.multiply(g, 1 - dampening), out=buf)
+                            _par(np.add, buf, np.multiply(g, 1 - dampening), out=buf)
                         else:
-                            np.add(buf, g, out=buf)
+                            _par(np.add, buf, g, out=buf)
                     if nesterov:
-                        g = np.add(g, np.multiply(buf, momentum))
+                        g = _par(np.add, g, _par(np.multiply, buf, momentum))
                     else:
                         g = buf
-                np.subtract(param, np.multiply(g, lr), out=param)
+                _par(np.subtract, param, _par(np.multiply, g, lr), out=param)
         return loss
