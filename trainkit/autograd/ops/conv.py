@@ -44,8 +44,11 @@ MIN_PIECES = 4
 MAX_PIECES = 16
 
 #: Columns larger than this are not kept for the weight gradient but rebuilt piece by piece in
-#: backward from the (much smaller) input.
-KEEP_COLUMNS_MAX_BYTES = 16 << 20
+#: backward from the (much smaller) input: writing them to memory in forward cost more than the
+#: rebuild (LeNet's first conv at batch 64, 15 MB: 4.18 ms kept, 3.46 ms rebuilt, forward + backward;
+#: a 3-channel stem at batch 128, 14 MB: 6.52 against 6.03 ms), while 7.5 MB still paid off (1.44
+#: against 1.74 ms at batch 32).
+KEEP_COLUMNS_MAX_BYTES = 8 << 20
 
 #: Stride-1 convs take their columns from flat planes (long contiguous copies; Wp-Wo junk columns per
 #: output row computed by the GEMM and dropped) when the junk is at most this fraction of the columns
