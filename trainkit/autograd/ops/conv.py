@@ -51,14 +51,16 @@ MAX_PIECES = 16
 KEEP_COLUMNS_MAX_BYTES = 8 << 20
 
 #: Stride-1 convs take their columns from flat planes (long contiguous copies; Wp-Wo junk columns per
-#: output row computed by the GEMM and dropped) when the junk is at most this fraction of the columns
-#: and either the output rows are short (the window copy's runs of Wo values are slow) or the columns
-#: are large enough to be memory-bound; else from ``sliding_window_view``.
+#: output row computed by the GEMM and dropped) when the junk is at most FLAT_MAX_JUNK of the columns
+#: and either the output rows are short (at most FLAT_MAX_WIDTH values: the window copy's runs of Wo
+#: values are slow) or the columns are large (FLAT_MIN_BYTES) with at least FLAT_MIN_ROWS column rows
+#: to copy. Measured forward + backward at batch 64: 16->16 at 32x32 17.0 ms flat against 19.0 ms
+#: from sliding windows, LeNet's 3->6 5x5 (75 rows) 2.98 against 4.18 ms; but a 3-channel 3x3 stem
+#: (27 rows) 1.56 against 1.24 ms at batch 32 and 6.1 against 4.5 ms at batch 128.
 FLAT_MAX_JUNK = 0.25
 FLAT_MAX_WIDTH = 16
-#: (LeNet's first conv at batch 128, 34 MB of columns: flat measured faster; a 3-channel 3x3 stem at
-#: batch 128, 14 MB: 6.1 ms flat against 4.5 ms from sliding windows, forward + backward)
-FLAT_MIN_BYTES = 24 << 20
+FLAT_MIN_BYTES = 8 << 20
+FLAT_MIN_ROWS = 64
 
 
 def _piece_images(n: int, image_bytes: int) -> int:
@@ -112,7 +114,7 @@ class Geometry(NamedTuple):
         hp, wp = h + 2 * ph, w + 2 * pw
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
         wq = -(-wp // sw)
-        short = wo <= FLAT_MAX_WIDTH or n * c * kh * kw * ho * wo * 4 >= FLAT_MIN_BYTES
+        short = wo <= FLAT_MAX_WIDTH or (n * c * kh * kw * ho * wo * 4 >= FLAT_MIN_BYTES and c * kh * kw >= FLAT_MIN_ROWS)
         flat = sh == 1 and sw == 1 and (wq - wo) <= FLAT_MAX_JUNK * wq and short
         return cls(n, c, h, w, o, kh, kw, ho, wo, hp, wp, wq, flat, ho * wq if flat else ho * wo)
 
@@ -263,6 +265,7 @@ class Conv2d(Op):
         wg = g.wo + 2 * q  # width of gy's padded planes (and of the columns) in the transposed path
         okk = o * kh * kw
         col_bytes = 0
+        phases = None
         if transposed:
             wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, okk)
             gwin = flat_windows(flat_planes(gy, q, q, kw), kh, kw, h, wg)
@@ -286,6 +289,8 @@ class Conv2d(Op):
         if needs_x and not transposed and sh == 1 and sw == 1:  # col2im accumulates into padded planes
             gxpad = np.empty((n, c, g.hp * g.wp + kw), dt)
             gx = gxpad[:, :, :g.hp * g.wp].reshape(n, c, g.hp, g.wp)[:, :, ph:ph + h, pw:pw + wd]
+        elif needs_x and phases is not None and any(ph_[4] is None for ph_ in phases):
+            gx = np.zeros((n, c, h, wd), dt)  # phases no tap reaches (a 1x1 stride-2 conv's three of four)
         else:
             gx = np.empty((n, c, h, wd), dt) if needs_x else None
         def piece(i, a, e):
@@ -372,8 +377,7 @@ class Conv2d(Op):
         st = gpad.strides
         for a, b, ti, tj, sub in phases:
             dst = out[:, :, a::sh, b::sw]
-            if sub is None:
-                dst[...] = 0
+            if sub is None:  # zeroed by the caller
                 continue
             rows, ncols = dst.shape[2], dst.shape[3]
             base = (min((a + ph - ki) // sh for ki in ti) + top) * wg + min((b + pw - kj) // sw for kj in tj) + left
