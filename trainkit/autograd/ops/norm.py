@@ -31,7 +31,12 @@ def _chan_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-channel sum of a * b over (m, S), without a temporary product array."""
     if a.shape[2] == 1:
         return np.einsum("nc,nc->c", a[:, :, 0], b[:, :, 0])
-    return np.vecdot(a, b, axis=-1).sum(axis=0)
+    if _vecdot is None:  # numpy < 2.0
+        return np.einsum("ncs,ncs->c", a, b)
+    return _vecdot(a, b, axis=-1).sum(axis=0)
+
+
+_vecdot = getattr(np, "vecdot", None)  # numpy >= 2.0: a BLAS-speed dot product per (image, channel) row
 
 
 def _pieces(x3: np.ndarray) -> list:
