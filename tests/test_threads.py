@@ -208,3 +208,25 @@ def test_split_elementwise_matches_the_plain_ufunc(two_threads, monkeypatch):
     xt = tk.tensor(x, requires_grad=True)
     (F.relu(xt) + tk.tensor(y)).sum().backward()
     np.testing.assert_array_equal(xt.grad.numpy(), (x > 0).astype(np.float32))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_workers(two_threads):
+    import os
+    threads.parallel_for(lambda a, e: None, threads.split(4, 1))  # the parent's worker exists
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: a parallel_for must finish, with a fresh worker thread
+        try:
+            out = np.zeros(8)
+
+            def fill(a, e):
+                out[a:e] = 1
+
+            threads.parallel_for(fill, threads.split(8, 1))
+            os.write(w, b"ok" if out.sum() == 8 and len(threads._workers) == 1 else b"bad")
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 8) == b"ok"

@@ -136,6 +136,16 @@ class _Job:
                     self.done.set()
 
 
+def _forget_workers():
+    """In a forked child: the parent's worker threads do not exist there; start new ones on demand."""
+    _workers.clear()
+    _local.busy = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
 def _worker(q):
     _local.busy = True
     while True:
