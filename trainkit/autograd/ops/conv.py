@@ -17,9 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..function import Op
 from ..threads import parallel_for, split
-from .im2col import (
-    col2im_flat, flat_planes, flat_windows, pad2d, pair, strided_windows,
-)
+from .im2col import col2im_flat, flat_planes, flat_windows, pad2d, pair, strided_windows
 
 __all__ = ["Conv2d", "pair", "pad2d"]
 
@@ -54,9 +52,9 @@ KEEP_COLUMNS_MAX_BYTES = 8 << 20
 #: output row computed by the GEMM and dropped) when the junk is at most FLAT_MAX_JUNK of the columns
 #: and either the output rows are short (at most FLAT_MAX_WIDTH values: the window copy's runs of Wo
 #: values are slow) or the columns are large (FLAT_MIN_BYTES) with at least FLAT_MIN_ROWS column rows
-#: to copy. Measured forward + backward at batch 64: 16->16 at 32x32 17.0 ms flat against 19.0 ms
-#: from sliding windows, LeNet's 3->6 5x5 (75 rows) 2.98 against 4.18 ms; but a 3-channel 3x3 stem
-#: (27 rows) 1.56 against 1.24 ms at batch 32 and 6.1 against 4.5 ms at batch 128.
+#: to copy. Measured forward + backward: 16->16 3x3 at 32x32, batch 64, 17.0 ms flat against 19.0 ms
+#: from sliding windows; a 3-channel 3x3 stem (27 rows) 1.56 against 1.24 ms at batch 32 and 6.1
+#: against 4.5 ms at batch 128; LeNet's 5x5 first conv (75 rows) flat from 8 MB as before.
 FLAT_MAX_JUNK = 0.25
 FLAT_MAX_WIDTH = 16
 FLAT_MIN_BYTES = 8 << 20
@@ -73,17 +71,16 @@ def _piece_images(n: int, image_bytes: int) -> int:
     return max(1, COLUMN_CHUNK_BYTES // max(1, image_bytes), -(-n // MAX_PIECES))
 
 
-def _blocks(rows: int, k: int, p: int, itemsize: int, unit: int = 1) -> list:
-    """(start, stop) blocks of the p positions of a (k, p) column matrix multiplied by ``rows`` rows.
+def _blocks(m_rows: int, k: int, p: int, itemsize: int, unit: int = 1) -> list:
+    """(start, stop) blocks of the p positions of a (k, p) column matrix multiplied by ``m_rows`` rows.
 
     See POSITION_BLOCK_BYTES; only products with at most 16 rows are blocked (with 32 or more the
     kernel ran as fast unblocked). Block bounds are multiples of ``unit`` (a row of positions, for
     windows that are not flat).
     """
-    small = rows > 16 or k * p * itemsize <= POSITION_BLOCK_BYTES
+    small = m_rows > 16 or k * p * itemsize <= POSITION_BLOCK_BYTES
     nblk = 1 if small else -(-p // POSITION_BLOCK)
-    rows = p // unit
-    step = max(1, -(-rows // nblk)) * unit
+    step = max(1, -(-(p // unit) // nblk)) * unit
     return [(p0, min(p, p0 + step)) for p0 in range(0, p, step)]
 
 
@@ -114,7 +111,8 @@ class Geometry(NamedTuple):
         hp, wp = h + 2 * ph, w + 2 * pw
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
         wq = -(-wp // sw)
-        short = wo <= FLAT_MAX_WIDTH or (n * c * kh * kw * ho * wo * 4 >= FLAT_MIN_BYTES and c * kh * kw >= FLAT_MIN_ROWS)
+        large = n * c * kh * kw * ho * wo * 4 >= FLAT_MIN_BYTES and c * kh * kw >= FLAT_MIN_ROWS
+        short = wo <= FLAT_MAX_WIDTH or large
         flat = sh == 1 and sw == 1 and (wq - wo) <= FLAT_MAX_JUNK * wq and short
         return cls(n, c, h, w, o, kh, kw, ho, wo, hp, wp, wq, flat, ho * wq if flat else ho * wo)
 
@@ -293,6 +291,7 @@ class Conv2d(Op):
             gx = np.zeros((n, c, h, wd), dt)  # phases no tap reaches (a 1x1 stride-2 conv's three of four)
         else:
             gx = np.empty((n, c, h, wd), dt) if needs_x else None
+
         def piece(i, a, e):
             m = e - a
             gp = gy[a:e]
@@ -380,7 +379,9 @@ class Conv2d(Op):
             if sub is None:  # zeroed by the caller
                 continue
             rows, ncols = dst.shape[2], dst.shape[3]
-            base = (min((a + ph - ki) // sh for ki in ti) + top) * wg + min((b + pw - kj) // sw for kj in tj) + left
+            r0 = min((a + ph - ki) // sh for ki in ti) + top
+            c0 = min((b + pw - kj) // sw for kj in tj) + left
+            base = r0 * wg + c0
             view = as_strided(gpad[:, :, base:], (m, o, len(ti), len(tj), rows * wg),
                               (st[0], st[1], wg * st[2], st[2], st[2]), writeable=False)
             cols = np.empty((m, o * len(ti) * len(tj), rows * wg), gp.dtype)

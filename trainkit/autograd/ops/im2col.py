@@ -69,7 +69,8 @@ def strided_windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, 
     return win.transpose(0, 1, 4, 5, 2, 3)
 
 
-def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int, out: np.ndarray | None = None) -> np.ndarray:
+def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int,
+                out: np.ndarray | None = None) -> np.ndarray:
     """Stride-1 col2im from columns computed on a gradient padded to the input's width.
 
     ``gcols`` is (N, C*kh*kw, Ho*Wp): each row of Wo values is followed by
