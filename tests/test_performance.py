@@ -229,3 +229,29 @@ def test_max_pool_2x2_pieces_and_kernels_pick_the_first_maximum(monkeypatch, jit
     assert y.dtype == dtype and xt.grad.dtype == dtype
     np.testing.assert_array_equal(y.detach().numpy(), ref_y)
     np.testing.assert_array_equal(xt.grad.numpy(), ref_g)
+
+
+@pytest.mark.parametrize("cin,cout,size,k,stride,pad", [
+    (16, 16, 16, 3, 1, 1),   # same-padded: one set of output-gradient columns for both gradients
+    (3, 16, 32, 3, 1, 1),    # wide rows, 3 channels: sliding windows, kept columns
+    (16, 32, 16, 3, 2, 1),   # strided: input gradient phase by phase
+    (16, 32, 16, 1, 2, 0),   # 1x1 stride 2: three phases without taps
+    (16, 16, 32, 3, 1, 1),   # 32x32 with 16 output channels: position blocks
+    (6, 16, 14, 5, 1, 0),    # LeNet's second conv: col2im
+])
+def test_conv2d_float32_agrees_with_float64_to_1e4(cin, cout, size, k, stride, pad):
+    """The float32 fast paths at real layer sizes (odd batch), against the same op in float64."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((9, cin, size, size))
+    w = rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)
+    gy = rng.standard_normal((9, cout, (size + 2 * pad - k) // stride + 1, (size + 2 * pad - k) // stride + 1))
+    out = {}
+    for dt in (np.float32, np.float64):
+        xt = tk.tensor(x.astype(dt), requires_grad=True)
+        wt = tk.tensor(w.astype(dt), requires_grad=True)
+        y = F.conv2d(xt, wt, stride=stride, padding=pad)
+        (y * tk.tensor(gy.astype(dt))).sum().backward()
+        out[dt] = [a.astype(np.float64) for a in (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy())]
+        assert y.dtype == dt and xt.grad.dtype == dt and wt.grad.dtype == dt
+    for a32, a64 in zip(out[np.float32], out[np.float64]):
+        assert np.abs(a32 - a64).max() <= 1e-4 * np.abs(a64).max()
