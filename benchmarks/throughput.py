@@ -12,9 +12,13 @@ Then it profiles one trainkit training step: forward, backward and optimizer
 time by op type. The timing wrappers are installed on the op classes only for
 the profiled steps (a context manager here), never in the engine's hot path.
 
-Options: ``--workloads lenet32,mlp128`` to choose, ``--repeats 3``,
-``--seconds 1.5`` (target length of one timed run), ``--threads N`` (numpy's
-BLAS pool and torch both set to N), ``--no-profile``, ``--json FILE``.
+Options: ``--workloads lenet32,mlp128`` to choose (``resnet20_128`` and
+``fast256`` run only when named), ``--repeats 3``, ``--seconds 1.5`` (target
+length of one timed run), ``--threads 2,1`` (each count in turn: trainkit's
+pool, numpy's BLAS and torch all set to it; the table then also shows each
+side's 2-thread / 1-thread scaling), ``--clock cpu`` (1 thread only: time by
+the process's CPU time, which other processes' load does not inflate),
+``--profile KEY`` / ``--no-profile``, ``--json FILE``.
 
 OpenBLAS reads OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when numpy is imported;
 the header shows them and the kernel chosen, since a forced older core type
@@ -23,7 +27,6 @@ slows numpy's GEMMs several times while torch (its own BLAS) is unaffected.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -41,8 +44,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trainkit  # noqa: E402
 import trainkit.nn as tnn  # noqa: E402
 import trainkit.optim as toptim  # noqa: E402
-from trainkit.autograd.function import Op  # noqa: E402
 from trainkit.autograd.tensor import Tensor  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models  # noqa: E402
+from opprofile import profile_step  # noqa: E402
 
 try:  # the reference is optional: without torch only trainkit's figures are shown
     import torch
@@ -56,48 +62,44 @@ except ImportError:  # pragma: no cover
     Console = Table = None
 
 
-# --------------------------------------------------------------------------- models
-def lenet(nn):
-    """The cifar_cnn LeNet, built from either library's ``nn`` namespace."""
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    )
-
-
-def mlp(nn):
-    """The 3072-512-256-10 MLP (flattens CIFAR-shaped input)."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(3072, 512), nn.ReLU(),
-        nn.Linear(512, 256), nn.ReLU(),
-        nn.Linear(256, 10),
-    )
+# --------------------------------------------------------------------------- workloads
+#: SGD settings: LeNet/MLP as in the first performance issue; the residual nets as configs/cifar_resnet.yaml
+PLAIN_SGD = {"lr": 0.001, "momentum": 0.9}
+RESNET_SGD = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True}
 
 
 @dataclass
 class Workload:
-    """One row of the table: a model, a batch size, and training or inference."""
+    """One row of the table: a model, a batch size, training or inference, and the optimizer's settings."""
 
     key: str
     label: str
     build: object
     batch: int
     train: bool
+    sgd: dict = field(default_factory=lambda: dict(PLAIN_SGD))
+    default: bool = True  # part of a plain ``python benchmarks/throughput.py`` run
 
 
 WORKLOADS = [
-    Workload("lenet32", "LeNet train, batch 32", lenet, 32, True),
-    Workload("lenet128", "LeNet train, batch 128", lenet, 128, True),
-    Workload("mlp128", "MLP 3072-512-256-10 train, batch 128", mlp, 128, True),
-    Workload("lenet_infer256", "LeNet inference (no_grad), batch 256", lenet, 256, False),
+    Workload("lenet32", "LeNet train, batch 32", models.lenet, 32, True),
+    Workload("lenet128", "LeNet train, batch 128", models.lenet, 128, True),
+    Workload("mlp128", "MLP 3072-512-256-10 train, batch 128", models.mlp, 128, True),
+    Workload("lenet_infer256", "LeNet inference (no_grad), batch 256", models.lenet, 256, False),
+    Workload("resnet64", "cifar_resnet train, batch 64", models.cifar_resnet, 64, True, dict(RESNET_SGD)),
+    Workload("resnet128", "cifar_resnet train, batch 128", models.cifar_resnet, 128, True, dict(RESNET_SGD)),
+    Workload("resnet8_128", "ResNet-8 train, batch 128", models.resnet8, 128, True, dict(RESNET_SGD)),
+    Workload("resnet8_infer256", "ResNet-8 inference (no_grad), batch 256", models.resnet8, 256, False),
+    Workload("resnet20_128", "ResNet-20 train, batch 128", models.resnet20, 128, True, dict(RESNET_SGD), False),
+    Workload("fast256", "fast-CIFAR anchor net (width 16) train, batch 256", models.fast_cifar, 256, True,
+             dict(RESNET_SGD), False),
 ]
 
-TARGETS = {"lenet32": 0.6, "lenet128": 0.6, "mlp128": 0.9, "lenet_infer256": 0.6}
+#: Ratio targets (trainkit / PyTorch) by thread count, from the speed issues; None: no target.
+TARGETS = {
+    "lenet32": {2: 0.75, 1: 0.75}, "lenet128": {2: 0.75, 1: 0.75}, "mlp128": {2: 0.9, 1: 0.9},
+    "lenet_infer256": {2: 0.8, 1: 0.8}, "resnet64": {2: 0.7, 1: 0.9}, "resnet128": {2: 0.7, 1: 0.9},
+}
 N_BATCHES = 8  # distinct batches cycled through, so caches do not flatter either side
 
 
@@ -128,7 +130,7 @@ def _stepper(wl: Workload, lib, nn, optim, to_tensor, xs, ys, state: dict):
                 return model(bx[i % N_BATCHES])
 
         return infer
-    opt = optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    opt = optim.SGD(model.parameters(), **wl.sgd)
     crit = nn.CrossEntropyLoss()
 
     def step(i):
@@ -142,6 +144,12 @@ def _stepper(wl: Workload, lib, nn, optim, to_tensor, xs, ys, state: dict):
     return step
 
 
+def shared_state(wl: Workload) -> dict:
+    """trainkit's own initialisation of the workload's model, as numpy arrays both sides load."""
+    ref = wl.build(tnn)
+    return {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
+
+
 def trainkit_stepper(wl: Workload, state: dict, xs, ys):
     """One trainkit step (train or inference) on batch ``i``."""
     return _stepper(wl, trainkit, tnn, toptim, Tensor, xs, ys, state)
@@ -152,16 +160,21 @@ def torch_stepper(wl: Workload, state: dict, xs, ys):
     return _stepper(wl, torch, torch.nn, torch.optim, lambda a: torch.from_numpy(a.copy()), xs, ys, state)
 
 
+#: The clock runs are timed with: wall time, or (``--clock cpu``) the process's CPU time, which a
+#: shared machine's other processes do not inflate while they hold the core (valid at 1 thread only).
+CLOCK = time.perf_counter
+
+
 def calibrate(step, seconds: float) -> int:
     """Number of steps that takes about ``seconds`` (after a short warm-up)."""
     for i in range(3):
         step(i)
     n, t = 0, 0.0
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     while t < 0.25:
         step(n)
         n += 1
-        t = time.perf_counter() - t0
+        t = CLOCK() - t0
     return max(3, int(n * seconds / t))
 
 
@@ -169,19 +182,21 @@ def timed(step, steps: int) -> float:
     """Seconds for ``steps`` consecutive steps (two warm-up steps first)."""
     step(0)
     step(1)
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     for i in range(steps):
         step(i)
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 @dataclass
 class Result:
-    """Images per second of each run for one workload."""
+    """Images per second of each run for one workload at one thread count."""
 
     workload: Workload
+    threads: int
     trainkit: list = field(default_factory=list)
     torch: list = field(default_factory=list)
+    loadavg: list = field(default_factory=list)
 
     @property
     def tk_median(self) -> float:
@@ -192,115 +207,37 @@ class Result:
         return statistics.median(self.torch) if self.torch else None
 
 
-def run_workload(wl: Workload, repeats: int, seconds: float) -> Result:
+def set_threads(n: int) -> None:
+    """trainkit's intra-op pool and numpy's BLAS, and torch, all on ``n`` threads."""
+    if hasattr(trainkit, "set_num_threads"):
+        trainkit.set_num_threads(n)
+    else:  # a tree from before trainkit.set_num_threads: BLAS only
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            raise SystemExit("this trainkit has no set_num_threads: run with OPENBLAS_NUM_THREADS set and "
+                             "without --threads, or install threadpoolctl") from None
+        set_threads.limits = threadpool_limits(n, user_api="blas")  # kept alive on the function
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def run_workload(wl: Workload, threads: int, repeats: int, seconds: float) -> Result:
     """Alternate trainkit and torch runs ``repeats`` times each; images/s of every run."""
     xs, ys = make_data(wl.batch)
-    ref = wl.build(tnn)  # trainkit's own initialisation supplies the shared weights
-    state = {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
+    state = shared_state(wl)
     tk = trainkit_stepper(wl, state, xs, ys)
     th = torch_stepper(wl, state, xs, ys) if torch is not None else None
     steps = calibrate(tk, seconds)
     # torch is faster: give it as many steps as it needs for a comparable run length
     th_steps = calibrate(th, seconds) if th is not None else 0
-    res = Result(wl)
+    res = Result(wl, threads)
     for _ in range(repeats):
+        res.loadavg.append(os.getloadavg()[0])
         res.trainkit.append(wl.batch * steps / timed(tk, steps))
         if th is not None:
             res.torch.append(wl.batch * th_steps / timed(th, th_steps))
     return res
-
-
-# --------------------------------------------------------------------------- profile
-def _op_classes():
-    """Every Op subclass defined so far (recursively)."""
-    seen, stack = [], list(Op.__subclasses__())
-    while stack:
-        c = stack.pop()
-        if c not in seen:
-            seen.append(c)
-            stack.extend(c.__subclasses__())
-    return seen
-
-
-@contextlib.contextmanager
-def op_timing():
-    """Time every Op's forward and backward by op type while the block runs.
-
-    Yields a dict ``{(phase, op_name): [seconds, calls]}``. The wrappers are
-    removed on exit; nested calls (an op calling another op's method) are
-    counted once, at the outermost level.
-    """
-    stats = defaultdict(lambda: [0.0, 0])
-    depth = [0]
-    patched = []
-
-    def wrap(fn, phase):
-        def timed_method(self, *args, **kwargs):
-            if depth[0]:
-                return fn(self, *args, **kwargs)
-            depth[0] += 1
-            t0 = time.perf_counter()
-            try:
-                return fn(self, *args, **kwargs)
-            finally:
-                s = stats[(phase, type(self).__name__)]
-                s[0] += time.perf_counter() - t0
-                s[1] += 1
-                depth[0] -= 1
-
-        return timed_method
-
-    for cls in _op_classes():
-        for phase in ("forward", "backward"):
-            if phase in cls.__dict__:
-                patched.append((cls, phase, cls.__dict__[phase]))
-                setattr(cls, phase, wrap(cls.__dict__[phase], phase))
-    try:
-        yield stats
-    finally:
-        for cls, phase, fn in patched:
-            setattr(cls, phase, fn)
-
-
-def profile_step(wl: Workload, steps: int = 30):
-    """Per-phase and per-op times (ms per step, median over ``steps``) of trainkit's training step.
-
-    Medians rather than means keep a shared machine's bursts of load from
-    dominating the breakdown; the phases therefore need not add up exactly.
-    """
-    xs, ys = make_data(wl.batch)
-    ref = wl.build(tnn)
-    state = {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
-    st = trainkit_stepper(wl, state, xs, ys)
-    model, opt, crit, bx, by = st.model, st.opt, st.crit, st.bx, st.by
-    for i in range(3):
-        st(i)
-    phases = defaultdict(list)
-    per_op = defaultdict(list)
-    calls = {}
-    with op_timing() as stats:
-        for i in range(steps):
-            stats.clear()
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            loss = crit(model(bx[i % N_BATCHES]), by[i % N_BATCHES])
-            t1 = time.perf_counter()
-            loss.backward()
-            t2 = time.perf_counter()
-            opt.step()
-            t3 = time.perf_counter()
-            phases["forward"].append(t1 - t0)
-            phases["backward"].append(t2 - t1)
-            phases["optimizer"].append(t3 - t2)
-            for k, (sec, n) in stats.items():
-                per_op[k].append(sec)
-                calls[k] = n
-            for phase in ("forward", "backward"):  # time outside the ops, per step
-                inside = sum(sec for (ph, _), (sec, _) in stats.items() if ph == phase)
-                per_op[(phase, "")].append(phases[phase][-1] - inside)
-    med = {k: 1e3 * statistics.median(v) for k, v in phases.items()}
-    ops = {k: (1e3 * statistics.median(v), calls.get(k, 0)) for k, v in per_op.items()}
-    return med, ops
 
 
 # --------------------------------------------------------------------------- report
@@ -319,46 +256,72 @@ def machine_info() -> dict:
         "threads": None,
     }
     try:
-        from threadpoolctl import threadpool_info
-        for lib in threadpool_info():
-            if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", ""):
-                info["blas"] = f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')})"
-                info["threads"] = lib.get("num_threads")
-                break
-    except ImportError:
-        pass
+        from trainkit.autograd import threads as tk_threads
+        info["blas"] = tk_threads.blas_info()
+        info["threads"] = tk_threads.get_num_threads()
+    except (ImportError, AttributeError):
+        try:
+            from threadpoolctl import threadpool_info
+            for lib in threadpool_info():
+                if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", ""):
+                    info["blas"] = f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')})"
+                    info["threads"] = lib.get("num_threads")
+                    break
+        except ImportError:
+            pass
     if info["threads"] is None:
-        info["threads"] = os.cpu_count()
+        info["threads"] = int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count()))
     return info
 
 
+def _ratio_cell(ratio, target):
+    if ratio is None:
+        return "—"
+    if target is None:
+        return f"{ratio:.2f}"
+    return f"[green]{ratio:.2f}[/]" if ratio >= target else f"[red]{ratio:.2f}[/]"
+
+
 def print_report(console, info, results, profile):
-    """The machine header, the throughput table and the profile."""
+    """The machine header, the throughput table, the 2-thread scaling and the profile."""
     console.print(
         f"[bold]trainkit throughput[/] — {info['processor']}, {info['cpus']} CPUs, "
-        f"BLAS {info['blas']} with {info['threads']} threads; numpy {info['numpy']}, "
-        f"torch {info['torch'] or 'not installed'} (set_num_threads({info['threads']})); "
+        f"BLAS {info['blas']}; numpy {info['numpy']}, torch {info['torch'] or 'not installed'}; "
         f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}; "
-        f"1-min load average at start {info['loadavg']:.2f}"
+        f"1-min load average at start {info['loadavg']:.2f}; clock: {info['clock']}"
     )
-    table = Table(title="images/s (median of alternating runs)")
-    for col in ("workload", "trainkit", "PyTorch", "ratio", "target", "best-run ratio", "runs tk / torch"):
+    table = Table(title="images/s (median of alternating runs; trainkit, numpy's BLAS and torch on the same threads)")
+    for col in ("workload", "threads", "trainkit", "PyTorch", "ratio", "target", "best-run ratio",
+                "runs tk / torch", "load"):
         table.add_column(col, justify="left" if col == "workload" else "right")
     for r in results:
         tkm, thm = r.tk_median, r.torch_median
         ratio = tkm / thm if thm else None
-        target = TARGETS[r.workload.key]
-        ratio_s = "—" if ratio is None else (f"[green]{ratio:.2f}[/]" if ratio >= target else f"[red]{ratio:.2f}[/]")
+        target = TARGETS.get(r.workload.key, {}).get(r.threads)
         runs = " ".join(f"{v:.0f}" for v in r.trainkit) + " / " + " ".join(f"{v:.0f}" for v in r.torch)
         best = f"{max(r.trainkit) / max(r.torch):.2f}" if r.torch else "—"
-        table.add_row(r.workload.label, f"{tkm:,.0f}", "—" if thm is None else f"{thm:,.0f}", ratio_s,
-                      f"≥ {target}", best, runs)
+        table.add_row(r.workload.label, str(r.threads), f"{tkm:,.0f}", "—" if thm is None else f"{thm:,.0f}",
+                      _ratio_cell(ratio, target), "—" if target is None else f"≥ {target}", best, runs,
+                      f"{min(r.loadavg):.1f}–{max(r.loadavg):.1f}")
     console.print(table)
+    by_key = defaultdict(dict)
+    for r in results:
+        by_key[r.workload.key][r.threads] = r
+    scaling = [(k, d) for k, d in by_key.items() if 1 in d and 2 in d]
+    if scaling:
+        st = Table(title="2-thread / 1-thread throughput (medians)")
+        for col in ("workload", "trainkit", "PyTorch"):
+            st.add_column(col, justify="left" if col == "workload" else "right")
+        for k, d in scaling:
+            tk = d[2].tk_median / d[1].tk_median
+            th = d[2].torch_median / d[1].torch_median if d[1].torch_median else None
+            st.add_row(d[2].workload.label, f"{tk:.2f}", "—" if th is None else f"{th:.2f}")
+        console.print(st)
     if profile is None:
         return
-    wl, (phases, ops) = profile
+    wl, threads, (phases, ops) = profile
     total = sum(phases.values())
-    pt = Table(title=f"trainkit step profile: {wl.label} (median ms per step; total {total:.2f} ms)")
+    pt = Table(title=f"trainkit step profile: {wl.label}, {threads} threads (median ms per step; total {total:.2f} ms)")
     for col in ("phase", "op", "calls/step", "ms/step", "% of step"):
         pt.add_column(col, justify="left" if col in ("phase", "op") else "right")
     for phase in ("forward", "backward"):
@@ -375,52 +338,62 @@ def print_report(console, info, results, profile):
 
 
 def main(argv=None) -> int:
+    keys_all = [w.key for w in WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(w.key for w in WORKLOADS),
-                        help="comma-separated subset of: " + ", ".join(w.key for w in WORKLOADS))
+    parser.add_argument("--workloads", default=",".join(w.key for w in WORKLOADS if w.default),
+                        help="comma-separated subset of: " + ", ".join(keys_all))
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side (median reported)")
     parser.add_argument("--seconds", type=float, default=1.5, help="target length of one timed run")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op profile")
     parser.add_argument("--profile", default="lenet32", help="workload to profile (a training one)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS threads for numpy and torch.set_num_threads (default: numpy's current count)")
+    parser.add_argument("--threads", default=None,
+                        help="thread counts to run, e.g. '2,1' (trainkit, numpy's BLAS and torch set alike; "
+                             "default: the current BLAS thread count only)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time runs by wall clock, or by the process's CPU time (1 thread only: "
+                             "steady under other processes' load)")
     args = parser.parse_args(argv)
+    global CLOCK
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
 
     keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in {w.key for w in WORKLOADS}]
+    unknown = [k for k in keys if k not in keys_all]
     if unknown:
-        parser.error(f"unknown workload(s) {unknown}; choose from {[w.key for w in WORKLOADS]}")
-    if args.threads is not None:
-        try:  # limits numpy's BLAS pool for the whole run (kept alive by the variable)
-            from threadpoolctl import threadpool_limits
-            _limits = threadpool_limits(args.threads, user_api="blas")  # noqa: F841
-        except ImportError:
-            parser.error("--threads needs threadpoolctl (pip install threadpoolctl)")
+        parser.error(f"unknown workload(s) {unknown}; choose from {keys_all}")
     info = machine_info()
-    if torch is not None:
-        torch.set_num_threads(int(info["threads"]))  # same thread count as numpy's BLAS
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [int(info["threads"])]
+    if args.clock == "cpu" and thread_counts != [1]:
+        parser.error("--clock cpu measures one thread's work: use it with --threads 1")
+    info["clock"] = args.clock
     # a pipe gets rich's 80 columns by default, too narrow for the tables
-    console = (Console() if sys.stdout.isatty() else Console(width=140)) if Console else None
+    console = (Console() if sys.stdout.isatty() else Console(width=150)) if Console else None
     results = []
-    for wl in WORKLOADS:
-        if wl.key in keys:
-            results.append(run_workload(wl, args.repeats, args.seconds))
+    for n in thread_counts:
+        if args.threads:
+            set_threads(n)
+        elif torch is not None:
+            torch.set_num_threads(n)  # same thread count as numpy's BLAS
+        for wl in WORKLOADS:
+            if wl.key in keys:
+                results.append(run_workload(wl, n, args.repeats, args.seconds))
     profile = None
     if not args.no_profile:
         wl = next(w for w in WORKLOADS if w.key == args.profile)
-        profile = (wl, profile_step(wl))
+        xs, ys = make_data(wl.batch)
+        profile = (wl, thread_counts[-1],
+                   profile_step(trainkit_stepper(wl, shared_state(wl), xs, ys), clock=CLOCK))
     if console is not None:
         print_report(console, info, results, profile)
     else:  # pragma: no cover
         for r in results:
-            print(r.workload.label, r.tk_median, r.torch_median)
+            print(r.workload.label, r.threads, r.tk_median, r.torch_median)
     if args.json:
-        out = {"machine": info, "results": {
-            r.workload.key: {"trainkit": r.trainkit, "torch": r.torch, "trainkit_median": r.tk_median,
-                             "torch_median": r.torch_median,
-                             "ratio": (r.tk_median / r.torch_median) if r.torch_median else None}
-            for r in results}}
+        out = {"machine": info, "results": [
+            {"workload": r.workload.key, "threads": r.threads, "trainkit": r.trainkit, "torch": r.torch,
+             "trainkit_median": r.tk_median, "torch_median": r.torch_median, "loadavg": r.loadavg,
+             "ratio": (r.tk_median / r.torch_median) if r.torch_median else None}
+            for r in results]}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
     return 0

@@ -41,19 +41,25 @@ def conv_grads_ref(x, w, gy, stride, pad):
     return gxp[:, :, pad:pad + h, pad:pad + wd], gw
 
 
-@pytest.mark.parametrize("stride,pad", [(1, 0), (1, 2), (2, 1)])
+@pytest.mark.parametrize("stride,pad,k", [(1, 0, 3), (1, 2, 3), (2, 1, 3), (1, 1, 3), (1, 2, 5), (1, 3, 3),
+                                          (1, 0, 1), (2, 0, 1), (3, 2, 3)])
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 19])
 @pytest.mark.parametrize("keep_max", [1 << 40, 0])
-@pytest.mark.parametrize("flat_min", [0, 1 << 50])
-def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, stride, pad, chunk_bytes, keep_max,
-                                                                  flat_min):
-    monkeypatch.setattr(conv_ops, "FLAT_MIN_BYTES", flat_min)  # 0: flat windows for every stride-1 conv
-    monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per chunk
+@pytest.mark.parametrize("flat_junk", [0.0, 1.0])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 18])
+def test_conv2d_chunked_forward_and_backward_match_direct_loops(monkeypatch, stride, pad, k, chunk_bytes, keep_max,
+                                                                  flat_junk, block_bytes):
+    # flat_junk 1.0: flat windows for every stride-1 conv, 0.0: only where they add no junk columns;
+    # pad >= (k-1)/2 takes the transposed-conv input gradient, smaller pads the col2im one
+    monkeypatch.setattr(conv_ops, "FLAT_MAX_JUNK", flat_junk)
+    monkeypatch.setattr(conv_ops, "FLAT_MAX_WIDTH", 1 << 20)
+    monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk_bytes)  # 1 byte: one image per piece
     monkeypatch.setattr(conv_ops, "KEEP_COLUMNS_MAX_BYTES", keep_max)  # 0: columns rebuilt in backward
-    monkeypatch.setattr(conv_ops, "REBUILD_CHUNK", 2)
+    monkeypatch.setattr(conv_ops, "POSITION_BLOCK_BYTES", block_bytes)  # 1 byte: blocks of 5 positions
+    monkeypatch.setattr(conv_ops, "POSITION_BLOCK", 5)  # (w has 4 output channels: blocked)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 3, 9, 8))
-    w = rng.standard_normal((4, 3, 3, 3))
+    w = rng.standard_normal((4, 3, k, k))
     b = rng.standard_normal(4)
     xt, wt, bt = (tk.tensor(a, requires_grad=True) for a in (x, w, b))
     y = F.conv2d(xt, wt, bt, stride=stride, padding=pad)
@@ -129,3 +135,123 @@ def test_allocator_tuning_is_on_by_default_on_glibc_and_can_be_turned_off():
     env = {**__import__("os").environ, "TRAINKIT_MALLOC_TUNING": "0"}
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert off.stdout.strip() == "False"
+
+
+def _numba_or_skip(use_jit):
+    if use_jit:
+        pytest.importorskip("numba")
+
+
+@pytest.fixture
+def jit_mode(request):
+    """Run a test with the numba kernels (param True; skipped without numba) or the numpy code (False)."""
+    from trainkit.autograd.ops import jit
+    _numba_or_skip(request.param)
+    prev = jit.set_enabled(request.param)
+    yield request.param
+    jit.set_enabled(prev)
+
+
+def bn_ref(x, w, b, gy, eps=1e-5):
+    """Training-mode batch norm and its gradients in float64, straight from the definition."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    n = x.size // x.shape[1]
+    mean = x.mean(axis=axes)
+    var = ((x - mean.reshape(shape)) ** 2).mean(axis=axes)
+    xhat = (x - mean.reshape(shape)) / np.sqrt(var + eps).reshape(shape)
+    y = xhat * w.reshape(shape) + b.reshape(shape)
+    gxhat = gy * w.reshape(shape)
+    gx = (gxhat - gxhat.sum(axis=axes).reshape(shape) / n
+          - xhat * (gxhat * xhat).sum(axis=axes).reshape(shape) / n) / np.sqrt(var + eps).reshape(shape)
+    return y, gx, (gy * xhat).sum(axis=axes), gy.sum(axis=axes), mean, var * n / (n - 1)
+
+
+@pytest.mark.parametrize("jit_mode", [False, True], indirect=True)
+@pytest.mark.parametrize("shape", [(7, 3, 5, 4), (1, 4, 3, 3), (13, 2, 1, 1), (9, 5), (6, 3, 7)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("piece_bytes", [1, 1 << 18])
+def test_batch_norm_pieces_and_kernels_match_the_definition(monkeypatch, jit_mode, shape, dtype, piece_bytes):
+    from trainkit.autograd.ops import norm as norm_ops
+    monkeypatch.setattr(norm_ops, "PIECE_BYTES", piece_bytes)  # 1 byte: one image per piece
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(shape) * 2 + 30).astype(dtype)  # an offset: the variance must be centred
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    bn = (tk.nn.BatchNorm2d if len(shape) == 4 else tk.nn.BatchNorm1d)(c, dtype=dtype)
+    bn.weight._array[...] = w
+    bn.bias._array[...] = b
+    xt = tk.tensor(x, requires_grad=True)
+    y = bn(xt)
+    (y * tk.tensor(gy)).sum().backward()
+    ref = bn_ref(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), gy.astype(np.float64))
+    tol = 1e-9 if dtype == np.float64 else 2e-4
+    assert y.dtype == dtype and xt.grad.dtype == dtype and bn.weight.grad.dtype == dtype
+    for got, want in [(y.detach().numpy(), ref[0]), (xt.grad.numpy(), ref[1]), (bn.weight.grad.numpy(), ref[2]),
+                      (bn.bias.grad.numpy(), ref[3])]:
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.1 * ref[4], rtol=tol)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * ref[5], rtol=tol)
+    bn.eval()  # running statistics: y = x * scale + shift, gradient gy * scale
+    xt2 = tk.tensor(x, requires_grad=True)
+    y2 = bn(xt2)
+    (y2 * tk.tensor(gy)).sum().backward()
+    shp = (1, -1) + (1,) * (len(shape) - 2)
+    scale = w.astype(np.float64) / np.sqrt(bn.running_var.numpy().astype(np.float64) + 1e-5)
+    want = (x - bn.running_mean.numpy().reshape(shp)) * scale.reshape(shp) + b.reshape(shp)
+    np.testing.assert_allclose(y2.detach().numpy(), want, rtol=tol, atol=tol * np.abs(want).max())
+    np.testing.assert_allclose(xt2.grad.numpy(), gy * scale.reshape(shp), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("jit_mode", [False, True], indirect=True)
+@pytest.mark.parametrize("shape", [(3, 2, 6, 8), (2, 3, 7, 5), (5, 1, 2, 2), (1, 2, 3, 3)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_pool_2x2_pieces_and_kernels_pick_the_first_maximum(monkeypatch, jit_mode, shape, dtype):
+    from trainkit.autograd.ops import pool as pool_ops
+    monkeypatch.setattr(pool_ops, "POOL_PIECE_BYTES", 1)  # one image per piece
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, shape).astype(dtype)  # many ties, as after a ReLU
+    xt = tk.tensor(x, requires_grad=True)
+    y = F.max_pool2d(xt, 2)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    (y * tk.tensor(gy)).sum().backward()
+    n, c, h, w = shape
+    ref_y, ref_g = np.zeros(y.shape, dtype), np.zeros(shape, dtype)
+    for i in range(h // 2):
+        for j in range(w // 2):
+            win = x[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2].reshape(n, c, 4)
+            k = win.argmax(axis=2)
+            ref_y[:, :, i, j] = win.max(axis=2)
+            for a in range(n):
+                for b in range(c):
+                    ref_g[a, b, 2 * i + k[a, b] // 2, 2 * j + k[a, b] % 2] = gy[a, b, i, j]
+    assert y.dtype == dtype and xt.grad.dtype == dtype
+    np.testing.assert_array_equal(y.detach().numpy(), ref_y)
+    np.testing.assert_array_equal(xt.grad.numpy(), ref_g)
+
+
+@pytest.mark.parametrize("cin,cout,size,k,stride,pad", [
+    (16, 16, 16, 3, 1, 1),   # same-padded: one set of output-gradient columns for both gradients
+    (3, 16, 32, 3, 1, 1),    # wide rows, 3 channels: sliding windows, kept columns
+    (16, 32, 16, 3, 2, 1),   # strided: input gradient phase by phase
+    (16, 32, 16, 1, 2, 0),   # 1x1 stride 2: three phases without taps
+    (16, 16, 32, 3, 1, 1),   # 32x32 with 16 output channels: position blocks
+    (6, 16, 14, 5, 1, 0),    # LeNet's second conv: col2im
+])
+def test_conv2d_float32_agrees_with_float64_to_1e4(cin, cout, size, k, stride, pad):
+    """The float32 fast paths at real layer sizes (odd batch), against the same op in float64."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((9, cin, size, size))
+    w = rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)
+    gy = rng.standard_normal((9, cout, (size + 2 * pad - k) // stride + 1, (size + 2 * pad - k) // stride + 1))
+    out = {}
+    for dt in (np.float32, np.float64):
+        xt = tk.tensor(x.astype(dt), requires_grad=True)
+        wt = tk.tensor(w.astype(dt), requires_grad=True)
+        y = F.conv2d(xt, wt, stride=stride, padding=pad)
+        (y * tk.tensor(gy.astype(dt))).sum().backward()
+        out[dt] = [a.astype(np.float64) for a in (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy())]
+        assert y.dtype == dt and xt.grad.dtype == dt and wt.grad.dtype == dt
+    for a32, a64 in zip(out[np.float32], out[np.float64]):
+        assert np.abs(a32 - a64).max() <= 1e-4 * np.abs(a64).max()

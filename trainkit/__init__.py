@@ -50,6 +50,7 @@ from .autograd.ops.scan import cumprod, cumsum, prod  # noqa: F401
 from .autograd.ops.sort import argsort, kthvalue, median, msort, sort, topk, unique  # noqa: F401
 from .autograd.sampling import bernoulli, multinomial, normal, poisson  # noqa: F401
 # --- end of the issue-13 ops block
+from .autograd.threads import get_num_threads, set_num_threads  # noqa: F401
 from .autograd.tensor import Tensor  # noqa: F401
 
 # The declaration registry sits just above the engine (it imports nothing else of trainkit).

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from trainkit.autograd.threads import elementwise as _par
+
 __all__ = ["Optimizer", "required", "check_engine_flags", "grad_array", "l2_gradient"]
 
 
@@ -92,8 +94,8 @@ def l2_gradient(g: np.ndarray, param: np.ndarray, weight_decay: float) -> np.nda
 
     A new array because ``g`` may be the user's ``.grad``, which a step must leave untouched.
     """
-    out = np.multiply(param, weight_decay, out=np.empty_like(param))
-    return np.add(g, out, out=out)
+    out = _par(np.multiply, param, weight_decay, out=np.empty_like(param))  # _par: large arrays on the pool
+    return _par(np.add, g, out, out=out)
 
 
 def check_engine_flags(differentiable: bool = False, **_accepted) -> None:

@@ -5,6 +5,8 @@ import numpy as np
 
 from trainkit.registry import optimizer
 
+from ..autograd.threads import elementwise as _par
+
 from .optimizer import Optimizer, check_engine_flags, l2_gradient
 from .specs import FRACTION, LR, MOMENTUM, WEIGHT_DECAY
 
@@ -102,14 +104,14 @@ class SGD(Optimizer):
                         buf = np.array(g, dtype=param.dtype, copy=True)
                         state["momentum_buffer"] = buf
                     else:
-                        np.multiply(buf, momentum, out=buf)
+                        _par(np.multiply, buf, momentum, out=buf)
                         if dampening != 0:
-                            np.add(buf, np.multiply(g, 1 - dampening), out=buf)
+                            _par(np.add, buf, np.multiply(g, 1 - dampening), out=buf)
                         else:
-                            np.add(buf, g, out=buf)
+                            _par(np.add, buf, g, out=buf)
                     if nesterov:
-                        g = np.add(g, np.multiply(buf, momentum))
+                        g = _par(np.add, g, _par(np.multiply, buf, momentum))
                     else:
                         g = buf
-                np.subtract(param, np.multiply(g, lr), out=param)
+                _par(np.subtract, param, _par(np.multiply, g, lr), out=param)
         return loss

@@ -1,216 +1,410 @@
-"""2-D convolution by im2col + batched GEMM (no Python loop over pixels; the batch goes in cache-sized chunks)."""
+"""2-D convolution by im2col + GEMM, a few images at a time, the pieces spread over the intra-op threads.
+
+Every pass (forward, weight gradient, input gradient) works on pieces of a
+few images whose columns fit in about half an L2 cache, so each GEMM reads
+columns that were just written. The pieces are independent, so
+:func:`~trainkit.autograd.threads.parallel_for` runs them on several cores
+(numpy releases the GIL in the copies and GEMMs); partial weight and bias
+gradients are summed in piece order, so results do not depend on the number
+of threads.
+"""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from ..function import Op
+from ..threads import parallel_for, split
+from .im2col import col2im_flat, flat_planes, flat_windows, pad2d, pair, strided_windows
 
+__all__ = ["Conv2d", "pair", "pad2d"]
 
-def pair(v) -> tuple:
-    """``v`` as a (height, width) pair."""
-    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-
-
-def pad2d(x: np.ndarray, ph: int, pw: int, value=0) -> np.ndarray:
-    """Pad the last two axes of an NCHW array (one allocation, one copy)."""
-    if not ph and not pw:
-        return x
-    n, c, h, w = x.shape
-    out = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
-
-
-def col2im_add(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int) -> np.ndarray:
-    """Scatter-add columns (N, C*kh*kw, Ho*Wo) back into a padded NCHW gradient.
-
-    Two passes of shifted slice adds (rows, then columns): each first-pass add
-    moves whole contiguous Ho*Wo blocks, which measured ~1.5x faster than
-    kh*kw separate strided 2-D slice adds.
-    """
-    n, c, hp, wp = xshape
-    cols = gcols.reshape(n, c, kh, kw, ho, wo)
-    tmp = np.zeros((n, c, kw, hp, wo), gcols.dtype)
-    for i in range(kh):
-        tmp[:, :, :, i:i + sh * (ho - 1) + 1:sh, :] += cols[:, :, i]
-    g = np.zeros(xshape, gcols.dtype)
-    for j in range(kw):
-        g[:, :, :, j:j + sw * (wo - 1) + 1:sw] += tmp[:, :, j]
-    return g
-
-
-def col2im_flat(gcols: np.ndarray, xshape: tuple, kh: int, kw: int, ho: int) -> np.ndarray:
-    """Stride-1 col2im from columns computed on a gradient padded to the input's width.
-
-    ``gcols`` is (N, C*kh*kw, Ho*Wp): each row of Wo values is followed by
-    kw-1 zeros, so window (i, j) is one contiguous block added at flat offset
-    i*Wp + j of each padded input plane; the zeros that spill past a row's end
-    add nothing. kh*kw adds of contiguous blocks, no strided inner loop.
-    """
-    n, c, hp, wp = xshape
-    cols = gcols.reshape(n * c, kh, kw, ho * wp)
-    size, span = hp * wp, ho * wp
-    g = np.zeros((n * c, size + kw), gcols.dtype)  # kw spare slots take the last row's spill
-    for i in range(kh):
-        for j in range(kw):
-            off = i * wp + j
-            g[:, off:off + span] += cols[:, i, j]
-    return g[:, :size].reshape(xshape)
-
-
-#: Bytes of im2col columns built per GEMM in the forward pass (about half an L2 cache):
-#: measured ~1.5x faster than one big im2col for LeNet's first conv at batch 128,
-#: ~3x at batch 256 without grad (no tens-of-MB buffer to fault in and stream).
+#: Bytes of im2col columns per piece (about half an L2 cache): measured ~1.5x faster than one big
+#: im2col for LeNet's first conv at batch 128, ~3x at batch 256 without grad.
 COLUMN_CHUNK_BYTES = 1 << 19
 
-#: Columns larger than this are not kept for the weight gradient but rebuilt a few images at a
-#: time in backward from the (much smaller) input.
-KEEP_COLUMNS_MAX_BYTES = 16 << 20
+#: Per-image columns larger than POSITION_BLOCK_BYTES are multiplied in blocks of at most
+#: POSITION_BLOCK output positions when the product has at most 16 rows: OpenBLAS's direct SkylakeX
+#: sgemm ran (16 x 144) @ (144 x N) at 52-60 GMAC/s for N <= 384 and 30-39 for N >= 448 (ResNet's
+#: 32x32 maps have N = 1088 positions per image); with 32 or more rows, or small columns (LeNet's
+#: 75 x 896, a 3-channel stem's 27 x 1088), blocks ran no faster.
+POSITION_BLOCK_BYTES = 320 << 10
+POSITION_BLOCK = 384
 
-#: Bytes of input-gradient columns per chunk in backward (stride 1).
+#: Bytes of input-gradient columns per piece for the col2im path (stride 1, padding below (k-1)/2).
 INPUT_GRAD_CHUNK_BYTES = 1 << 21
 
-#: Images per chunk when the columns are rebuilt in backward.
-REBUILD_CHUNK = 8
+#: Pieces a backward pass with no columns to build is cut into (enough to keep two threads busy), and
+#: the most pieces any pass is cut into.
+MIN_PIECES = 4
+MAX_PIECES = 16
+
+#: Columns larger than this are not kept for the weight gradient but rebuilt piece by piece in
+#: backward from the (much smaller) input: writing them to memory in forward cost more than the
+#: rebuild (LeNet's first conv at batch 64, 15 MB: 4.18 ms kept, 3.46 ms rebuilt, forward + backward;
+#: a 3-channel stem at batch 128, 14 MB: 6.52 against 6.03 ms), while 7.5 MB still paid off (1.44
+#: against 1.74 ms at batch 32).
+KEEP_COLUMNS_MAX_BYTES = 8 << 20
+
+#: Stride-1 convs take their columns from flat planes (long contiguous copies; Wp-Wo junk columns per
+#: output row computed by the GEMM and dropped) when the junk is at most FLAT_MAX_JUNK of the columns
+#: and either the output rows are short (at most FLAT_MAX_WIDTH values: the window copy's runs of Wo
+#: values are slow) or the columns are large (FLAT_MIN_BYTES) with at least FLAT_MIN_ROWS column rows
+#: to copy. Measured forward + backward: 16->16 3x3 at 32x32, batch 64, 17.0 ms flat against 19.0 ms
+#: from sliding windows; a 3-channel 3x3 stem (27 rows) 1.56 against 1.24 ms at batch 32 and 6.1
+#: against 4.5 ms at batch 128; LeNet's 5x5 first conv (75 rows) flat from 8 MB as before.
+FLAT_MAX_JUNK = 0.25
+FLAT_MAX_WIDTH = 16
+FLAT_MIN_BYTES = 8 << 20
+FLAT_MIN_ROWS = 64
+
+
+def _piece_images(n: int, image_bytes: int) -> int:
+    """Images per backward piece: columns of about COLUMN_CHUNK_BYTES, but at most MAX_PIECES pieces.
+
+    The cap keeps Python's per-piece cost (a dozen numpy calls in backward) small next to the work
+    when one image's columns already fill the chunk (LeNet's first conv: 269 KB an image); forward
+    pieces (four calls) measured faster uncapped.
+    """
+    return max(1, COLUMN_CHUNK_BYTES // max(1, image_bytes), -(-n // MAX_PIECES))
+
+
+def _blocks(m_rows: int, k: int, p: int, itemsize: int, unit: int = 1) -> list:
+    """(start, stop) blocks of the p positions of a (k, p) column matrix multiplied by ``m_rows`` rows.
+
+    See POSITION_BLOCK_BYTES; only products with at most 16 rows are blocked (with 32 or more the
+    kernel ran as fast unblocked). Block bounds are multiples of ``unit`` (a row of positions, for
+    windows that are not flat).
+    """
+    small = m_rows > 16 or k * p * itemsize <= POSITION_BLOCK_BYTES
+    nblk = 1 if small else -(-p // POSITION_BLOCK)
+    step = max(1, -(-(p // unit) // nblk)) * unit
+    return [(p0, min(p, p0 + step)) for p0 in range(0, p, step)]
+
+
+class Geometry(NamedTuple):
+    """Sizes of one conv2d: input (n, c, h, w), kernel (o, kh, kw), output (ho, wo), padded (hp, wp),
+    flat-plane width wq, whether columns come from flat planes, and column positions per image p."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    hp: int
+    wp: int
+    wq: int
+    flat: bool
+    p: int
+
+    @classmethod
+    def of(cls, xshape, wshape, stride, padding) -> "Geometry":
+        (sh, sw), (ph, pw) = stride, padding
+        o, c, kh, kw = wshape
+        n, _, h, w = xshape
+        hp, wp = h + 2 * ph, w + 2 * pw
+        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        wq = -(-wp // sw)
+        large = n * c * kh * kw * ho * wo * 4 >= FLAT_MIN_BYTES and c * kh * kw >= FLAT_MIN_ROWS
+        short = wo <= FLAT_MAX_WIDTH or large
+        flat = sh == 1 and sw == 1 and (wq - wo) <= FLAT_MAX_JUNK * wq and short
+        return cls(n, c, h, w, o, kh, kw, ho, wo, hp, wp, wq, flat, ho * wq if flat else ho * wo)
+
+
+def _sum_in_order(parts):
+    """Sum a list of arrays in list order (a fixed order whatever thread computed each)."""
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = acc + p
+    return acc
 
 
 def _weight_grad(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """sum over the batch of g (N, O, P) @ colsᵀ (N, P, K), as (O, K).
+    """Sum over the piece of g (m, O, P) @ colsᵀ (m, P, K), as (O, K).
 
-    For a short reduction (P <= K, e.g. LeNet's second conv) the (K, O) orientation
-    measured ~2x faster in OpenBLAS than (O, K).
+    OpenBLAS runs these small products in the (K, O) orientation up to ~2x
+    faster when the reduction is short (P <= K) or O has at least 16 rows to
+    fill its kernel; a long reduction into few output channels (LeNet's first
+    conv, O = 6) is faster as (O, K).
     """
-    if cols.shape[2] <= cols.shape[1]:
-        return np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T
+    o, k, p = g.shape[1], cols.shape[1], cols.shape[2]
+    if p <= k or o >= 16:
+        return _cols_times_t(cols, g).T
     return np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
 
 
-#: Columns at least this big are built from flat windows (stride 1): the long contiguous copies
-#: win over the junk columns they add once the columns no longer fit in cache.
-FLAT_MIN_BYTES = 8 << 20
+def _cols_times_t(cols: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sum over the piece of cols (m, K, P) @ bᵀ (m, P, N), as (K, N).
 
-
-def _flat_windows(x: np.ndarray, kh: int, kw: int, ph: int, pw: int):
-    """Stride-1 windows as long contiguous runs: a (N, C, kh, kw, Ho*Wp) view of the padded input.
-
-    Each padded plane is stored flat with kw-1 spare zeros, so window (i, j) of every output
-    position is one contiguous run of Ho*Wp values starting at i*Wp + j; the Wp-Wo extra values
-    per output row are junk columns dropped after the GEMM. Copying these runs into columns
-    measured 1.6-4x faster than copying the 2-D windows of sliding_window_view (rows of only Wo
-    values), e.g. LeNet conv2 at batch 128: 0.80 -> 0.19 ms.
+    When bᵀ is several times smaller than the columns it is copied contiguous first: OpenBLAS ran
+    these products 1.5x faster from a contiguous (P, N) operand than from a transposed view (the
+    3x3 convs' 144-row columns against 16 channels); with as many rows as channels (a 3-channel
+    input's 27) the copy costs more than it saves.
     """
-    n, c, h, w = x.shape
-    hp, wp = h + 2 * ph, w + 2 * pw
-    ho = hp - kh + 1
-    flat = np.zeros((n, c, hp * wp + kw - 1), x.dtype)
-    flat[:, :, :hp * wp].reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + w] = x
-    s = flat.strides
-    return as_strided(flat, (n, c, kh, kw, ho * wp), (s[0], s[1], wp * s[2], s[2], s[2]), writeable=False)
+    bt = b.transpose(0, 2, 1)
+    if 4 * b.shape[1] <= cols.shape[1]:
+        bt = np.ascontiguousarray(bt)
+    return np.matmul(cols, bt).sum(axis=0)
 
 
 class Conv2d(Op):
-    """Cross-correlation of NCHW input with (O, C, kh, kw) weights, PyTorch's conv2d."""
+    """Cross-correlation of NCHW input with (O, C, kh, kw) weights, PyTorch's conv2d.
+
+    Backward of a stride-1 conv with "same" padding (the 3x3/pad-1 convs of
+    residual nets) builds one set of columns, from the output gradient padded
+    to the input's size: the input gradient is their product with the
+    flipped kernel (a stride-1 conv, no col2im scatter) and the weight
+    gradient their product with the padded input's flat planes, which
+    already lie in the same positions (no rebuilt input columns). Strided
+    convs compute the input gradient phase by phase (no col2im scatter either).
+    """
 
     def __init__(self, stride=1, padding=0):
         self.stride, self.padding = pair(stride), pair(padding)
 
-    def forward(self, x, w, b=None):
+    def _same(self, g: Geometry) -> bool:
+        """Stride 1, square kernel, padding (k-1)/2 on both axes: the output has the input's size."""
         (sh, sw), (ph, pw) = self.stride, self.padding
-        o, c, kh, kw = w.shape
-        n, _, h, wd = x.shape
-        hp, wp = h + 2 * ph, wd + 2 * pw
-        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        k = c * kh * kw
-        if sh == 1 and sw == 1 and n * k * ho * wo * x.itemsize >= FLAT_MIN_BYTES:
-            win = _flat_windows(x, kh, kw, ph, pw)  # columns over Ho*Wp positions (junk past Wo)
-            p = ho * wp
-        else:
-            xp = pad2d(x, ph, pw)
-            win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-            win = win.transpose(0, 1, 4, 5, 2, 3)  # N C kh kw Ho Wo: the column layout, still a view
-            p = ho * wo
+        return sh == 1 and sw == 1 and g.kh == g.kw and ph == pw and 2 * ph == g.kh - 1
+
+    def _windows(self, x: np.ndarray, g: Geometry) -> tuple:
+        """``(flat planes or None, [(tap rows, tap columns, view)])``: where each piece copies its columns from.
+
+        Flat: views (N, C, taps, taps, Ho*Wq); otherwise one (N, C, kh, kw, Ho, Wo) view for all taps.
+        """
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        if not g.flat:
+            return None, [(slice(None), slice(None), strided_windows(x, g.kh, g.kw, sh, sw, ph, pw))]
+        buf = flat_planes(x, ph, pw, g.kw)
+        return buf, [(slice(None), slice(None), flat_windows(buf, g.kh, g.kw, g.ho, g.wp))]
+
+    @staticmethod
+    def _fill(cols: np.ndarray, wins: list, a: int, e: int, g: Geometry, p0: int = 0, p1: int | None = None):
+        """Copy the columns of images a..e, positions p0..p1, into ``cols`` (m, C*kh*kw, p1-p0)."""
+        m = e - a
+        p1 = g.p if p1 is None else p1
+        if not g.flat:  # positions are whole output rows here (see _blocks' unit)
+            win = wins[0][2][a:e, :, :, :, p0 // g.wo:p1 // g.wo]
+            cols.reshape((m,) + win.shape[1:])[...] = win
+            return cols
+        c5 = cols.reshape(m, g.c, g.kh, g.kw, p1 - p0)
+        for si, sj, view in wins:
+            c5[:, :, si, sj] = view[a:e, ..., p0:p1]
+        return cols
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, w, b=None):
+        g = self.geo = Geometry.of(x.shape, w.shape, self.stride, self.padding)
+        n, c, o, k, p = g.n, g.c, g.o, g.c * g.kh * g.kw, g.p
         wm = w.reshape(o, k)
-        y = np.empty((n, o, p), np.result_type(x, w))  # (N, O, positions): NCHW with no transpose
-        bias = None if b is None else b.reshape(1, o, 1)
-        # The columns are built and multiplied a few images at a time so that the
-        # GEMM reads them from cache; only the weight gradient needs them kept.
-        wants_cols = self.needs is not None and self.needs[1]
-        keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES
-        step = max(1, COLUMN_CHUNK_BYTES // (k * p * x.itemsize))
-        cols = np.empty((n if keep else min(step, n), k, p), x.dtype)
-        for a in range(0, n, step):
-            m = min(step, n - a)
-            dst = cols[a:a + m] if keep else cols[:m]
-            dst.reshape((m,) + win.shape[1:])[...] = win[a:a + m]
-            out = y[a:a + m]
-            np.matmul(wm, dst, out=out)
-            if bias is not None:
-                out += bias
-        if self.needs is not None:
-            self.cols = cols if keep else None
-            self.win = win if (wants_cols and not keep) else None  # rebuilt in backward
-            self.w, self.xshape, self.hw = w, x.shape, (ho, wo)
-            self.xpshape = (n, c, hp, wp)
-            self.flat = p != ho * wo
-        if p != ho * wo:  # drop the junk columns of the flat layout
-            return np.ascontiguousarray(y.reshape(n, o, ho, wp)[..., :wo])
-        return y.reshape(n, o, ho, wo)
+        y = np.empty((n, o, g.ho, g.wo), np.result_type(x, w))
+        direct = g.kh == 1 and g.kw == 1 and self.stride == (1, 1) and self.padding == (0, 0)
+        rec = self.needs is not None
+        # the weight gradient of a same-padded conv whose input needs a gradient comes from the output
+        # gradient's columns and the padded input (see the class docstring): no input columns to keep
+        from_gcols = rec and self.needs[1] and self.needs[0] and self._same(g)
+        wants_cols = rec and self.needs[1] and not from_gcols and not direct
+        blocks = _blocks(o, k, p, x.itemsize, 1 if g.flat else g.wo)
+        keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES and len(blocks) == 1
+        kept = np.empty((n, k, p), x.dtype) if keep else None
+        xbuf, wins = (None, None) if direct else self._windows(x, g)
+        junk = g.flat and g.wq != g.wo
 
-    def _positions_grad(self, gy: np.ndarray) -> np.ndarray:
-        """gy (N, O, Ho, Wo) as (N, O, positions) in the forward's column layout (zeros at junk columns)."""
-        n, o, ho, wo = gy.shape
-        if self.flat:
-            wp = self.xpshape[3]
-            gpad = np.zeros((n, o, ho, wp), gy.dtype)
-            gpad[..., :wo] = gy
-            return gpad.reshape(n, o, ho * wp)
-        return gy.reshape(n, o, ho * wo)
+        ho, wo, wq, cdt, one = g.ho, g.wo, g.wq, x.dtype, len(blocks) == 1
+        # the common case, one flat or strided window view for all taps: copied without _fill's loop
+        view = wins[0][2] if wins is not None and len(wins) == 1 and one else None
+        bias3 = None if b is None else b.reshape(1, o, 1)
 
-    def backward(self, gy):
-        n, o = gy.shape[:2]
-        w, cols = self.w, self.cols
-        g = gy.reshape(n, o, -1)
-        gx = gw = gb = None
-        if self.needs[1]:
-            gpos = self._positions_grad(gy)
-            gw = (_weight_grad(cols, gpos) if cols is not None else self._rebuilt_weight_grad(gpos)).reshape(w.shape)
-        if len(self.needs) > 2 and self.needs[2]:
-            gb = g.sum(axis=0).sum(axis=1)  # batch axis first: measured 2-4x faster than sum(axis=(0, 2))
-        if self.needs[0]:
-            _, c, kh, kw = w.shape
-            (sh, sw), (ph, pw) = self.stride, self.padding
-            ho, wo = self.hw
-            wt = w.reshape(o, -1).T
-            if sh == 1 and sw == 1:
-                wp = self.xpshape[3]
-                # a few images at a time, so that the columns are scattered back while in cache
-                step = max(1, INPUT_GRAD_CHUNK_BYTES // (wt.shape[0] * ho * wp * gy.itemsize))
-                gpad = np.zeros((min(step, n), o, ho, wp), gy.dtype)
-                gxp = np.empty(self.xpshape, gy.dtype)
-                for a in range(0, n, step):
-                    m = min(step, n - a)
-                    gpad[:m, ..., :wo] = gy[a:a + m]
-                    gcols = np.matmul(wt, gpad[:m].reshape(m, o, ho * wp))  # (m, C*kh*kw, Ho*Wp)
-                    gxp[a:a + m] = col2im_flat(gcols, (m,) + self.xpshape[1:], kh, kw, ho)
+        def piece(a, e):
+            m = e - a
+            yp = np.empty((m, o, p), y.dtype) if junk else y[a:e].reshape(m, o, p)
+            if direct:  # a 1x1 conv's columns are the input itself
+                np.matmul(wm, x[a:e].reshape(m, c, p), out=yp)
+            elif view is not None:
+                cols = kept[a:e] if keep else np.empty((m, k, p), cdt)
+                cols.reshape((m,) + view.shape[1:])[...] = view[a:e]
+                np.matmul(wm, cols, out=yp)
             else:
-                gcols = np.matmul(wt, g)  # (N, C*kh*kw, Ho*Wo)
-                gxp = col2im_add(gcols, self.xpshape, kh, kw, sh, sw, ho, wo)
-            h, wd = self.xshape[2:]
-            gx = gxp[:, :, ph:ph + h, pw:pw + wd] if (ph or pw) else gxp
+                for p0, p1 in blocks:
+                    cols = self._fill(np.empty((m, k, p1 - p0), cdt), wins, a, e, g, p0, p1)
+                    np.matmul(wm, cols, out=yp[:, :, p0:p1] if not one else yp)
+            if bias3 is not None:  # on the contiguous rows (a broadcast add on strided rows measured slower)
+                yp += bias3
+            if junk:
+                y[a:e] = yp.reshape(m, o, ho, wq)[..., :wo]  # junk columns dropped
+
+        parallel_for(piece, split(n, COLUMN_CHUNK_BYTES // max(1, k * p * x.itemsize)))
+        if rec:
+            self.w, self.kept, self.from_gcols = w, kept, from_gcols
+            self.x = x if (direct or (from_gcols and xbuf is None)) else None
+            self.xbuf = xbuf if from_gcols else None
+            self.wins = wins if wants_cols and not keep else None  # input columns rebuilt in backward
+        return y
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, gy):
+        g = self.geo
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        n, c, h, wd, o, kh, kw = g.n, g.c, g.h, g.w, g.o, g.kh, g.kw
+        k = c * kh * kw
+        needs_x, needs_w = self.needs[0], self.needs[1]
+        needs_b = len(self.needs) > 2 and self.needs[2]
+        w, dt = self.w, gy.dtype
+        # stride 1 with at least "same" padding: the input gradient is a stride-1 conv of gy padded by
+        # q = kh-1-ph with the flipped kernel, built from flat windows like the forward (no col2im adds)
+        q = kh - 1 - ph
+        transposed = needs_x and sh == 1 and sw == 1 and kh == kw and ph == pw and 0 <= q <= ph
+        wg = g.wo + 2 * q  # width of gy's padded planes (and of the columns) in the transposed path
+        okk = o * kh * kw
+        col_bytes = 0
+        phases = None
+        if transposed:
+            wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, okk)
+            gwin = flat_windows(flat_planes(gy, q, q, kw), kh, kw, h, wg)
+            col_bytes = okk * h * wg
+        elif needs_x and (sh > 1 or sw > 1):
+            phases = self._phases(w)
+            col_bytes = okk * g.ho * g.wo
+        elif needs_x:  # col2im: its many small adds prefer larger pieces (measured +5% at LeNet's b128)
+            col_bytes = k * g.ho * g.wp * COLUMN_CHUNK_BYTES // INPUT_GRAD_CHUNK_BYTES
+        from_gcols = needs_w and self.from_gcols
+        if from_gcols:  # the padded input's planes, at the positions of the gradient's columns
+            xbuf = self.xbuf if self.xbuf is not None else flat_planes(self.x, ph, pw, kw)
+            xpos = xbuf[:, :, ph * g.wp + pw:ph * g.wp + pw + h * wg]
+        elif needs_w and self.kept is None:  # input columns rebuilt piece by piece
+            col_bytes = max(col_bytes, k * g.p)
+        # pieces sized by the columns built per image; with none built (kept columns), a few large pieces
+        step = _piece_images(n, col_bytes * gy.itemsize) if col_bytes else -(-n // MIN_PIECES)
+        tblocks = _blocks(c, okk, h * wg, gy.itemsize) if transposed else None
+        pieces = [(i, a, e) for i, (a, e) in enumerate(split(n, step))]
+        gw_parts, gb_parts = [None] * len(pieces), [None] * len(pieces)
+        if needs_x and not transposed and sh == 1 and sw == 1:  # col2im accumulates into padded planes
+            gxpad = np.empty((n, c, g.hp * g.wp + kw), dt)
+            gx = gxpad[:, :, :g.hp * g.wp].reshape(n, c, g.hp, g.wp)[:, :, ph:ph + h, pw:pw + wd]
+        elif needs_x and phases is not None and any(ph_[4] is None for ph_ in phases):
+            gx = np.zeros((n, c, h, wd), dt)  # phases no tap reaches (a 1x1 stride-2 conv's three of four)
+        else:
+            gx = np.empty((n, c, h, wd), dt) if needs_x else None
+
+        def piece(i, a, e):
+            m = e - a
+            gp = gy[a:e]
+            if needs_b:
+                gb_parts[i] = gp.reshape(m, o, -1).sum(axis=0).sum(axis=1)  # batch axis first: 2-4x faster
+            if transposed:
+                out = np.empty((m, c, h * wg), dt)
+                for p0, p1 in tblocks:
+                    gcols = np.empty((m, okk, p1 - p0), dt)
+                    gcols.reshape(m, o, kh, kw, p1 - p0)[...] = gwin[a:e, ..., p0:p1]
+                    np.matmul(wf, gcols, out=out[:, :, p0:p1])
+                    if from_gcols:  # (O*kh*kw, C): rows in flipped kernel order
+                        part = _cols_times_t(gcols, xpos[a:e, :, p0:p1])
+                        gw_parts[i] = part if p0 == 0 else gw_parts[i] + part
+                gx[a:e] = out.reshape(m, c, h, wg)[..., :wd] if wg != wd else out.reshape(m, c, h, wd)
+            elif needs_x and (sh > 1 or sw > 1):
+                self._phase_grad(gp, phases, gx[a:e])
+            elif needs_x:
+                self._col2im_grad(gp, w, gxpad[a:e])
+            if needs_w and not from_gcols:
+                gw_parts[i] = self._input_cols_weight_grad(a, e, gp)
+
+        parallel_for(piece, pieces)
+        gw = None
+        if needs_w:
+            gw = _sum_in_order(gw_parts)
+            if from_gcols:
+                gw = gw.reshape(o, kh, kw, c)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2)
+            gw = np.ascontiguousarray(gw.reshape(w.shape))
+        gb = _sum_in_order(gb_parts) if needs_b else None
         return gx, gw, gb
 
-    def _rebuilt_weight_grad(self, gpos: np.ndarray) -> np.ndarray:
-        """The weight gradient with the columns rebuilt a few images at a time (kept in cache)."""
-        win = self.win
-        n, c, kh, kw = win.shape[:4]
-        p = gpos.shape[2]
-        cols = np.empty((min(REBUILD_CHUNK, n), c * kh * kw, p), gpos.dtype)
+    def _col2im_grad(self, gp: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+        """Input gradient of a piece of a stride-1 conv: columns (Wᵀ @ g) scattered back into ``out``.
+
+        ``out`` is the piece's (m, C, Hp*Wp + kw) padded planes; the caller returns a view of their
+        interior (no copy, as for pad 0 the planes are the gradient itself).
+        """
+        g = self.geo
+        m = gp.shape[0]
+        gpad = np.zeros((m, g.o, g.ho, g.wp), gp.dtype)
+        gpad[..., :g.wo] = gp
+        gcols = np.matmul(w.reshape(g.o, -1).T, gpad.reshape(m, g.o, g.ho * g.wp))
+        col2im_flat(gcols, (m, g.c, g.hp, g.wp), g.kh, g.kw, g.ho, out)
+
+    def _phases(self, w: np.ndarray) -> list:
+        """``(a, b, taps in rows, taps in columns, sub-kernel (C, O*taps) in window order)`` per input phase."""
+        g = self.geo
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        phases = []
+        for a in range(min(sh, g.h)):
+            ti = [ki for ki in range(g.kh) if (a + ph - ki) % sh == 0]
+            for b in range(min(sw, g.w)):
+                tj = [kj for kj in range(g.kw) if (b + pw - kj) % sw == 0]
+                sub = None
+                if ti and tj:  # window row r reads gy row t + min(d) + r: the taps in reverse order
+                    sub = w[:, :, ti[::-1]][:, :, :, tj[::-1]]
+                    sub = np.ascontiguousarray(sub.transpose(1, 0, 2, 3)).reshape(g.c, -1)
+                phases.append((a, b, ti, tj, sub))
+        return phases
+
+    def _phase_grad(self, gp: np.ndarray, phases: list, out: np.ndarray) -> None:
+        """Input gradient of a piece of a strided conv, one input phase at a time (no col2im scatter).
+
+        The input positions (a + sh*t, b + sw*u) of phase (a, b) receive gradient only from the
+        kernel taps ki ≡ a + ph (mod sh), kj ≡ b + pw (mod sw), each from the output gradient at
+        (t + d_i, u + d_j), d = (a + ph - ki) // sh: a stride-1 correlation of gy with that
+        sub-kernel. Each phase is one im2col from a flat plane of gy and one GEMM, written straight
+        to its strided slice of the input gradient.
+        """
+        g = self.geo
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        m, c, o = gp.shape[0], g.c, g.o
+        di_all = [(a + ph - ki) // sh for a, _, ti, _, _ in phases for ki in ti] or [0]
+        dj_all = [(b + pw - kj) // sw for _, b, _, tj, _ in phases for kj in tj] or [0]
+        top, left = max(0, -min(di_all)), max(0, -min(dj_all))
+        bottom = max(0, -(-g.h // sh) - 1 + max(di_all) - (g.ho - 1))
+        right = max(0, -(-g.w // sw) - 1 + max(dj_all) - (g.wo - 1))
+        hg, wg = g.ho + top + bottom, g.wo + left + right
+        gpad = np.zeros((m, o, hg * wg + wg + g.kw), gp.dtype)  # spare: the last window's junk run
+        gpad[:, :, :hg * wg].reshape(m, o, hg, wg)[:, :, top:top + g.ho, left:left + g.wo] = gp
+        st = gpad.strides
+        for a, b, ti, tj, sub in phases:
+            dst = out[:, :, a::sh, b::sw]
+            if sub is None:  # zeroed by the caller
+                continue
+            rows, ncols = dst.shape[2], dst.shape[3]
+            r0 = min((a + ph - ki) // sh for ki in ti) + top
+            c0 = min((b + pw - kj) // sw for kj in tj) + left
+            base = r0 * wg + c0
+            view = as_strided(gpad[:, :, base:], (m, o, len(ti), len(tj), rows * wg),
+                              (st[0], st[1], wg * st[2], st[2], st[2]), writeable=False)
+            cols = np.empty((m, o * len(ti) * len(tj), rows * wg), gp.dtype)
+            cols.reshape(view.shape)[...] = view
+            dst[...] = np.matmul(sub, cols).reshape(m, c, rows, wg)[..., :ncols]
+
+    def _input_cols_weight_grad(self, a: int, e: int, gp: np.ndarray) -> np.ndarray:
+        """A piece's weight gradient (O, K) from its input columns (kept, the input itself, or rebuilt)."""
+        g = self.geo
+        m, k = e - a, g.c * g.kh * g.kw
+        if g.flat and g.wq != g.wo:  # zeros at the junk columns
+            gpad = np.zeros((m, g.o, g.ho, g.wq), gp.dtype)
+            gpad[..., :g.wo] = gp
+            gpos = gpad.reshape(m, g.o, g.p)
+        else:
+            gpos = gp.reshape(m, g.o, g.p)
+        if self.kept is not None:
+            return _weight_grad(self.kept[a:e], gpos)
+        if self.x is not None:  # a 1x1 conv: the input itself
+            return _weight_grad(self.x[a:e].reshape(m, g.c, g.p), gpos)
         acc = None
-        for a in range(0, n, REBUILD_CHUNK):
-            m = min(REBUILD_CHUNK, n - a)
-            dst = cols[:m]
-            dst.reshape((m,) + win.shape[1:])[...] = win[a:a + m]
-            part = _weight_grad(dst, gpos[a:a + m])
+        for p0, p1 in _blocks(g.o, k, g.p, gp.dtype.itemsize, 1 if g.flat else g.wo):
+            cols = self._fill(np.empty((m, k, p1 - p0), gp.dtype), self.wins, a, e, g, p0, p1)
+            part = _weight_grad(cols, gpos[:, :, p0:p1])
             acc = part if acc is None else acc + part
         return acc

@@ -9,6 +9,7 @@ from .. import dtypes
 from ..function import Op, sum_to
 from ..tensor import Tensor
 from .special import erf  # noqa: F401 - GELU's erf, exact in float64 with or without scipy
+from ..threads import elementwise as _par
 
 
 def raw(x):
@@ -68,7 +69,7 @@ class _Binary(Op):
 class Add(_Binary):
     @staticmethod
     def _f(a, b):
-        return a + b
+        return _par(np.add, a, b)  # large same-shape operands (residual adds) on the intra-op threads
 
     def backward(self, gy):
         return (sum_to(gy, self.sa) if self.needs[0] else None,
@@ -220,11 +221,11 @@ class Sigmoid(Op):
 class ReLU(Op):
     def forward(self, x):
         if self.needs is not None:  # the mask only serves backward: none under no_grad
-            self.mask = x > 0
-        return np.maximum(x, 0)
+            self.mask = _par(np.greater, x, 0)
+        return _par(np.maximum, x, 0)  # large arrays on the intra-op threads
 
     def backward(self, gy):
-        return (gy * self.mask,)
+        return (_par(np.multiply, gy, self.mask),)
 
 
 class LeakyReLU(Op):

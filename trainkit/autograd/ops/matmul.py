@@ -5,6 +5,7 @@ import numpy as np
 
 from ..function import Op, sum_to
 from ..tensor import Tensor
+from ..threads import matmul as gemm
 
 
 class MatMul(Op):
@@ -44,7 +45,7 @@ class Linear(Op):
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        y = x @ w.T
+        y = gemm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         if b is not None:
             y += b
         return y
@@ -53,9 +54,9 @@ class Linear(Op):
         x, w = self.x, self.w
         gx = gw = gb = None
         if self.needs[0]:
-            gx = gy @ w
+            gx = gemm(gy.reshape(-1, gy.shape[-1]), w).reshape(x.shape)
         if self.needs[1]:
-            gw = gy.reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+            gw = gemm(gy.reshape(-1, gy.shape[-1]).T, x.reshape(-1, x.shape[-1]))
         if len(self.needs) > 2 and self.needs[2]:
             gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0)
         return gx, gw, gb
