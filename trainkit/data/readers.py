@@ -41,7 +41,7 @@ from trainkit.errors import DataError
 from .pickles import RestrictedUnpickler, load_pickle
 
 __all__ = ["RestrictedUnpickler", "load_pickle", "open_regular", "read_regular", "file_size", "iter_tar", "read_idx",
-           "read_npy", "read_npz", "IDX_IMAGES", "IDX_LABELS"]
+           "read_npy", "read_npz", "memmap_npy", "IDX_IMAGES", "IDX_LABELS"]
 
 try:
     import fcntl
@@ -347,6 +347,33 @@ def read_npy(path: str | os.PathLike, kinds: str = _NPY_KINDS) -> np.ndarray:
     try:
         with open_regular(path) as f:
             return _read_npy_from(f, file_size(f), str(path), kinds)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: not a valid .npy file ({exc})") from None
+
+
+def memmap_npy(path: str | os.PathLike, kinds: str = _NPY_KINDS) -> np.ndarray:
+    """A read-only memory map of a .npy file, its header checked as :func:`read_npy` checks it.
+
+    Nothing of the claimed size is allocated: the header must claim exactly the
+    bytes the file holds, and the pages are read from disk (or the page cache)
+    only when indexed. The map is made from the file that was checked (no
+    second open by name).
+    """
+    try:
+        with open_regular(path) as f:
+            held = file_size(f)
+            dtype, shape, fortran, hlen = _npy_header(f, str(path), kinds)
+            count = 1
+            for s in shape:
+                count *= s
+            if count * dtype.itemsize != held - hlen:
+                raise DataError(f"{path}: header claims shape {shape} of {dtype} ({count * dtype.itemsize:,} "
+                                f"bytes) but holds {max(held - hlen, 0):,} bytes of data")
+            if count == 0:  # mmap cannot map nothing
+                return np.empty(shape, dtype=dtype)
+            return np.memmap(f, dtype=dtype, mode="r", offset=hlen, shape=shape, order="F" if fortran else "C")
     except DataError:
         raise
     except (OSError, EOFError, ValueError) as exc:

@@ -1,4 +1,5 @@
-"""Built-in data sets: CIFAR-10/100, MNIST, Fashion-MNIST, embedded sets, synthetic data, tabular files.
+"""Built-in data sets: CIFAR-10/100, MNIST, Fashion-MNIST, embedded sets, synthetic data, tabular files,
+image folders.
 
 Each class declares its YAML name beside it (see :mod:`trainkit.registry`);
 the imports below fill the data set registry in the order messages list them.
@@ -8,6 +9,7 @@ from .mnist import MNIST, FashionMNIST
 from .embedded import Diabetes, Digits, Iris
 from .synthetic import LinearData
 from .tabular import CSVDataset, NPZDataset
+from .image_folder import ImageFolder
 
 __all__ = ["CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "Digits", "Iris", "Diabetes", "LinearData",
-           "CSVDataset", "NPZDataset"]
+           "CSVDataset", "NPZDataset", "ImageFolder"]

@@ -34,7 +34,7 @@ import numpy as np
 
 from trainkit.registry import SIZE, AnyOf, Float, Int, ListOf, Nullable, ShapeProblem, fmt, pair, transform
 
-from .dataset import as_array
+from ..dataset import as_array
 
 __all__ = ["Transform", "Compose", "ToTensor", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Lambda",
            "dataset_statistics"]
@@ -46,6 +46,14 @@ def _tensor_cls():
     from trainkit.autograd.tensor import Tensor
 
     return Tensor
+
+
+def sample_array(x: Any) -> np.ndarray:
+    """One sample as an ndarray; a PIL image (what torchvision's loaders give) becomes uint8 (C, H, W)."""
+    if type(x).__module__.startswith("PIL.") and hasattr(x, "getbands"):
+        arr = np.asarray(x)
+        return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return as_array(x)
 
 
 def _per_sample(fn: Any, x: np.ndarray) -> np.ndarray:
@@ -61,8 +69,9 @@ class Transform:
     random: bool = False
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None):
-        """Transform one sample (no batch axis): a Tensor for a Tensor, an array otherwise."""
-        out = self.apply_batch(as_array(x)[None], rng)[0]
+        """Transform one sample (no batch axis): a Tensor for a Tensor, an array otherwise (a PIL image
+        becomes a uint8 (C, H, W) array)."""
+        out = self.apply_batch(sample_array(x)[None], rng)[0]
         Tensor = _tensor_cls()
         return Tensor(out) if isinstance(x, Tensor) else out
 
@@ -128,7 +137,7 @@ class ToTensor(Transform):
     """
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None):
-        return _tensor_cls()(self.apply_batch(as_array(x)[None], rng)[0])
+        return _tensor_cls()(self.apply_batch(sample_array(x)[None], rng)[0])
 
     def apply_batch(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         x = as_array(x)
