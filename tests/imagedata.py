@@ -47,14 +47,14 @@ def write_shapes(root: Path, per_class: int, seed: int = 0, size: int = 48, clas
     return Path(root)
 
 
-def png_bytes(width: int, height: int, row: bytes | None = None) -> bytes:
+def png_bytes(width: int, height: int, row: bytes | None = None, level: int = 6) -> bytes:
     """A valid 8-bit grey PNG of width x height, compressed row by row (a 20,000 x 20,000 one is a few
     hundred KB and never exists in memory uncompressed)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     raw_row = b"\x00" + (row if row is not None else bytes(width))
-    comp = zlib.compressobj(9)
+    comp = zlib.compressobj(level)
     parts = [comp.compress(raw_row) for _ in range(height)]
     parts.append(comp.flush())
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)

@@ -156,7 +156,7 @@ def open_image(path: str | os.PathLike):
                 raise BadImage(path, f"{exc} (a decompression bomb?)") from None
             except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
                     ArithmeticError) as exc:
-                raise BadImage(path, f"corrupt image header ({type(exc).__name__}: {exc})") from None
+                raise BadImage(path, f"truncated or corrupt image ({type(exc).__name__}: {exc})") from None
         w, h = im.size
         limit = _pixel_limit(Image)
         if w <= 0 or h <= 0:
@@ -214,6 +214,12 @@ def decode_image(path: str | os.PathLike, spec: ImageSpec) -> np.ndarray:
         if spec.fit is None and (w, h) != stored:
             raise BadImage(path, f"{w}x{h} image (width x height); the model takes {spec.describe()}; "
                                  "resize it first")
+        if spec.fit is None:
+            # A fixed-size data set: no conversion between grey and colour behind the user's back.
+            colour = im.mode in ("P", "PA") or len([b for b in im.getbands() if b != "A"]) == 3
+            if colour != (spec.mode == "RGB"):
+                kind = "3-channel (RGB)" if colour else "1-channel (grey)"
+                raise BadImage(path, f"{kind} image; the model takes {spec.describe()}; convert it first")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
