@@ -60,12 +60,30 @@ def _version(value: bool):
         raise typer.Exit()
 
 
+def _show_data_warnings() -> None:
+    """Warnings about the user's data (skipped files) print as one plain line, not Python's source listing."""
+    import warnings
+
+    from .data.images import DataWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, DataWarning):
+            err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")):
     """trainkit: YAML-driven training on a numpy autograd engine with PyTorch's API."""
     from .registry import PluginError, load_plugins
 
+    _show_data_warnings()
     try:  # installed packages' components (entry-point group trainkit.plugins) become YAML names
         load_plugins()
     except PluginError as exc:

@@ -1,10 +1,9 @@
-"""MNIST, Fashion-MNIST and Kuzushiji-MNIST from their IDX files (plain or .gz).
+"""MNIST and Fashion-MNIST from their IDX files (plain or .gz).
 
 The four files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally
 ``.gz``) are looked for in ``root/MNIST/raw`` (torchvision's layout),
-``root/MNIST`` and ``root`` itself (``FashionMNIST`` for Fashion-MNIST, ``KMNIST`` for
-Kuzushiji-MNIST). With
+``root/MNIST`` and ``root`` itself (``FashionMNIST`` for Fashion-MNIST). With
 ``download=True`` missing files are fetched from the mirrors PyTorch uses, the
 first failing over to the next, and MD5-checked.
 
@@ -28,7 +27,7 @@ from ..download import default_root, download_file
 from ..readers import IDX_IMAGES, IDX_LABELS, read_idx
 from ..specs import DOWNLOAD_DOC, ROOT, ROOT_DOC
 
-__all__ = ["MNIST", "FashionMNIST", "KMNIST"]
+__all__ = ["MNIST", "FashionMNIST"]
 
 _MAX_ITEMS = 60_000
 
@@ -142,21 +141,3 @@ class FashionMNIST(MNIST):
     }
     class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                    "Bag", "Ankle boot"]
-
-
-@dataset("kmnist", shape=(1, 28, 28), task="classification", args={"root": ROOT}, defaults={"download": True},
-         docs={"root": ROOT_DOC, "download": DOWNLOAD_DOC},
-         doc="Kuzushiji-MNIST: 28x28 grey cursive Japanese characters, 10 classes (60,000 / 10,000); download or root")
-class KMNIST(MNIST):
-    """Kuzushiji-MNIST: 28x28 grey images of 10 cursive hiragana characters; same files and arguments as MNIST."""
-
-    folder = "KMNIST"
-    display = "Kuzushiji-MNIST"
-    mirrors = ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",)
-    resources = {
-        "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
-        "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
-        "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
-        "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
-    }
-    class_names = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]

@@ -51,7 +51,9 @@ def axis_weights(in_size: int, out_size: int, start=None, length=None, kind: str
     j = np.arange(in_size, dtype=np.int64)[None, None, :] - start[:, None, None]  # local index (N, 1, in)
     inside = (j >= 0) & (j < length[:, None, None])
     if kind == "nearest":
-        src = np.minimum(np.floor(i * scale), length[:, None, None] - 1)
+        # float32 as PyTorch computes it: 11 * (30 / 22) is 15 there, 14.999... in float64.
+        scale32 = (length.astype(np.float32) / np.float32(out_size))[:, None, None]
+        src = np.minimum(np.floor(i.astype(np.float32) * scale32), length[:, None, None] - 1)
         w = ((j == src) & inside).astype(np.float64)
         return w.astype(np.float32)
     if antialias:
