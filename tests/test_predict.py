@@ -197,6 +197,15 @@ def test_load_run_gives_the_building_blocks_predict_uses(env):
     np.testing.assert_allclose([r["probability"] for r in json.loads(out)["predictions"]], probs.max(1), rtol=1e-5)
 
 
+def test_inputs_stream_in_chunks_with_progress(env):
+    from trainkit.train.predict import load_run, predict
+
+    calls = []
+    chunks = [len(c) for c in predict(load_run(env["run"]), [env["tmp"] / "new"], batch_size=16,
+                                      progress=lambda done, total: calls.append((done, total)))]
+    assert chunks == [16, 16, 13] and calls == [(16, 45), (32, 45), (45, 45)]
+
+
 def test_table_csv_output_and_chunks(env):
     code, out, err = invoke("predict", env["run"], env["tmp"] / "new" / "circle", "--top-k", "2", "-o",
                             env["tmp"] / "out.csv")
@@ -295,6 +304,10 @@ def test_tabular_predictions_match_columns_by_name(tmp_path, monkeypatch):
     assert code == 2 and "bad.csv: line 3, column 'noise': 'x' is not a number" in err
     code, out, err = invoke("predict", run, env_png(tmp_path))
     assert code == 2 and "an image; this run's model takes rows of 2 feature(s) from CSV files" in err
+    (tmp_path / "train.csv").rename(tmp_path / "moved.csv")
+    code, out, err = invoke("predict", run, tmp_path / "new.csv")
+    assert code == 2 and "the run's training data are needed for its classes and evaluation transforms" in err
+    assert "train.csv: file not found" in err
 
 
 def env_png(tmp_path: Path) -> Path:

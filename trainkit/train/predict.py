@@ -130,7 +130,11 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
     with warnings.catch_warnings():
         # Skipped training files were reported when the run trained; predicting is not the time.
         warnings.simplefilter("ignore", DataWarning)
-        prep = prepare(run.config_path, with_optimizer=False)
+        try:
+            prep = prepare(run.config_path, with_optimizer=False)
+        except DataError as exc:
+            raise DataError(f"{run.path}: the run's training data are needed for its classes and evaluation "
+                            f"transforms, as for trainkit eval: {exc}") from None
     bundle = prep.bundle
     recorded = (run.info.data.get("data") or {}).get("class_names") if run.info is not None else None
     if recorded is not None and bundle.class_names is not None and list(recorded) != list(bundle.class_names):

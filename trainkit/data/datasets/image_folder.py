@@ -260,7 +260,7 @@ class ImageFolder(ArrayDataset):
             pixels = np.empty((len(samples), 0), dtype=np.uint8)  # no array: items are loaded one by one
         super().__init__(pixels, targets, transform=transform, classes=class_names,
                          target_transform=target_transform)
-        self.class_to_idx_map = class_to_idx
+        self._class_to_idx = class_to_idx
         if self.skipped:
             warnings.warn(f"{root}: skipped {len(self.skipped)} unusable file(s)/folder(s) (data.skip_bad_files): "
                           f"{_list_bad(self.skipped)}", DataWarning, stacklevel=2)
@@ -269,7 +269,7 @@ class ImageFolder(ArrayDataset):
     @property
     def class_to_idx(self) -> dict[str, int]:  # type: ignore[override]
         """Class name -> index."""
-        return dict(self.class_to_idx_map)
+        return dict(self._class_to_idx)
 
     @property
     def targets(self) -> list[int]:  # type: ignore[override]
