@@ -102,9 +102,12 @@ def test_unknown_names_list_the_known_ones():
 
 
 def test_dataset_specific_keys():
+    from trainkit.data.schema import takers
+
     assert error(MIN.replace("iris}", "iris, root: /data}")) == (
         "c.yaml:1:23: data.root: key 'root' does not apply to dataset 'iris' "
-        "(it is for cifar10, cifar100, mnist, fashion_mnist)")
+        f"(it is for {', '.join(takers('root'))})")
+    assert ", ".join(takers("root")).startswith("cifar10, cifar100, mnist, fashion_mnist")
     assert error(MIN.replace("{dataset: iris}", "{dataset: csv, target: y}")) == (
         "c.yaml:1:1: data: missing required key 'path' (a string)")
 

@@ -37,6 +37,7 @@ ALLOWED = {
     "docs": {"errors", "autograd", "registry", "nn", "optim", "data", "config", "assemble"},
     "cli": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "viz", "config", "assemble", "views", "train",
             "testing", "docs", "<root>"},
+    "run_api": {"errors", "train"},
     "__main__": {"cli"},
     "<root>": {"autograd", "registry", "cuda", "accelerator", "backends"},
 }

@@ -84,6 +84,7 @@ _LAZY_MODULES = {
 _LAZY_ATTRS = {
     "save": ("trainkit.serialization", "save"),
     "load": ("trainkit.serialization", "load"),
+    "load_run": ("trainkit.run_api", "load_run"),
 }
 
 

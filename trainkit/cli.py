@@ -60,12 +60,30 @@ def _version(value: bool):
         raise typer.Exit()
 
 
+def _show_data_warnings() -> None:
+    """Warnings about the user's data (skipped files) print as one plain line, not Python's source listing."""
+    import warnings
+
+    from .data.images import DataWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, DataWarning):
+            err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")):
     """trainkit: YAML-driven training on a numpy autograd engine with PyTorch's API."""
     from .registry import PluginError, load_plugins
 
+    _show_data_warnings()
     try:  # installed packages' components (entry-point group trainkit.plugins) become YAML names
         load_plugins()
     except PluginError as exc:
@@ -182,6 +200,57 @@ def eval_(
     else:
         for r in report_tables(report):
             _wide().print(r)
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory written by trainkit train."),
+    inputs: List[str] = typer.Argument(..., help="Image files or folders (image models), CSV files (tabular models)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, last, or a path to a checkpoint."),
+    top_k: int = typer.Option(3, "--top-k", help="How many of the most probable classes to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print the predictions as JSON on stdout."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the predictions to this CSV file."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Inputs decoded and run through the model at a time."),
+    skip_bad_files: bool = typer.Option(False, "--skip-bad-files", help="Leave out (and list) inputs that cannot "
+                                        "be read instead of stopping."),
+):
+    """Predict with a trained run: the class (and its probability) of each image or CSV row.
+
+    The run's evaluation transforms are applied (no augmentation); folders are
+    searched for images; CSV columns are matched by name to the training file's.
+
+    Examples:
+
+    \b
+      trainkit predict runs/20261127-101500-shapes photos/
+      trainkit predict runs/20261127-101500-shapes a.png b.jpg --top-k 2 --json
+      trainkit predict runs/20261127-101500-iris_mlp new_rows.csv -o predictions.csv
+    """
+    from .train.predict import as_json as predictions_json
+    from .train.predict import load_run, predict as run_predict
+    from .views.predict import prediction_table, progress_bar, write_prediction_csv
+
+    run = load_run(run_dir, checkpoint=checkpoint)
+    rows: list[dict] = []
+    skipped: list = []
+    with progress_bar(err_console) as update:
+        for chunk in run_predict(run, inputs, top_k=top_k, batch_size=batch_size, skip_bad_files=skip_bad_files,
+                                 skipped=skipped, progress=update):
+            rows += chunk
+    if output is not None:
+        write_prediction_csv(output, rows, top_k)
+    if as_json:
+        typer.echo(predictions_json(run, rows, skipped))
+    else:
+        _wide().print(prediction_table(rows, f"{run.path.name} (checkpoint {run.checkpoint}, epoch {run.epoch})"))
+    if skipped:
+        shown = "; ".join(reason for _, reason in skipped[:8]) + (f"; and {len(skipped) - 8} more"
+                                                                  if len(skipped) > 8 else "")
+        err_console.print(f"warning: skipped {len(skipped)} input(s) that cannot be read: {shown}", markup=False,
+                          highlight=False, soft_wrap=True)
+    if output is not None and not as_json:
+        err_console.print(f"wrote {output}", markup=False, highlight=False)
 
 
 @app.command()

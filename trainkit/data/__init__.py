@@ -4,8 +4,9 @@ Public API (PyTorch names)::
 
     from trainkit.data import DataLoader, Dataset, TensorDataset, Subset, random_split, default_collate
     from trainkit.data import ConcatDataset, IterableDataset, RandomSampler, WeightedRandomSampler, BatchSampler
-    from trainkit.data import transforms            # Compose, ToTensor, Normalize, Lambda, RandomCrop, ...
-    from trainkit.data.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, Digits, Iris, Diabetes
+    from trainkit.data import transforms            # Compose, ToTensor, Normalize, Resize, RandomResizedCrop, ...
+    from trainkit.data.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, KMNIST, EMNIST, SVHN, STL10
+    from trainkit.data.datasets import ImageFolder, Digits, Iris, Diabetes
     from trainkit.data import build, DataBundle, DATASETS, TRANSFORMS   # the config stage
 
 ``DATASETS`` and ``TRANSFORMS`` are the registries of what a config's ``data:``

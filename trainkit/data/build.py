@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from trainkit.errors import ConfigError, DataError, Problem
-from trainkit.registry import DATASETS, TRANSFORMS, Checker
+from trainkit.registry import DATASETS, TRANSFORMS, Checker, ShapeProblem, fmt
 
 from .dataset import Subset
 from .loader import DataLoader
@@ -134,6 +134,35 @@ def _check_trainable(name: str, args: dict, train: Any, test: Any, locate: Calla
                         "regression to predict a number)")
 
 
+def _check_runtime_shapes(spec, data_shape: tuple, declared: tuple, name: str, ck: Checker) -> None:
+    """Train and eval batches must have the shape the transforms declare, in the order they run.
+
+    The train loader runs the random transforms first and then the fixed ones,
+    the eval loaders only the fixed ones; a transform that changes the size
+    (random_resized_crop, resize, center_crop) can make those differ from the
+    order the config lists them in.
+    """
+    def run(steps) -> tuple | None:
+        shape = data_shape
+        for t in steps:
+            try:
+                shape = t.declaration.output_shape(thaw(t.args), shape, name)
+            except ShapeProblem:
+                return None
+        return tuple(shape)
+
+    random = [t for t in spec.transforms if t.declaration.random]
+    fixed = [t for t in spec.transforms if not t.declaration.random]
+    got = {"train": run(random + fixed), "eval": run(fixed)}
+    bad = {k: v for k, v in got.items() if v != declared}
+    if bad:
+        where = ", ".join(f"{k} batches {fmt(v) if v else 'cannot be built'}" for k, v in got.items())
+        ck.error(("data", "transforms"), (
+            f"the transforms give samples of {fmt(declared)} in the order listed, but the train loader runs the "
+            f"random ones first and the eval loaders only the fixed ones: {where}. Make every random transform "
+            "keep the size it receives (size: null), or add a fixed resize/center_crop to the final size"))
+
+
 def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
     """Build datasets and transforms from a ``data:`` section.
 
@@ -156,7 +185,9 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
         spec = DataSpec.from_resolved(resolved)
     args = thaw(spec.args)
     name = spec.dataset
-    train_full, test = spec.declaration.load(args)
+    loaded = spec.declaration.load(args)
+    # A data set with its own validation part (an image folder's val/) returns (train, val, test).
+    train_full, given_val, test = loaded if len(loaded) == 3 else (loaded[0], None, loaded[1])
     if test is None and "test_split" in args:
         train_full, test = _split_off_test(train_full, float(args["test_split"]))
     task = train_full.task
@@ -168,6 +199,10 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
                             "of the training data")
     labels = train_full.target_array if task == "classification" else None
     val_split = float(spec.val_split)
+    if given_val is not None and val_split > 0:
+        raise ConfigError(_problems([(("data", "val_split"), (
+            f"the data has its own validation part ({len(given_val)} samples); set val_split: 0 to use it, or "
+            "remove it to hold out val_split of the training part instead"))], locate))
     keep, held = holdout_split(labels, len(train_full), val_split, seed)
     if val_split > 0 and (len(keep) == 0 or len(held) == 0):
         # Known only now that the data are read: both parts must hold samples.
@@ -176,8 +211,9 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
             f"leaves {len(keep)} to train on; both need at least one (use a "
             f"{'smaller' if len(keep) == 0 else 'larger'} val_split, or 0 for no validation)"))], locate))
     train = Subset(train_full, keep) if len(held) else train_full
-    val = Subset(train_full, held) if len(held) else None
+    val = Subset(train_full, held) if len(held) else given_val
     shape = tuple(int(s) for s in train_full.input_shape)
+    data_shape = shape
 
     ck = Checker()
     random_steps, fixed_steps = [], []
@@ -195,6 +231,8 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
             continue
         shape = after
         (random_steps if getattr(step, "random", False) else fixed_steps).append(step)
+    if not ck.problems:
+        _check_runtime_shapes(spec, data_shape, shape, name, ck)
     if ck.problems:
         raise ConfigError(_problems(ck.problems, locate))
     train_tf = Compose(random_steps + [ToTensor()] + fixed_steps)

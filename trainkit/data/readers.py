@@ -41,7 +41,7 @@ from trainkit.errors import DataError
 from .pickles import RestrictedUnpickler, load_pickle
 
 __all__ = ["RestrictedUnpickler", "load_pickle", "open_regular", "read_regular", "file_size", "iter_tar", "read_idx",
-           "read_npy", "read_npz", "IDX_IMAGES", "IDX_LABELS"]
+           "read_npy", "read_npz", "memmap_npy", "read_idx_zip", "extract_tar", "IDX_IMAGES", "IDX_LABELS"]
 
 try:
     import fcntl
@@ -165,47 +165,98 @@ def _tar_stream(raw) -> tarfile.TarFile:
     return tarfile.open(fileobj=raw, mode="r|*", bufsize=1 << 20)
 
 
-def iter_tar(path: Path, limits: Callable[[str], int | None]) -> Iterator[tuple[str, bytes]]:
+def _tar_members(path: Path, limits: Callable[[str], int | None], max_total: int):
+    """``(name, member, tarfile)`` for each wanted member of archive ``path``, after the safety checks."""
+    total = 0
+    with open_regular(path) as raw, _tar_stream(raw) as tf:
+        for count, member in enumerate(tf, 1):
+            name = member.name
+            if count > MAX_ARCHIVE_MEMBERS:
+                raise DataError(f"{path}: more than {MAX_ARCHIVE_MEMBERS} members; not a data set archive")
+            if not _safe_member_name(name):
+                raise DataError(f"{path}: refused member {name!r}: absolute or '..' path")
+            if member.issym() or member.islnk():
+                raise DataError(f"{path}: refused member {name!r}: links are not allowed in data archives")
+            if member.isdir():
+                continue
+            if not member.isfile():
+                raise DataError(f"{path}: refused member {name!r}: not a regular file")
+            total += member.size
+            if total > max_total:
+                raise DataError(f"{path}: unpacks to more than {max_total} bytes; not a data set archive")
+            limit = limits(name[2:] if name.startswith("./") else name)
+            if limit is None:
+                continue
+            if member.size > limit:
+                raise DataError(f"{path}: member {name} is {member.size} bytes, more than the "
+                                f"{limit} its format allows")
+            yield name, member, tf
+
+
+def iter_tar(path: Path, limits: Callable[[str], int | None],
+             max_total: int = MAX_ARCHIVE_BYTES) -> Iterator[tuple[str, bytes]]:
     """Yield ``(name, bytes)`` for the members of tar archive ``path`` that ``limits`` wants.
 
     ``limits(name)`` returns the largest size allowed for a wanted member, or
     None to skip it. The archive is streamed once (gzip, bz2, xz or plain);
     unsafe members (absolute or ``..`` names, links, devices) and oversized
-    members raise DataError.
+    members raise DataError, as does an archive unpacking to more than ``max_total``.
     """
-    total = 0
     try:
-        with open_regular(path) as raw, _tar_stream(raw) as tf:
-            for count, member in enumerate(tf, 1):
-                name = member.name
-                if count > MAX_ARCHIVE_MEMBERS:
-                    raise DataError(f"{path}: more than {MAX_ARCHIVE_MEMBERS} members; not a data set archive")
-                if not _safe_member_name(name):
-                    raise DataError(f"{path}: refused member {name!r}: absolute or '..' path")
-                if member.issym() or member.islnk():
-                    raise DataError(f"{path}: refused member {name!r}: links are not allowed in data archives")
-                if member.isdir():
-                    continue
-                if not member.isfile():
-                    raise DataError(f"{path}: refused member {name!r}: not a regular file")
-                total += member.size
-                if total > MAX_ARCHIVE_BYTES:
-                    raise DataError(f"{path}: unpacks to more than {MAX_ARCHIVE_BYTES} bytes; not a data set archive")
-                limit = limits(name[2:] if name.startswith("./") else name)
-                if limit is None:
-                    continue
-                if member.size > limit:
-                    raise DataError(f"{path}: member {name} is {member.size} bytes, more than the "
-                                    f"{limit} its format allows")
-                f = tf.extractfile(member)
-                data = f.read(member.size) if f is not None else b""
-                if len(data) != member.size:
-                    raise DataError(f"{path}: member {name} is truncated")
-                yield name, data
+        for name, member, tf in _tar_members(path, limits, max_total):
+            f = tf.extractfile(member)
+            data = f.read(member.size) if f is not None else b""
+            if len(data) != member.size:
+                raise DataError(f"{path}: member {name} is truncated")
+            yield name, data
     except DataError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, _IsalError, OSError, ValueError) as exc:
         raise DataError(f"{path}: truncated or not a valid tar archive ({exc})") from None
+
+
+def extract_tar(path: Path, wanted: dict[str, int], dest: Path, max_total: int = MAX_ARCHIVE_BYTES) -> list[Path]:
+    """Copy the members ``wanted`` names (archive name -> largest size allowed) into the folder ``dest``.
+
+    Members are streamed to disk in 1 MiB pieces under their base names (never
+    a path taken from the archive), each through a hidden temporary file renamed
+    into place once complete; every check of :func:`iter_tar` applies. Returns
+    the files written; a wanted member the archive lacks is a DataError.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        for name, member, tf in _tar_members(path, lambda n: wanted.get(n), max_total):
+            target = dest / PurePosixPath(name).name
+            tmp = dest / f".{target.name}.part"
+            f = tf.extractfile(member)
+            got = 0
+            try:
+                with open(tmp, "wb") as out:
+                    while f is not None:
+                        chunk = f.read(1 << 20)
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        out.write(chunk)
+                if got != member.size:
+                    raise DataError(f"{path}: member {name} is truncated")
+                os.replace(tmp, target)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            written.append(target)
+    except DataError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, _IsalError, ValueError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: truncated or not a valid tar archive ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot extract into {dest} ({exc.strerror or exc})") from None
+    got = {p.name for p in written}
+    missing = sorted(n for n in wanted if PurePosixPath(n).name not in got)
+    if missing:
+        raise DataError(f"{path}: no member {missing[0]} (truncated, or not the expected archive?)")
+    return written
 
 
 def _inflate_bound(compressed: int) -> int:
@@ -232,44 +283,80 @@ def read_idx(path: Path, magic: int, max_items: int, item_shape: tuple[int, ...]
     decompressed, so a gzip bomb stops.
     """
     path = Path(path)
-    ndim = magic & 0xFF
-    header_len = 4 + 4 * ndim
-    gz = path.suffix == ".gz"
     try:
         with open_regular(path) as raw:
-            on_disk = file_size(raw)
-            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
-            header = f.read(header_len)
-            if len(header) < header_len:
-                raise DataError(f"{path}: file too short for an IDX header")
-            (got,) = struct.unpack(">I", header[:4])
-            if got != magic:
-                raise DataError(f"{path}: IDX magic number {got}, expected {magic} "
-                                f"({'images' if magic == IDX_IMAGES else 'labels'})")
-            dims = struct.unpack(">" + "I" * ndim, header[4:])
-            if dims[0] > max_items or (item_shape is not None and tuple(dims[1:]) != tuple(item_shape)):
-                raise DataError(f"{path}: IDX dimensions {dims} do not fit the format "
-                                f"(at most {max_items} items of {item_shape})")
-            item = 1
-            for d in dims[1:]:
-                item *= d
-            size = dims[0] * item
-            if not gz and size != on_disk - header_len:
-                held = on_disk - header_len
-                raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is "
-                                f"{'shorter' if held < size else 'longer'}: it holds {held:,} bytes after the header")
-            if gz and size + header_len > _inflate_bound(on_disk):
-                raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is shorter: "
-                                f"{on_disk:,} compressed bytes inflate to at most {_inflate_bound(on_disk):,}")
-            if item > MAX_IDX_ITEM:
-                # even with 0 items, numpy cannot shape an array whose samples exceed its address space
-                raise DataError(f"{path}: IDX dimensions {dims} claim {item:,} bytes per sample "
-                                f"(at most {MAX_IDX_ITEM:,})")
-            data = f.read(size + 1)
+            return _read_idx_from(raw, file_size(raw), path.suffix == ".gz", str(path), magic, max_items, item_shape)
     except DataError:
         raise
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: truncated or corrupt ({exc})") from None
+
+
+def read_idx_zip(path: Path, member: str, magic: int, max_items: int,
+                 item_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read IDX member ``member`` (optionally .gz) of zip archive ``path`` in place, as :func:`read_idx`.
+
+    The member's size as the zip claims it must fit what its compressed bytes
+    can inflate to before it is opened (EMNIST ships its IDX files this way).
+    """
+    source = f"{path}:{member}"
+    try:
+        with open_regular(path) as raw, zipfile.ZipFile(raw) as zf:
+            try:
+                info = zf.getinfo(member)
+            except KeyError:
+                raise DataError(f"{path}: no member {member} (truncated, or not the expected archive?)") from None
+            if info.compress_type == zipfile.ZIP_STORED:
+                fits = info.file_size == info.compress_size
+            elif info.compress_type == zipfile.ZIP_DEFLATED:
+                fits = info.file_size <= _inflate_bound(info.compress_size) + 64
+            else:
+                raise DataError(f"{source}: compression method {info.compress_type} is not supported")
+            if not fits:
+                raise DataError(f"{source}: claims {info.file_size:,} bytes but holds {info.compress_size:,} "
+                                "compressed bytes, which cannot inflate to that")
+            with zf.open(info) as f:
+                return _read_idx_from(f, info.file_size, member.endswith(".gz"), source, magic, max_items, item_shape)
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, zlib.error,
+            NotImplementedError, RuntimeError) as exc:
+        raise DataError(f"{path}: not a valid zip archive, or {member} is corrupt ({exc})") from None
+
+
+def _read_idx_from(raw, on_disk: int, gz: bool, path: str, magic: int, max_items: int,
+                   item_shape: tuple[int, ...] | None) -> np.ndarray:
+    """The IDX array in stream ``raw`` of ``on_disk`` bytes (gzip-compressed when ``gz``); ``path`` names it."""
+    ndim = magic & 0xFF
+    header_len = 4 + 4 * ndim
+    f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+    header = f.read(header_len)
+    if len(header) < header_len:
+        raise DataError(f"{path}: file too short for an IDX header")
+    (got,) = struct.unpack(">I", header[:4])
+    if got != magic:
+        raise DataError(f"{path}: IDX magic number {got}, expected {magic} "
+                        f"({'images' if magic == IDX_IMAGES else 'labels'})")
+    dims = struct.unpack(">" + "I" * ndim, header[4:])
+    if dims[0] > max_items or (item_shape is not None and tuple(dims[1:]) != tuple(item_shape)):
+        raise DataError(f"{path}: IDX dimensions {dims} do not fit the format "
+                        f"(at most {max_items} items of {item_shape})")
+    item = 1
+    for d in dims[1:]:
+        item *= d
+    size = dims[0] * item
+    if not gz and size != on_disk - header_len:
+        held = on_disk - header_len
+        raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is "
+                        f"{'shorter' if held < size else 'longer'}: it holds {held:,} bytes after the header")
+    if gz and size + header_len > _inflate_bound(on_disk):
+        raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is shorter: "
+                        f"{on_disk:,} compressed bytes inflate to at most {_inflate_bound(on_disk):,}")
+    if item > MAX_IDX_ITEM:
+        # even with 0 items, numpy cannot shape an array whose samples exceed its address space
+        raise DataError(f"{path}: IDX dimensions {dims} claim {item:,} bytes per sample "
+                        f"(at most {MAX_IDX_ITEM:,})")
+    data = f.read(size + 1)
     if len(data) != size:
         what = "shorter" if len(data) < size else "longer"
         raise DataError(f"{path}: header says {dims} ({size:,} bytes of data) but the file is {what}")
@@ -347,6 +434,33 @@ def read_npy(path: str | os.PathLike, kinds: str = _NPY_KINDS) -> np.ndarray:
     try:
         with open_regular(path) as f:
             return _read_npy_from(f, file_size(f), str(path), kinds)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: not a valid .npy file ({exc})") from None
+
+
+def memmap_npy(path: str | os.PathLike, kinds: str = _NPY_KINDS) -> np.ndarray:
+    """A read-only memory map of a .npy file, its header checked as :func:`read_npy` checks it.
+
+    Nothing of the claimed size is allocated: the header must claim exactly the
+    bytes the file holds, and the pages are read from disk (or the page cache)
+    only when indexed. The map is made from the file that was checked (no
+    second open by name).
+    """
+    try:
+        with open_regular(path) as f:
+            held = file_size(f)
+            dtype, shape, fortran, hlen = _npy_header(f, str(path), kinds)
+            count = 1
+            for s in shape:
+                count *= s
+            if count * dtype.itemsize != held - hlen:
+                raise DataError(f"{path}: header claims shape {shape} of {dtype} ({count * dtype.itemsize:,} "
+                                f"bytes) but holds {max(held - hlen, 0):,} bytes of data")
+            if count == 0:  # mmap cannot map nothing
+                return np.empty(shape, dtype=dtype)
+            return np.memmap(f, dtype=dtype, mode="r", offset=hlen, shape=shape, order="F" if fortran else "C")
     except DataError:
         raise
     except (OSError, EOFError, ValueError) as exc:
