@@ -24,6 +24,7 @@ ALLOWED = {
     "utils": {"errors", "autograd", "registry", "data"},
     "viz": {"errors", "autograd", "nn", "utils"},
     "serialization": {"errors", "autograd", "nn", "utils"},
+    "vision": {"errors", "autograd", "registry", "nn", "data"},
     "cuda": {"errors", "autograd"},
     "accelerator": {"errors", "autograd"},
     "backends": {"errors", "autograd"},

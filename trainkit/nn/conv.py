@@ -7,7 +7,7 @@ import numpy as np
 
 from trainkit.nn import functional as F
 from trainkit.nn import init
-from trainkit.nn._helpers import _pair, np_dtype
+from trainkit.nn._helpers import _pair, check_device, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import (CONV_PADDING, SIZE, Example, Inferred, Int, ShapeProblem, layer, need_image, pair,
@@ -32,6 +32,7 @@ class Conv2d(Module):
             (output size = input size; stride 1 and odd kernels only). Zero padding.
         bias: if False the layer has no bias.
         dtype: parameter dtype (float32 by default).
+        device: ``None`` or the CPU (trainkit's only device).
 
     Int arguments are stored as tuples (``kernel_size=(5, 5)``), as PyTorch does.
 
@@ -45,8 +46,9 @@ class Conv2d(Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 bias: bool = True, dtype=None):
+                 bias: bool = True, dtype=None, *, device=None):
         super().__init__()
+        check_device(device)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)

@@ -336,9 +336,33 @@ class Where(Op):
                 sum_to(np.where(self.cond, zero, gy), self.sb) if self.needs[1] else None)
 
 
-def where(condition, input, other):  # noqa: A002
+def _scalar_tensor(x) -> Tensor:
+    """A Python scalar as the 0-d tensor torch makes of it (bool, int64, the default float dtype, complex64)."""
+    if isinstance(x, np.generic):
+        return Tensor(np.asarray(x))
+    if isinstance(x, bool):
+        return Tensor(np.array(x))
+    if isinstance(x, int):
+        return Tensor(np.array(x, dtype=dtypes.int64))
+    if isinstance(x, float):
+        return Tensor(np.array(x, dtype=dtypes.get_default_dtype()))
+    if isinstance(x, complex):
+        return Tensor(np.array(x, dtype=np.complex64))
+    raise TypeError(f"where(): expected a Tensor or a number, got {type(x).__name__}")
+
+
+def where(condition, input=None, other=None):  # noqa: A002
+    """``input`` where ``condition`` holds, else ``other`` (broadcast); ``where(condition)`` is
+    ``nonzero(condition, as_tuple=True)``. Two scalars give torch's dtype: ``where(c, 1, 0)`` is int64."""
+    cond = np.asarray(raw(condition), dtype=bool)
+    if input is None and other is None:
+        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(np.atleast_1d(cond)))
+    if input is None or other is None:
+        raise TypeError("where() takes a condition alone, or a condition, input and other")
+    if not isinstance(input, (Tensor, np.ndarray)) and not isinstance(other, (Tensor, np.ndarray)):
+        input = _scalar_tensor(input)
     a, b = promote(input, other)
-    return Where.apply(a, b, cond=np.asarray(raw(condition), dtype=bool))
+    return Where.apply(a, b, cond=cond)
 
 
 class Cast(Op):

@@ -1,0 +1,104 @@
+"""API gaps that running PyTorch's example programs exposed, checked against torch.
+
+- ``torch.where(cond, 1, 0)`` with two Python scalars (siamese_network's prediction);
+- ``'{:+.2f}'.format(tensor)`` of a 0-d tensor (regression's ``poly_desc``);
+- ``nn.Linear(in, out, bias, device, dtype)`` positionally (mnist_forward_forward's ``Layer``);
+- convolutions whose output has few positions per image (ResNet's last stages on MNIST) take the
+  one-GEMM path: values and gradients equal torch's on both sides of the threshold.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch as th
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import trainkit as tk
+import trainkit.nn as nn
+import trainkit.nn.functional as F
+from trainkit.autograd.ops.conv import FEW_POSITIONS
+
+SCALARS = [1, 0, 2.5, -1.0, True, False]
+
+
+@given(a=st.sampled_from(SCALARS), b=st.sampled_from(SCALARS), default64=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_where_with_scalars_has_torchs_dtype_and_values(a, b, default64):
+    cond = np.array([[True, False, True], [False, False, True]])
+    old_tk, old_th = tk.get_default_dtype(), th.get_default_dtype()
+    try:
+        if default64:
+            tk.set_default_dtype(tk.float64), th.set_default_dtype(th.float64)
+        r, e = tk.where(tk.tensor(cond), a, b), th.where(th.tensor(cond), a, b)
+    finally:
+        tk.set_default_dtype(old_tk), th.set_default_dtype(old_th)
+    assert str(r.dtype).split(".")[1] == str(e.dtype).split(".")[1]
+    np.testing.assert_array_equal(r.numpy(), e.numpy())
+
+
+def test_where_tensor_and_scalar_keeps_gradient_and_single_argument_form():
+    x = tk.tensor([0.2, 0.7, 0.9], dtype=tk.float64, requires_grad=True)
+    y = tk.where(x > 0.5, x, 2)
+    y.sum().backward()
+    assert y.tolist() == [2.0, 0.7, 0.9] and x.grad.tolist() == [0.0, 1.0, 1.0]
+    (idx,) = tk.where(x > 0.5)
+    assert idx.tolist() == [1, 2] and idx.dtype == tk.int64
+    rows, cols = tk.where(tk.tensor([[0, 3], [4, 0]]))
+    assert rows.tolist() == [0, 1] and cols.tolist() == [1, 0]
+    with pytest.raises(TypeError):
+        tk.where(x > 0.5, x)
+
+
+@pytest.mark.parametrize("spec", ["+.2f", ".3e", "", "8.1f", "d"])
+def test_zero_dim_tensor_formats_like_its_number(spec):
+    value = 3 if spec == "d" else -1.23456
+    assert format(tk.tensor(value), spec) == format(th.tensor(value), spec)
+    assert "{:+.2f} x^{}".format(tk.tensor([0.5, 1.5])[1], 2) == "+1.50 x^2"
+    with pytest.raises(TypeError):
+        format(tk.tensor([1.0, 2.0]), ".2f")  # as torch: only one number formats
+
+
+def test_layers_take_device_and_dtype_where_torch_puts_them():
+    class Layer(nn.Linear):
+        def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+            super().__init__(in_features, out_features, bias, device, dtype)
+
+    layer = Layer(3, 2, True, tk.device("cpu"), tk.float64)
+    assert layer.weight.dtype == tk.float64 and layer.bias.shape == (2,)
+    bn = nn.BatchNorm1d(4, 1e-5, 0.1, True, True, "cpu", tk.float64)
+    assert bn.running_mean.dtype == tk.float64
+    for cls in (nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.PReLU):
+        ours = list(inspect.signature(cls).parameters)
+        theirs = list(inspect.signature(getattr(th.nn, cls.__name__)).parameters)
+        assert ours[:len(theirs)] == theirs, cls.__name__
+    with pytest.raises(RuntimeError, match="CPU"):
+        nn.Linear(2, 2, device="cuda")
+    with pytest.raises(RuntimeError, match="CPU"):
+        nn.Conv2d(1, 1, 3, device="cuda:0")
+
+
+@pytest.mark.parametrize("n,c,h,w,o,k,stride,pad,few", [
+    (3, 4, 1, 1, 5, 3, 1, 1, True),      # 1 position: ResNet-18's layer4 on MNIST
+    (2, 3, 4, 4, 2, 3, 2, 1, True),      # 4 positions, strided
+    (2, 2, 5, 6, 3, 3, 1, 1, True),      # 30 positions, stride 1
+    (2, 2, 9, 9, 3, 3, 1, 1, False),     # 81 positions: the per-image path
+    (2, 2, 21, 12, 3, (3, 2), 2, 0, False),
+])
+def test_conv2d_both_gemm_paths_match_torch_in_float64(n, c, h, w, o, k, stride, pad, few):
+    rng = np.random.default_rng(n * 100 + h)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    xs, ws, bs = rng.normal(size=(n, c, h, w)), rng.normal(size=(o, c, kh, kw)), rng.normal(size=o)
+    x, wt, b = (tk.tensor(v, requires_grad=True) for v in (xs, ws, bs))
+    tx, tw, tb = (th.tensor(v, requires_grad=True) for v in (xs, ws, bs))
+    y = F.conv2d(x, wt, b, stride, pad)
+    ty = th.nn.functional.conv2d(tx, tw, tb, stride, pad)
+    gy = rng.normal(size=tuple(ty.shape))
+    (y * tk.tensor(gy)).sum().backward()
+    (ty * th.tensor(gy)).sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, e in ((x, tx), (wt, tw), (b, tb)):
+        np.testing.assert_allclose(a.grad.numpy(), e.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert (ty.shape[2] * ty.shape[3] <= FEW_POSITIONS) == few
