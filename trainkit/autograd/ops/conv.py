@@ -75,35 +75,12 @@ INPUT_GRAD_CHUNK_BYTES = 1 << 21
 REBUILD_CHUNK = 8
 
 
-#: Output positions per image up to which the whole batch goes through one GEMM (positions of all
-#: images side by side) instead of one small GEMM per image. Deep layers on small images (ResNet's
-#: last stages at 1x1-4x4) measured 3-6x faster forward and up to 300x faster weight gradients so:
-#: the per-image products (N, K, O) of the batched form dwarf the columns when P is this small.
-FEW_POSITIONS = 32
-
-
-def _left_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """a (R, S) @ b (N, S, P) -> (N, R, P): per image, or as one GEMM over all images when P is small."""
-    n, s, p = b.shape
-    if p > FEW_POSITIONS:
-        return np.matmul(a, b, out=out)
-    y = (a @ b.transpose(1, 0, 2).reshape(s, n * p)).reshape(a.shape[0], n, p).transpose(1, 0, 2)
-    if out is None:
-        return np.ascontiguousarray(y)
-    out[...] = y
-    return out
-
-
 def _weight_grad(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
     """sum over the batch of g (N, O, P) @ colsᵀ (N, P, K), as (O, K).
 
-    For few positions, one GEMM over the batch (see FEW_POSITIONS). For a short
-    reduction (P <= K, e.g. LeNet's second conv) the (K, O) orientation measured
-    ~2x faster in OpenBLAS than (O, K).
+    For a short reduction (P <= K, e.g. LeNet's second conv) the (K, O) orientation
+    measured ~2x faster in OpenBLAS than (O, K).
     """
-    n, k, p = cols.shape
-    if p <= FEW_POSITIONS:
-        return g.transpose(1, 0, 2).reshape(g.shape[1], n * p) @ cols.transpose(0, 2, 1).reshape(n * p, k)
     if cols.shape[2] <= cols.shape[1]:
         return np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T
     return np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
@@ -167,7 +144,7 @@ class Conv2d(Op):
             dst = cols[a:a + m] if keep else cols[:m]
             dst.reshape((m,) + win.shape[1:])[...] = win[a:a + m]
             out = y[a:a + m]
-            _left_gemm(wm, dst, out=out)
+            np.matmul(wm, dst, out=out)
             if bias is not None:
                 out += bias
         if self.needs is not None:
@@ -214,10 +191,10 @@ class Conv2d(Op):
                 for a in range(0, n, step):
                     m = min(step, n - a)
                     gpad[:m, ..., :wo] = gy[a:a + m]
-                    gcols = _left_gemm(wt, gpad[:m].reshape(m, o, ho * wp))  # (m, C*kh*kw, Ho*Wp)
+                    gcols = np.matmul(wt, gpad[:m].reshape(m, o, ho * wp))  # (m, C*kh*kw, Ho*Wp)
                     gxp[a:a + m] = col2im_flat(gcols, (m,) + self.xpshape[1:], kh, kw, ho)
             else:
-                gcols = _left_gemm(wt, g)  # (N, C*kh*kw, Ho*Wo)
+                gcols = np.matmul(wt, g)  # (N, C*kh*kw, Ho*Wo)
                 gxp = col2im_add(gcols, self.xpshape, kh, kw, sh, sw, ho, wo)
             h, wd = self.xshape[2:]
             gx = gxp[:, :, ph:ph + h, pw:pw + wd] if (ph or pw) else gxp
