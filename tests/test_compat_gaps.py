@@ -100,3 +100,45 @@ def test_conv2d_few_and_many_positions_match_torch_in_float64(n, c, h, w, o, k, 
     np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
     for a, e in ((x, tx), (wt, tw), (b, tb)):
         np.testing.assert_allclose(a.grad.numpy(), e.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls,shape,fn", [
+    ("Dropout1d", (6, 50, 7), "dropout1d"), ("Dropout1d", (50, 7), "dropout1d"),
+    ("Dropout2d", (6, 50, 3, 4), "dropout2d"), ("Dropout2d", (6, 50, 7), "dropout2d"),
+    ("Dropout3d", (4, 50, 2, 3, 2), "dropout3d"), ("Dropout3d", (50, 2, 3, 2), "dropout3d"),
+])
+@pytest.mark.filterwarnings("ignore:dropout2d")
+def test_channel_dropout_zeroes_whole_channels_as_torch(cls, shape, fn):
+    tk.manual_seed(0)
+    x = tk.tensor(np.random.default_rng(0).uniform(1, 2, shape), requires_grad=True)
+    layer = getattr(nn, cls)(p=0.4)
+    y = layer(x)
+    y.sum().backward()
+    ratio = np.round(y.detach().numpy() / x.detach().numpy(), 9)
+    batched = len(shape) == {"Dropout1d": 3, "Dropout2d": 4, "Dropout3d": 5}[cls] or cls == "Dropout2d"
+    per_channel = ratio.reshape(shape[:2] + (-1,)) if batched else ratio.reshape(shape[:1] + (-1,))
+    assert np.isin(per_channel, [0.0, round(1 / 0.6, 9)]).all()
+    assert (per_channel == per_channel[..., :1]).all()  # one draw per channel
+    assert 0.2 < (per_channel[..., 0] == 0).mean() < 0.6
+    np.testing.assert_allclose(x.grad.numpy(), ratio, rtol=1e-8)
+    torch_layer = getattr(th.nn, cls)(p=0.4)
+    assert repr(layer) == repr(torch_layer)
+    layer.eval()
+    assert layer(x) is x or np.array_equal(layer(x).detach().numpy(), x.detach().numpy())
+    assert getattr(F, fn)(x, 1.0).detach().numpy().max() == 0 and getattr(F, fn)(x, 0.0) is x
+
+
+def test_dropout2d_on_lstm_features_warns_and_drops_elements_as_torch():
+    """pytorch/examples mnist_rnn applies nn.Dropout2d to (N, 64): torch warns and drops single elements."""
+    x = tk.ones(200, 64)
+    with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d") as ours:
+        y = nn.Dropout2d(0.5)(x)
+    with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d") as theirs:
+        th.nn.Dropout2d(0.5)(th.ones(200, 64))
+    assert str(ours[0].message) == str(theirs[0].message)
+    kept = y.numpy() != 0
+    assert 0.4 < kept.mean() < 0.6 and not (kept == kept[:, :1]).all()  # not whole rows
+    with pytest.raises(RuntimeError, match="Expected 2D or 3D input"):
+        F.dropout1d(tk.ones(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        nn.Dropout2d(1.5)

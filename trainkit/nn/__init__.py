@@ -12,7 +12,7 @@ from trainkit.nn.linear import Linear
 from trainkit.nn.conv import Conv2d
 from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
-from trainkit.nn.dropout import Dropout
+from trainkit.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from trainkit.nn.flatten import Flatten, Identity
 from trainkit.nn.activation import (
     GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, SiLU, ELU, SELU, PReLU, Softplus, Mish, Hardswish,
@@ -31,7 +31,7 @@ from trainkit.nn.parameter import Parameter
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "GraphModule", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
-    "BatchNorm1d", "BatchNorm2d", "Dropout",
+    "BatchNorm1d", "BatchNorm2d", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
     "SiLU", "ELU", "SELU", "PReLU", "Softplus", "Mish", "Hardswish", "Hardtanh",

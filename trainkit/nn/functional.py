@@ -27,7 +27,7 @@ from ._functional_loss import _pair_target
 
 __all__ = [
     "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "conv2d",
-    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout", "batch_norm", "cross_entropy",
+    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout", "dropout1d", "dropout2d", "dropout3d", "batch_norm", "cross_entropy",
     "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
     # activations
     "silu", "elu", "selu", "celu", "softplus", "mish", "hardswish", "hardtanh", "relu6", "prelu",
@@ -120,6 +120,69 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if p == 1:
         return input * 0.0
     return _norm.Dropout.apply(input, p=p, generator=generator or default_generator())
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, generator) -> Tensor:  # noqa: A002
+    """Zero whole channels: one draw per (sample, channel), broadcast over the remaining dimensions."""
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2)
+    rng = generator or default_generator()
+    keep = rng.random(shape, dtype=np.float32) >= p
+    scale = keep * np.asarray(0.0 if p == 1 else 1.0 / (1.0 - p), input.dtype)
+    return input * Tensor(scale.astype(input.dtype, copy=False))
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+              generator=None) -> Tensor:
+    """Channel dropout of ``(N, C, L)`` or unbatched ``(C, L)`` input: each channel is kept whole
+    (scaled by 1/(1-p)) or zeroed, with probability ``p``."""
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input. Note that "
+                           "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial dimension, "
+                           "a channel dimension, and an optional batch dimension (i.e. 2D or 3D inputs).")
+    if input.ndim == 2 and training and p != 0:
+        return _feature_dropout(input.unsqueeze(0), p, training, generator).squeeze(0)
+    return _feature_dropout(input, p, training, generator)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+              generator=None) -> Tensor:
+    """Channel dropout of ``(N, C, H, W)`` input, as torch's ``dropout2d``.
+
+    Like torch, other ranks are accepted with a warning and keep torch's historical meaning: a 3-D
+    input is taken as ``(N, C, L)``, and a 2-D ``(N, C)`` input gets one draw per element (plain
+    dropout), which is what ``nn.Dropout2d`` after an LSTM's last output does.
+    """
+    if input.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and will "
+                      "result in an error in a future release. To retain the behavior and silence this warning, "
+                      "please use dropout instead. Note that dropout2d exists to provide channel-wise dropout on "
+                      "inputs with 2 spatial dimensions, a channel dimension, and an optional batch dimension "
+                      "(i.e. 3D or 4D inputs).", stacklevel=2)
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
+                      "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel dim. "
+                      "This behavior will change in a future release to interpret the input as one without a "
+                      "batch dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout behavior, "
+                      "please switch to using dropout1d instead.", stacklevel=2)
+    return _feature_dropout(input, p, training, generator)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+              generator=None) -> Tensor:
+    """Channel dropout of ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` input."""
+    if input.ndim not in (4, 5):
+        warnings.warn(f"dropout3d: Received a {input.ndim}-D input to dropout3d, which is deprecated and will "
+                      "result in an error in a future release. To retain the behavior and silence this warning, "
+                      "please use dropout instead. Note that dropout3d exists to provide channel-wise dropout on "
+                      "inputs with 3 spatial dimensions, a channel dimension, and an optional batch dimension "
+                      "(i.e. 4D or 5D inputs).", stacklevel=2)
+    if input.ndim == 4 and training and p != 0:
+        return _feature_dropout(input.unsqueeze(0), p, training, generator).squeeze(0)
+    return _feature_dropout(input, p, training, generator)
 
 
 def _raw(t):

@@ -20,7 +20,7 @@ import trainkit.nn  # noqa: F401  (declares the built-in layers and losses)
 from trainkit.autograd import random as tk_random
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn.conv import Conv2d
-from trainkit.nn.dropout import Dropout
+from trainkit.nn.dropout import _DropoutNd
 from trainkit.nn.linear import Linear
 from trainkit.nn.loss import (
     BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, MarginRankingLoss,
@@ -74,7 +74,7 @@ def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
     many = isinstance(shape[0], (tuple, list))
     in_shapes = [tuple(s) for s in shape] if many else [tuple(shape)]
     call = module
-    if isinstance(module, Dropout):
+    if isinstance(module, _DropoutNd):
         # Finite differences call the layer many times: replay one generator state so the mask is fixed.
         state = tk_random.get_rng_state()
 
