@@ -36,6 +36,7 @@ ALLOWED = {
               "<root>"},
     "testing": {"errors", "autograd", "registry", "nn", "optim", "data", "config", "assemble"},
     "docs": {"errors", "autograd", "registry", "nn", "optim", "data", "config", "assemble"},
+    "docs_api": {"errors", "autograd", "registry", "nn", "optim", "data"},
     "cli": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "viz", "config", "assemble", "views", "train",
             "testing", "docs", "<root>"},
     "__main__": {"cli"},
