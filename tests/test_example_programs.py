@@ -123,13 +123,14 @@ def test_vae_one_epoch_saves_images(workdir, monkeypatch, capsys):
 
 
 def test_siamese_resnet18_dry_run(workdir, monkeypatch, capsys):
-    write_mnist(workdir.parent / "data", 20, 10, seed=4)  # ResNet-18 on every test pair: keep the set small
+    # ResNet-18 on every test pair: a small set, but two images per class (a same-class pair needs two)
+    write_mnist(workdir.parent / "data", 20, 20, seed=4)
     run_program(EXAMPLES / "siamese.py", "--dry-run", "--epochs", "1", "--batch-size", "4",
                 "--test-batch-size", "10", "--save-model", monkeypatch=monkeypatch)
     out = capsys.readouterr().out
     assert re.search(r"Train Epoch: 1 \[0/20 \(0%\)\]\tLoss: [\d.]+", out)
     (loss, ok, total), = _test_lines(out)
-    assert math.isfinite(loss) and total == 10 and 0 <= ok <= 10
+    assert math.isfinite(loss) and total == 20 and 0 <= ok <= 20
     state = trainkit.load("siamese_network.pt")
     assert state["resnet.0.weight"].shape == (64, 1, 7, 7) and state["fc.0.weight"].shape == (256, 1024)
     assert "resnet.8.weight" not in state and len(state) == 122 - 2 + 4  # resnet18 less fc, plus the head
