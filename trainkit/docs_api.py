@@ -41,7 +41,7 @@ NAMESPACES: list[tuple[str, str, dict[str, str]]] = [
         "types and devices": "Tensor dtype float32 float64 float16 bfloat16 int64 int32 uint8 bool long float double "
                              "device Size set_default_dtype get_default_dtype cuda backends accelerator is_tensor "
                              "numel set_printoptions",
-        "serialization": "save load",
+        "serialization": "save load serialization.safe_globals serialization.add_safe_globals",
         "submodules": "nn optim utils",
         "compilation and acceleration": "compile jit cuda.amp autocast",
         "other subsystems": "fft linalg sparse_coo_tensor distributed onnx quantization",
@@ -73,7 +73,7 @@ NAMESPACES: list[tuple[str, str, dict[str, str]]] = [
                   "GaussianNLLLoss MultiLabelSoftMarginLoss",
         "sequence": "Embedding EmbeddingBag RNN LSTM GRU RNNCell LSTMCell GRUCell MultiheadAttention Transformer "
                     "TransformerEncoder TransformerEncoderLayer TransformerDecoder TransformerDecoderLayer",
-        "utilities": "init utils functional Upsample PixelShuffle DataParallel",
+        "utilities": "init utils functional modules.rnn.LSTM modules.linear.Linear Upsample PixelShuffle DataParallel",
     }),
     ("torch.nn.functional", "trainkit.nn.functional", {
         "activations": "relu leaky_relu gelu sigmoid tanh softmax log_softmax silu elu selu celu softplus mish "
@@ -163,7 +163,8 @@ NOTES: dict[str, str] = {
     "LBFGS": "Python only (needs a closure): not nameable in YAML, the trainer calls step() without one",
     "DataLoader": "num_workers, pin_memory, persistent_workers... accepted; loading runs in the calling process",
     "load": "also reads PyTorch .pt/.pth files through a restricted unpickler; runs nothing",
-    "save": "one safetensors file (nested containers as JSON); whole nn.Module objects are not saved",
+    "save": "one safetensors file (nested containers as JSON); whole nn.Module objects too, reloaded under "
+            "torch.serialization.safe_globals",
     "cuda": "is_available() is False",
     "device": "'cpu' only",
     "models.resnet18": "torchvision's architecture and state-dict layout, random init (weights=None)",

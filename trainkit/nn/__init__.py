@@ -55,5 +55,14 @@ __all__ = [
     "SiLU", "ELU", "SELU", "PReLU", "Softplus", "Mish", "Hardswish", "Hardtanh",
     "SmoothL1Loss", "HuberLoss", "BCELoss", "KLDivLoss", "CosineEmbeddingLoss", "MarginRankingLoss",
     "TripletMarginLoss",
-    "StateDictError", "IncompatibleKeys", "functional", "init", "utils",
+    "StateDictError", "IncompatibleKeys", "functional", "init", "utils", "modules",
 ]
+
+
+def __getattr__(name: str):
+    # ``nn.modules`` (torch.nn.modules.<file>.<Class> paths) is a view of this package, loaded on first use.
+    if name == "modules":
+        import importlib
+
+        return importlib.import_module("trainkit.nn.modules")
+    raise AttributeError(f"module 'trainkit.nn' has no attribute {name!r}")
