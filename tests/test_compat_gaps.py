@@ -142,3 +142,42 @@ def test_dropout2d_on_lstm_features_warns_and_drops_elements_as_torch():
         F.dropout1d(tk.ones(2, 3, 4, 5))
     with pytest.raises(ValueError, match="between 0 and 1"):
         nn.Dropout2d(1.5)
+
+
+_ARITH = [("add", {}), ("add", {"alpha": 2}), ("sub", {"alpha": -0.5}), ("mul", {}), ("div", {}),
+          ("div", {"rounding_mode": "trunc"}), ("div", {"rounding_mode": "floor"}), ("true_divide", {}),
+          ("floor_divide", {})]
+
+
+def _valid(fn, kwargs, kind) -> bool:
+    if kind.startswith("int") and not float(kwargs.get("alpha", 1)).is_integer():
+        return False  # a float alpha with integer tensors is an error in both libraries
+    return kind != "scalar_first" or fn in ("add", "sub", "mul", "div", "true_divide")
+
+
+@pytest.mark.parametrize("fn,kwargs,kind", [
+    (fn, kwargs, kind) for fn, kwargs in _ARITH for kind in ("float", "int", "int_scalar", "scalar_first")
+    if _valid(fn, kwargs, kind)])
+def test_arithmetic_functions_match_torch(fn, kwargs, kind):
+    a = np.array([[7.5, -7.5, 3.0], [-2.25, 9.0, -1.0]])
+    b = np.array([2.0, -4.0, 0.5])
+    if kind == "int":
+        a, b = a.astype(np.int64) * 3 + 1, np.array([2, -4, 5])
+    ours_args = {"float": (tk.tensor(a), tk.tensor(b)), "int": (tk.tensor(a), tk.tensor(b)),
+                 "int_scalar": (tk.tensor(a), 3), "scalar_first": (3, tk.tensor(b))}[kind]
+    their_args = {"float": (th.tensor(a), th.tensor(b)), "int": (th.tensor(a), th.tensor(b)),
+                  "int_scalar": (th.tensor(a), 3), "scalar_first": (th.tensor(3), th.tensor(b))}[kind]
+    ours, theirs = getattr(tk, fn)(*ours_args, **kwargs), getattr(th, fn)(*their_args, **kwargs)
+    assert str(ours.dtype).split(".")[1] == str(theirs.dtype).split(".")[1]
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)
+
+
+def test_concat_half_and_div_errors():
+    a, b = tk.ones(2, 3), tk.zeros(1, 3)
+    assert tk.concat([a, b]).shape == (3, 3) and tk.concatenate((a, b), dim=0).shape == (3, 3)
+    assert a.half().dtype == tk.float16
+    with pytest.raises(ValueError, match="rounding_mode"):
+        tk.div(a, 2, rounding_mode="round")
+    x = tk.tensor([1.0, 2.0], requires_grad=True)
+    tk.add(x, x, alpha=3).sum().backward()
+    assert x.grad.tolist() == [4.0, 4.0]

@@ -25,6 +25,7 @@ TORCHVISION = {
     "resnet18": ("3e58b0798c806a0c", 11689512, 122),
     "resnet34": ("97e365907d64da74", 21797672, 218),
     "resnet50": ("781bb16f43b8f96f", 25557032, 320),
+    "resnext50_32x4d": ("7140c3dbddac5382", 25028904, 320),
 }
 
 
@@ -43,7 +44,7 @@ def test_torchvision_import_paths_reach_trainkit_data():
     assert torchvision.transforms.Lambda is trainkit.data.transforms.Lambda
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d"])
 def test_resnet_state_dict_layout_is_torchvisions(name):
     assert _layout(getattr(models, name)()) == TORCHVISION[name]
 
@@ -80,15 +81,19 @@ def test_resnet18_as_the_siamese_example_uses_it():
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)  # eval: per-sample, batch-independent
 
 
-def test_resnet_refuses_what_needs_downloads_or_grouped_convolution():
+def test_resnet_refuses_pretrained_weights_and_builds_grouped_and_dilated_variants():
     with pytest.raises(ValueError, match="no pretrained weights"):
         models.resnet18(weights="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="no pretrained weights"):
         models.resnet18(pretrained=True)
-    with pytest.raises(NotImplementedError, match="grouped"):
-        models.ResNet(models.Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4)
-    with pytest.raises(NotImplementedError, match="dilated"):
-        models.ResNet(models.Bottleneck, [3, 4, 6, 3], replace_stride_with_dilation=[False, True, True])
+    rx = models.resnext50_32x4d(num_classes=3)
+    assert rx.layer1[0].conv2.groups == 32 and rx.layer1[0].conv2.weight.shape == (128, 4, 3, 3)
+    dil = models.resnet50(num_classes=3, replace_stride_with_dilation=[False, True, True])
+    assert dil.layer4[1].conv2.dilation == (4, 4) and dil.layer4[1].conv2.padding == (4, 4)
+    assert dil.layer4[0].conv2.dilation == (2, 2) and dil.layer4[0].downsample[0].stride == (1, 1)
+    assert dil(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    with pytest.raises(ValueError, match="BasicBlock only supports groups=1"):
+        models.ResNet(models.BasicBlock, [2, 2, 2, 2], groups=2)
 
 
 def test_make_grid_matches_torchvision():

@@ -112,11 +112,10 @@ NAMESPACES: list[tuple[str, str, dict[str, str]]] = [
     }),
 ]
 
-_SEQ = "sequence and attention layers: their own issue (branch seqlayers), not yet merged"
+_SEQ = "sequence and attention layers: their own issue; not (yet) among the layers it adds"
 _FFT = "complex numbers, FFT and sparse tensors: numpy engine is real, dense float/int only"
 _DIST = "multi-process training has its own issue (MPI data parallelism), not torch.distributed's API"
 _GPU = "CPU-only engine: no kernels to compile, JIT, autocast or quantize"
-_GROUPS = "grouped, dilated and transposed convolution are not implemented in the engine yet"
 _RARE = "not implemented yet: rarely used in the example programs this release targets"
 
 #: Reasons for names trainkit leaves out; every uncovered name needs one (the generator checks).
@@ -130,7 +129,8 @@ NOT_COVERED: dict[str, str] = {
                     "TransformerEncoder TransformerEncoderLayer TransformerDecoder TransformerDecoderLayer LayerNorm "
                     "GroupNorm InstanceNorm1d InstanceNorm2d scaled_dot_product_attention group_norm "
                     "instance_norm".split(), _SEQ),
-    **dict.fromkeys("Conv1d Conv3d ConvTranspose2d conv_transpose2d models.resnext50_32x4d".split(), _GROUPS),
+    **dict.fromkeys("Conv3d ConvTranspose2d conv_transpose2d".split(), "3-D convolution is not implemented "
+                    "(1-D, 2-D, grouped, dilated and 2-D transposed are)"),
     "bfloat16": "numpy has no bfloat16",
     "cuda": "CPU only: .cuda() and device('cuda') refuse with a clear message",
     "is_cuda": "CPU only",
@@ -138,12 +138,8 @@ NOT_COVERED: dict[str, str] = {
     "register_hook": "see trainkit.autograd.hooks (issue 17)",
     "SparseAdam": _FFT,
     "models.vgg16": "only the ResNet family is provided (random init, no pretrained weights)",
-    "models.mobilenet_v2": _GROUPS + " (depthwise convolution)",
-    **dict.fromkeys("add sub mul div true_divide floor_divide fmod remainder".split(),
-                    "not yet as functions: the operators (+ - * / // %) and the Tensor methods cover them"),
-    "concat": "not yet: use its other name, cat",
-    **dict.fromkeys("half".split(), "float16 tensors exist (.to(torch.float16)); the .half() shortcut is not added "
-                                    "yet"),
+    "models.mobilenet_v2": "only the ResNet family (with ResNeXt and wide ResNets) is provided",
+    **dict.fromkeys("fmod remainder".split(), "not yet as functions: the % operator covers remainder"),
     **dict.fromkeys("empty_like randint_like logspace erfinv lerp mode std_mean var_mean count_nonzero searchsorted "
                     "bucketize tile broadcast_to meshgrid cdist detach_ unfold where ParameterList ParameterDict "
                     "Bilinear Unflatten AlphaDropout CELU Hardsigmoid ReLU6 Softsign Tanhshrink Threshold GLU glu "

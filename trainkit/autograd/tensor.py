@@ -213,6 +213,9 @@ class Tensor(TensorMethods):
     def long(self) -> "Tensor":
         return self.to(dtypes.int64)
 
+    def half(self) -> "Tensor":
+        return self.to(dtypes.float16)
+
     def int(self) -> "Tensor":
         return self.to(dtypes.int32)
 

@@ -7,9 +7,7 @@ torchvision (read with :func:`trainkit.load`) work as they do there.
 
 Not provided: pretrained weights (``weights=`` other than ``None`` needs a
 download; save torchvision's state dict with ``torch.save`` and load it with
-``trainkit.load`` instead), and the variants that need grouped or dilated
-convolution (ResNeXt, ``replace_stride_with_dilation``), which trainkit's
-``Conv2d`` does not have.
+``trainkit.load`` instead).
 """
 from __future__ import annotations
 
@@ -18,23 +16,18 @@ from typing import Any, Callable
 from trainkit import nn
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-           "wide_resnet50_2", "wide_resnet101_2"]
+           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    """3x3 convolution, padding 1, no bias."""
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding (= dilation), no bias."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation, groups=groups,
+                     bias=False, dilation=dilation)
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     """1x1 convolution, no bias."""
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-
-def _plain_conv_only(groups: int, dilation: int) -> None:
-    if groups != 1 or dilation != 1:
-        raise NotImplementedError(f"groups={groups}, dilation={dilation}: trainkit's Conv2d has neither grouped "
-                                  "nor dilated convolution, so ResNeXt and dilated ResNets are not available")
 
 
 class BasicBlock(nn.Module):
@@ -92,11 +85,10 @@ class Bottleneck(nn.Module):
         super().__init__()
         if norm_layer is None:
             norm_layer = nn.BatchNorm2d
-        _plain_conv_only(groups, dilation)
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(inplanes, width)
         self.bn1 = norm_layer(width)
-        self.conv2 = conv3x3(width, width, stride)
+        self.conv2 = conv3x3(width, width, stride, groups, dilation)
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
@@ -121,7 +113,7 @@ class ResNet(nn.Module):
         num_classes: outputs of the final ``fc`` layer (1000).
         zero_init_residual: start each residual branch's last batch-norm weight at 0.
         groups, width_per_group: 1 and the middle width of bottleneck blocks (64; 128 for wide ResNets).
-        replace_stride_with_dilation: must be None or all False (no dilated convolution in trainkit).
+        replace_stride_with_dilation: for each of stages 2-4, replace its stride 2 by dilation.
         norm_layer: normalisation class (``nn.BatchNorm2d`` by default).
 
     Initialisation: convolutions ``kaiming_normal_(mode='fan_out', nonlinearity='relu')``, batch
@@ -143,7 +135,6 @@ class ResNet(nn.Module):
         if len(replace_stride_with_dilation) != 3:
             raise ValueError("replace_stride_with_dilation should be None "
                              f"or a 3-element tuple, got {replace_stride_with_dilation}")
-        _plain_conv_only(groups, 2 if any(replace_stride_with_dilation) else 1)
         self.groups = groups
         self.base_width = width_per_group
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
@@ -151,9 +142,9 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2, dilate=replace_stride_with_dilation[0])
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2, dilate=replace_stride_with_dilation[1])
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2, dilate=replace_stride_with_dilation[2])
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
@@ -170,13 +161,17 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock) and m.bn2.weight is not None:
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(self, block, planes: int, blocks: int, stride: int = 1, dilate: bool = False) -> nn.Sequential:
         norm_layer = self._norm_layer
         downsample = None
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        norm_layer(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, self.dilation,
+        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, previous_dilation,
                         norm_layer)]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
@@ -224,6 +219,24 @@ def resnet101(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> R
 def resnet152(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:
     """ResNet-152: :class:`Bottleneck` x [3, 8, 36, 3]."""
     return _resnet("resnet152", Bottleneck, [3, 8, 36, 3], weights, progress, kwargs)
+
+
+def resnext50_32x4d(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:
+    """ResNeXt-50 32x4d: ResNet-50 with 32-group bottleneck convolutions of width 4 per group."""
+    kwargs.update(groups=32, width_per_group=4)
+    return _resnet("resnext50_32x4d", Bottleneck, [3, 4, 6, 3], weights, progress, kwargs)
+
+
+def resnext101_32x8d(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:
+    """ResNeXt-101 32x8d."""
+    kwargs.update(groups=32, width_per_group=8)
+    return _resnet("resnext101_32x8d", Bottleneck, [3, 4, 23, 3], weights, progress, kwargs)
+
+
+def resnext101_64x4d(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:
+    """ResNeXt-101 64x4d."""
+    kwargs.update(groups=64, width_per_group=4)
+    return _resnet("resnext101_64x4d", Bottleneck, [3, 4, 23, 3], weights, progress, kwargs)
 
 
 def wide_resnet50_2(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:
