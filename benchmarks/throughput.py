@@ -14,7 +14,10 @@ the profiled steps (a context manager here), never in the engine's hot path.
 
 Options: ``--workloads lenet32,mlp128`` to choose, ``--repeats 3``,
 ``--seconds 1.5`` (target length of one timed run), ``--threads N`` (numpy's
-BLAS pool and torch both set to N), ``--no-profile``, ``--json FILE``.
+BLAS pool and torch both set to N; without threadpoolctl, set
+OPENBLAS_NUM_THREADS before starting), ``--clock cpu`` (1 thread only: time by
+the process's CPU time, which other processes' load does not inflate),
+``--no-profile``, ``--json FILE``.
 
 OpenBLAS reads OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when numpy is imported;
 the header shows them and the kernel chosen, since a forced older core type
@@ -42,6 +45,9 @@ import trainkit  # noqa: E402
 import trainkit.nn as tnn  # noqa: E402
 import trainkit.optim as toptim  # noqa: E402
 from trainkit.autograd.function import Op  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import seq_models  # noqa: E402
 from trainkit.autograd.tensor import Tensor  # noqa: E402
 
 try:  # the reference is optional: without torch only trainkit's figures are shown
@@ -81,13 +87,18 @@ def mlp(nn):
 
 @dataclass
 class Workload:
-    """One row of the table: a model, a batch size, and training or inference."""
+    """One row of the table: a model, a batch size, and training or inference.
+
+    ``data(batch)`` gives the batches (default: CIFAR-shaped images and labels); the
+    loss is cross-entropy on the model's output (token models flatten their logits).
+    """
 
     key: str
     label: str
     build: object
     batch: int
     train: bool
+    data: object = None
 
 
 WORKLOADS = [
@@ -95,9 +106,18 @@ WORKLOADS = [
     Workload("lenet128", "LeNet train, batch 128", lenet, 128, True),
     Workload("mlp128", "MLP 3072-512-256-10 train, batch 128", mlp, 128, True),
     Workload("lenet_infer256", "LeNet inference (no_grad), batch 256", lenet, 256, False),
+    # issue 14: sequence models (samples are sequences); see benchmarks/seq_models.py
+    Workload("lstm_lm", "2-layer LSTM LM (200, vocab 65), bptt 35, batch 20", seq_models.lstm_lm, 20, True,
+             lambda batch: seq_models.token_data((35, batch), 65)),
+    Workload("lstm_lm_word", "2-layer LSTM LM (200, vocab 33278), bptt 35, batch 20", seq_models.lstm_lm_word, 20,
+             True, lambda batch: seq_models.token_data((35, batch), 33278)),
+    Workload("tiny_gpt", "tiny GPT (4x128, 4 heads), block 64, batch 12", seq_models.tiny_gpt, 12, True,
+             lambda batch: seq_models.token_data((batch, 64), 65)),
+    Workload("small_vit", "ViT 32x32 (patch 4, 4x128, 4 heads), batch 64", seq_models.small_vit, 64, True),
 ]
 
-TARGETS = {"lenet32": 0.6, "lenet128": 0.6, "mlp128": 0.9, "lenet_infer256": 0.6}
+TARGETS = {"lenet32": 0.6, "lenet128": 0.6, "mlp128": 0.9, "lenet_infer256": 0.6, "lstm_lm": 0.7,
+           "lstm_lm_word": 0.7, "tiny_gpt": 0.7, "small_vit": 0.7}
 N_BATCHES = 8  # distinct batches cycled through, so caches do not flatter either side
 
 
@@ -152,16 +172,21 @@ def torch_stepper(wl: Workload, state: dict, xs, ys):
     return _stepper(wl, torch, torch.nn, torch.optim, lambda a: torch.from_numpy(a.copy()), xs, ys, state)
 
 
+#: The clock runs are timed with: wall time, or (``--clock cpu``) the process's CPU time, which a
+#: shared machine's other processes do not inflate while they hold the core (valid at 1 thread only).
+CLOCK = time.perf_counter
+
+
 def calibrate(step, seconds: float) -> int:
     """Number of steps that takes about ``seconds`` (after a short warm-up)."""
     for i in range(3):
         step(i)
     n, t = 0, 0.0
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     while t < 0.25:
         step(n)
         n += 1
-        t = time.perf_counter() - t0
+        t = CLOCK() - t0
     return max(3, int(n * seconds / t))
 
 
@@ -169,10 +194,10 @@ def timed(step, steps: int) -> float:
     """Seconds for ``steps`` consecutive steps (two warm-up steps first)."""
     step(0)
     step(1)
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     for i in range(steps):
         step(i)
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 @dataclass
@@ -194,7 +219,7 @@ class Result:
 
 def run_workload(wl: Workload, repeats: int, seconds: float) -> Result:
     """Alternate trainkit and torch runs ``repeats`` times each; images/s of every run."""
-    xs, ys = make_data(wl.batch)
+    xs, ys = (wl.data or make_data)(wl.batch)
     ref = wl.build(tnn)  # trainkit's own initialisation supplies the shared weights
     state = {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
     tk = trainkit_stepper(wl, state, xs, ys)
@@ -268,7 +293,7 @@ def profile_step(wl: Workload, steps: int = 30):
     Medians rather than means keep a shared machine's bursts of load from
     dominating the breakdown; the phases therefore need not add up exactly.
     """
-    xs, ys = make_data(wl.batch)
+    xs, ys = (wl.data or make_data)(wl.batch)
     ref = wl.build(tnn)
     state = {k: np.array(v.numpy(), copy=True) for k, v in ref.state_dict().items()}
     st = trainkit_stepper(wl, state, xs, ys)
@@ -327,8 +352,9 @@ def machine_info() -> dict:
                 break
     except ImportError:
         pass
-    if info["threads"] is None:
-        info["threads"] = os.cpu_count()
+    if info["threads"] is None:  # without threadpoolctl: the count OpenBLAS read from the environment
+        env = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        info["threads"] = int(env) if env and env.isdigit() else os.cpu_count()
     return info
 
 
@@ -339,9 +365,9 @@ def print_report(console, info, results, profile):
         f"BLAS {info['blas']} with {info['threads']} threads; numpy {info['numpy']}, "
         f"torch {info['torch'] or 'not installed'} (set_num_threads({info['threads']})); "
         f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}; "
-        f"1-min load average at start {info['loadavg']:.2f}"
+        f"1-min load average at start {info['loadavg']:.2f}; clock: {info.get('clock', 'wall')}"
     )
-    table = Table(title="images/s (median of alternating runs)")
+    table = Table(title="samples/s: images or sequences (median of alternating runs)")
     for col in ("workload", "trainkit", "PyTorch", "ratio", "target", "best-run ratio", "runs tk / torch"):
         table.add_column(col, justify="left" if col == "workload" else "right")
     for r in results:
@@ -385,7 +411,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads for numpy and torch.set_num_threads (default: numpy's current count)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time runs by wall clock, or by the process's CPU time (1 thread only: other "
+                             "processes on a shared machine do not inflate it)")
     args = parser.parse_args(argv)
+    global CLOCK
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
 
     keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
     unknown = [k for k in keys if k not in {w.key for w in WORKLOADS}]
@@ -398,6 +429,10 @@ def main(argv=None) -> int:
         except ImportError:
             parser.error("--threads needs threadpoolctl (pip install threadpoolctl)")
     info = machine_info()
+    info["clock"] = args.clock
+    if args.clock == "cpu" and int(info["threads"]) != 1:
+        parser.error("--clock cpu measures one thread's work: run with one BLAS thread (OPENBLAS_NUM_THREADS=1 "
+                     "or --threads 1)")
     if torch is not None:
         torch.set_num_threads(int(info["threads"]))  # same thread count as numpy's BLAS
     # a pipe gets rich's 80 columns by default, too narrow for the tables

@@ -196,7 +196,7 @@ def test_yaml_shape_rules_of_conv_and_pooling():
     assert got.macs == 8 * 5 * 5 * 2 * 9
     with pytest.raises(ShapeProblem, match="do not split into 3 groups"):
         conv.infer({"in_channels": 4, "out_channels": 6, "kernel_size": 3, "groups": 3}, (4, 9, 9))
-    with pytest.raises(ShapeProblem, match="dilated to 7"):
+    with pytest.raises(ShapeProblem, match=r"dilated to 7x7\) is larger than its 5x5 input"):
         conv.infer({"in_channels": 1, "out_channels": 1, "kernel_size": 3, "dilation": 3}, (1, 5, 5))
     assert conv.infer({"in_channels": 1, "out_channels": 2, "kernel_size": 4, "padding": "same"}, (1, 6, 6)).shape == \
         (2, 6, 6)

@@ -79,7 +79,8 @@ def layers_table() -> str:
             continue
         args = [f"`{k}`: {a.spec.describe()} ({'required' if a.default is REQUIRED else default_text(a.default)})"
                 for k, a in d.arguments.items() if k != d.input_arg]
-        where = " (graph form, 2+ inputs)" if d.merges else ""
+        where = ((" (graph form, 2+ inputs)" if d.inputs == "many" else f" (graph form, {d.inputs} inputs)")
+                 if d.merges else "")
         rows.append(f"| `{name}`{where} | `{d.cls.__name__}` | {_cell('; '.join(args)) or '-'} | "
                     f"{'`' + d.input_arg + '`' if d.input_arg else '-'} |")
     return "\n".join(rows) + "\n"

@@ -15,23 +15,24 @@ from trainkit.nn.pooling import (
     AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, GlobalAvgPool2d, MaxPool1d, MaxPool2d,
 )
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
-from trainkit.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
 from trainkit.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
-from trainkit.nn.upsampling import Upsample
-from trainkit.nn.sparse import Embedding
-from trainkit.nn.attention import MultiheadAttention
-from trainkit.nn.transformer import (
-    TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
-)
-from trainkit.nn.transformer_model import Transformer, TransformerDecoderStack, TransformerEncoderStack
-from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
-from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from trainkit.nn.flatten import Flatten, Identity, Unflatten
 from trainkit.nn.activation import (
     GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, SiLU, ELU, SELU, PReLU, Softplus, Mish, Hardswish,
     Hardtanh,
 )
 from trainkit.nn.merge import Add, Concat, Mul
+# issue 14: sequence, attention and further layers (after the first ones, whose order messages keep)
+from trainkit.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
+from trainkit.nn.upsampling import Upsample
+from trainkit.nn.sparse import Embedding
+from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
+from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
+from trainkit.nn.attention import MultiheadAttention
+from trainkit.nn.transformer import (
+    TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+)
+from trainkit.nn.transformer_model import Transformer, TransformerDecoderStack, TransformerEncoderStack
 from trainkit.nn.loss import (
     CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCEWithLogitsLoss, SmoothL1Loss, HuberLoss, BCELoss, KLDivLoss,
     CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss,

@@ -124,15 +124,13 @@ def _conv_inferred(args, channels: int, spatial: tuple, dims: int) -> tuple[tupl
         sizes = tuple(spatial)
     else:
         pad = (0,) * dims if pad == "valid" else (pair(pad) if dims == 2 else (pad,))
-        sizes = []
-        for n, kk, s, p, d in zip(spatial, k, stride, pad, dil):
-            span = d * (kk - 1) + 1
-            if span > n + 2 * p:
-                extra = f" plus padding {p}" if p else ""
-                raise ShapeProblem(f"kernel {'x'.join(map(str, k))} (dilated to {span}) is larger than its "
-                                   f"{'x'.join(map(str, spatial))} input{extra}", "kernel_size")
-            sizes.append((n + 2 * p - span) // s + 1)
-        sizes = tuple(sizes)
+        spans = [d * (kk - 1) + 1 for kk, d in zip(k, dil)]
+        if any(span > n + 2 * p for span, n, p in zip(spans, spatial, pad)):
+            extra = f" plus padding {pad[0]}" if any(pad) else ""
+            dilated = f" (dilated to {'x'.join(map(str, spans))})" if any(d != 1 for d in dil) else ""
+            raise ShapeProblem(f"kernel {'x'.join(map(str, k))}{dilated} is larger than its "
+                               f"{'x'.join(map(str, spatial))} input{extra}", "kernel_size")
+        sizes = tuple((n + 2 * p - span) // s + 1 for n, p, span, s in zip(spatial, pad, spans, stride))
     params = out * (channels // groups) * math.prod(k) + (out if args["bias"] else 0)
     return sizes, out, params
 

@@ -191,7 +191,7 @@ class TransformerEncoder(Module):
         return self.norm(output) if self.norm is not None else output
 
 
-@layer("transformer_decoder_layer", input_arg="d_model", input_dim=-1, args=_BLOCK_ARGS, inputs="many",
+@layer("transformer_decoder_layer", input_arg="d_model", input_dim=-1, args=_BLOCK_ARGS, inputs=2,
        defaults={"batch_first": True},
        example=Example(((2, 3, 4), (2, 2, 4)), {"nhead": 2, "dim_feedforward": 3, "dropout": 0.0, "causal": True},
                        name="TransformerDecoderLayer(causal)", fast=True))

@@ -150,7 +150,7 @@ class TransformerEncoderStack(TransformerEncoder):
         return _stack_inferred(args, x, "transformer_encoder", 1)
 
 
-@layer("transformer_decoder", input_arg="d_model", input_dim=-1, args=_STACK_ARGS, inputs="many",
+@layer("transformer_decoder", input_arg="d_model", input_dim=-1, args=_STACK_ARGS, inputs=2,
        example=Example(((2, 3, 4), (2, 2, 4)), {"nhead": 2, "num_layers": 2, "dim_feedforward": 3, "dropout": 0.0,
                                                 "norm_first": True}, name="TransformerDecoder(2 layers,norm_first)",
                        fast=True))
