@@ -48,6 +48,7 @@ from trainkit.autograd.tensor import Tensor  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402
+import seq_models  # noqa: E402
 from opprofile import profile_step  # noqa: E402
 
 try:  # the reference is optional: without torch only trainkit's figures are shown
@@ -70,7 +71,11 @@ RESNET_SGD = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": Tru
 
 @dataclass
 class Workload:
-    """One row of the table: a model, a batch size, training or inference, and the optimizer's settings."""
+    """One row of the table: a model, a batch size, training or inference, and the optimizer's settings.
+
+    ``data(batch)`` gives the batches (default: CIFAR-shaped images and labels); the
+    loss is cross-entropy on the model's output (token models flatten their logits).
+    """
 
     key: str
     label: str
@@ -79,6 +84,7 @@ class Workload:
     train: bool
     sgd: dict = field(default_factory=lambda: dict(PLAIN_SGD))
     default: bool = True  # part of a plain ``python benchmarks/throughput.py`` run
+    data: object = None
 
 
 WORKLOADS = [
@@ -93,12 +99,21 @@ WORKLOADS = [
     Workload("resnet20_128", "ResNet-20 train, batch 128", models.resnet20, 128, True, dict(RESNET_SGD), False),
     Workload("fast256", "fast-CIFAR anchor net (width 16) train, batch 256", models.fast_cifar, 256, True,
              dict(RESNET_SGD), False),
+    # issue 14: sequence models (samples are sequences); see benchmarks/seq_models.py
+    Workload("lstm_lm", "2-layer LSTM LM (200, vocab 65), bptt 35, batch 20", seq_models.lstm_lm, 20, True,
+             data=lambda batch: seq_models.token_data((35, batch), 65)),
+    Workload("lstm_lm_word", "2-layer LSTM LM (200, vocab 33278), bptt 35, batch 20", seq_models.lstm_lm_word, 20,
+             True, default=False, data=lambda batch: seq_models.token_data((35, batch), 33278)),
+    Workload("tiny_gpt", "tiny GPT (4x128, 4 heads), block 64, batch 12", seq_models.tiny_gpt, 12, True,
+             data=lambda batch: seq_models.token_data((batch, 64), 65)),
+    Workload("small_vit", "ViT 32x32 (patch 4, 4x128, 4 heads), batch 64", seq_models.small_vit, 64, True),
 ]
 
 #: Ratio targets (trainkit / PyTorch) by thread count, from the speed issues; None: no target.
 TARGETS = {
     "lenet32": {2: 0.75, 1: 0.75}, "lenet128": {2: 0.75, 1: 0.75}, "mlp128": {2: 0.9, 1: 0.9},
     "lenet_infer256": {2: 0.8, 1: 0.8}, "resnet64": {2: 0.7, 1: 0.9}, "resnet128": {2: 0.7, 1: 0.9},
+    "lstm_lm": {1: 0.7}, "lstm_lm_word": {1: 0.7}, "tiny_gpt": {1: 0.7}, "small_vit": {1: 0.7},
 }
 N_BATCHES = 8  # distinct batches cycled through, so caches do not flatter either side
 
@@ -224,7 +239,7 @@ def set_threads(n: int) -> None:
 
 def run_workload(wl: Workload, threads: int, repeats: int, seconds: float) -> Result:
     """Alternate trainkit and torch runs ``repeats`` times each; images/s of every run."""
-    xs, ys = make_data(wl.batch)
+    xs, ys = (wl.data or make_data)(wl.batch)
     state = shared_state(wl)
     tk = trainkit_stepper(wl, state, xs, ys)
     th = torch_stepper(wl, state, xs, ys) if torch is not None else None
@@ -380,7 +395,7 @@ def main(argv=None) -> int:
     profile = None
     if not args.no_profile:
         wl = next(w for w in WORKLOADS if w.key == args.profile)
-        xs, ys = make_data(wl.batch)
+        xs, ys = (wl.data or make_data)(wl.batch)
         profile = (wl, thread_counts[-1],
                    profile_step(trainkit_stepper(wl, shared_state(wl), xs, ys), clock=CLOCK))
     if console is not None:

@@ -36,3 +36,28 @@ def write_cifar10(root: Path, per_batch: int = 20, test: int = 40, seed: int = 0
     (folder / "batches.meta").write_bytes(pickle.dumps(
         {b"label_names": [n.encode() for n in CIFAR10_NAMES], b"num_vis": 3072}, protocol=2))
     return Path(root)
+
+
+def write_mnist(root: Path, n_train: int = 64, n_test: int = 40, seed: int = 0, folder: str = "MNIST") -> Path:
+    """gzip'd MNIST IDX files under ``root/<folder>/raw`` (torchvision's layout) with learnable digits.
+
+    Each image has a bright bar at a row set by its label, over uniform noise; labels cycle
+    through 0-9 in shuffled order, so every class is present once there are 10 images.
+    """
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(seed)
+    raw = Path(root) / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        rng.shuffle(labels)
+        images = rng.integers(0, 40, (n, 28, 28), dtype=np.uint8)
+        for i, y in enumerate(labels):
+            images[i, 2 + 2 * y: 4 + 2 * y, 4:24] = 250
+        (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes()))
+        (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(struct.pack(">II", 2049, n) + labels.tobytes()))
+    return Path(root)

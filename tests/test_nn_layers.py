@@ -93,9 +93,10 @@ CASES = nn_cases()
 def test_gradcheck_through_every_layer_and_loss(case):
     inputs = case.make_inputs(np.random.default_rng(0))
     assert all(t.dtype == np.float64 for t in inputs if t.requires_grad)
-    # The input and every parameter are checked (parameters are passed as inputs).
-    assert sum(t.requires_grad for t in inputs) == 1 + len(list(case.module.parameters()))
-    assert gradcheck(case.fn, inputs)
+    # The (float) input and every parameter are checked (parameters are passed as inputs); token ids are not.
+    checked_inputs = 0 if case.name == "Embedding" else 1
+    assert sum(t.requires_grad for t in inputs) == checked_inputs + len(list(case.module.parameters()))
+    assert gradcheck(case.fn, inputs, fast_mode=case.fast)
 
 
 def test_gradcheck_cases_cover_the_registry_and_reach_the_cli_table():
@@ -122,6 +123,17 @@ def test_gradcheck_catches_a_wrong_layer_gradient():
     inputs = case.make_inputs(np.random.default_rng(0))
     wrong = lambda x, w, b: case.fn(x, w, b) + (x * x).detach().sum()  # noqa: E731 - value changes, grad does not
     assert not gradcheck(wrong, inputs, raise_exception=False)
+    assert not gradcheck(wrong, inputs, raise_exception=False, fast_mode=True)
+    assert gradcheck(case.fn, inputs, fast_mode=True)
+    # fast mode catches an error in a single element of a parameter too
+    weight_only = lambda x, w, b: case.fn(x, w, b) + (w[0, 0] * w[0, 0]).detach()  # noqa: E731
+    assert not gradcheck(weight_only, inputs, raise_exception=False, fast_mode=True)
+
+
+def test_composite_layers_are_checked_in_fast_mode_the_rest_element_by_element():
+    fast = {c.name for c in CASES if c.fast}
+    assert fast and all(name.startswith("Transformer") for name in fast)
+    assert not any(c.fast for c in CASES if c.name in ("Linear", "LSTM", "MultiheadAttention(causal)"))
 
 
 # -------------------------------------------------------------------- dropout
@@ -318,8 +330,10 @@ def test_flatten_rejects_out_of_range_dims():
 
 def test_conv_padding_strings_and_errors():
     assert nn.Conv2d(1, 1, 3, padding="valid")(_x(1, 1, 5, 5)).shape == (1, 1, 3, 3)
-    with pytest.raises(ValueError):
-        nn.Conv2d(1, 1, 2, padding="same")
+    # an even kernel pads one more on the bottom/right, as PyTorch does
+    assert nn.Conv2d(1, 1, 2, padding="same")(_x(1, 1, 5, 4)).shape == (1, 1, 5, 4)
+    with pytest.raises(ValueError, match="strided"):
+        nn.Conv2d(1, 1, 3, stride=2, padding="same")
     with pytest.raises(ValueError):
         nn.Conv2d(1, 1, 3, padding="full")
 

@@ -49,6 +49,7 @@ from .autograd.ops.reduce import all, amax, amin, any, std  # noqa: F401
 from .autograd.ops.scan import cumprod, cumsum, prod  # noqa: F401
 from .autograd.ops.sort import argsort, kthvalue, median, msort, sort, topk, unique  # noqa: F401
 from .autograd.sampling import bernoulli, multinomial, normal, poisson  # noqa: F401
+from .autograd.arith import add, concat, concatenate, div, floor_divide, mul, sub, true_divide  # noqa: F401
 # --- end of the issue-13 ops block
 from .autograd.threads import get_num_threads, set_num_threads  # noqa: F401
 from .autograd.tensor import Tensor  # noqa: F401

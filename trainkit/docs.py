@@ -79,7 +79,8 @@ def layers_table() -> str:
             continue
         args = [f"`{k}`: {a.spec.describe()} ({'required' if a.default is REQUIRED else default_text(a.default)})"
                 for k, a in d.arguments.items() if k != d.input_arg]
-        where = " (graph form, 2+ inputs)" if d.merges else ""
+        where = ((" (graph form, 2+ inputs)" if d.inputs == "many" else f" (graph form, {d.inputs} inputs)")
+                 if d.merges else "")
         rows.append(f"| `{name}`{where} | `{d.cls.__name__}` | {_cell('; '.join(args)) or '-'} | "
                     f"{'`' + d.input_arg + '`' if d.input_arg else '-'} |")
     return "\n".join(rows) + "\n"
@@ -90,7 +91,9 @@ def shape_rules() -> str:
     lines = []
     for name, d in LAYERS.items():
         if d.checked and d.rule is not None:
-            lines.append(f"* `{name}`: {first_line(d.rule.__doc__)}")
+            outs = (" Outputs (graph form `" + name + ".NAME`): " + ", ".join(f"`{k}`" for k in d.outputs) + ".") \
+                if d.outputs else ""
+            lines.append(f"* `{name}`: {first_line(d.rule.__doc__)}{outs}")
     return "\n".join(lines) + "\n"
 
 

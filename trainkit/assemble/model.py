@@ -151,9 +151,10 @@ def plan_model(config, input_shape, modules: dict[str, Module] | None = None) ->
         if args is None:
             continue
         n_in = len(node.inputs)
-        if decl.merges and n_in < 2:
+        if decl.merges and (n_in < 2 if decl.inputs == "many" else n_in != decl.inputs):
             where = node.path + ("inputs",) if not sequential else type_path(node)
-            ck.error(where, f"{node.type} merges two or more inputs, found {n_in}"
+            what = "merges two or more inputs" if decl.inputs == "many" else f"takes {decl.inputs} inputs"
+            ck.error(where, f"{node.type} {what}, found {n_in}"
                      + ("; merge nodes belong to the graph form (model.graph)" if sequential else ""))
             continue
         if not decl.merges and n_in != 1:

@@ -213,6 +213,9 @@ class Tensor(TensorMethods):
     def long(self) -> "Tensor":
         return self.to(dtypes.int64)
 
+    def half(self) -> "Tensor":
+        return self.to(dtypes.float16)
+
     def int(self) -> "Tensor":
         return self.to(dtypes.int32)
 
@@ -261,6 +264,12 @@ class Tensor(TensorMethods):
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
+
+    def __format__(self, format_spec: str) -> str:
+        # As torch: a one-element 0-d tensor formats like its Python number ('{:+.2f}'.format(loss)).
+        if self._array.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
 
     def __array__(self, dtype=None, copy=None):
         return self._array if dtype is None else self._array.astype(dtype)

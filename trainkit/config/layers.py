@@ -24,7 +24,7 @@ def is_import_path(type_name) -> bool:
 
 def merge_names() -> str:
     """``"add, mul or concat"``: the declared merge layers, for messages."""
-    names = [n for n, d in LAYERS.items() if d.merges]
+    names = [n for n, d in LAYERS.items() if d.inputs == "many"]
     return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1] if names else "a merge"
 
 

@@ -22,6 +22,14 @@ def np_dtype(dtype) -> np.dtype:
     return np.dtype(getattr(dtype, "numpy_dtype", dtype))
 
 
+def check_device(device) -> None:
+    """Accept the ``device=`` of a layer constructor when it names the CPU (trainkit's only device)."""
+    if device is not None:
+        from trainkit.autograd.device import check_cpu
+
+        check_cpu(device)
+
+
 def check_reduction(reduction: str) -> str:
     """Validate a loss ``reduction`` argument (PyTorch's message)."""
     if reduction not in ("mean", "sum", "none"):

@@ -14,7 +14,7 @@ import numpy as np
 
 from trainkit.nn import functional as F
 from trainkit.nn import init
-from trainkit.nn._helpers import np_dtype
+from trainkit.nn._helpers import check_device, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Inferred, Int, ShapeProblem, Str, batched_dim, fmt, layer, same_shape
@@ -236,8 +236,7 @@ class PReLU(Module):
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
         super().__init__()
-        if device not in (None, "cpu"):
-            raise RuntimeError(f"device {device!r} is not available: trainkit runs on the CPU")
+        check_device(device)
         self.num_parameters = num_parameters
         self.init = init
         self.weight = Parameter(np.empty((num_parameters,), dtype=np_dtype(dtype)))

@@ -27,13 +27,14 @@ from ._functional_loss import _pair_target
 
 __all__ = [
     "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "conv2d",
-    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout", "batch_norm", "cross_entropy",
+    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout", "dropout1d", "dropout2d", "dropout3d", "batch_norm", "cross_entropy",
     "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
     # activations
     "silu", "elu", "selu", "celu", "softplus", "mish", "hardswish", "hardtanh", "relu6", "prelu",
     # layers and utilities
     "conv1d", "embedding", "layer_norm", "normalize", "one_hot", "pad", "interpolate",
-    "cosine_similarity", "pairwise_distance",
+    "cosine_similarity", "pairwise_distance", "scaled_dot_product_attention", "multi_head_attention_forward",
+    "conv_transpose1d", "conv_transpose2d", "max_pool1d", "avg_pool1d", "adaptive_max_pool2d",
     # losses
     "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "kl_div", "cosine_embedding_loss",
     "margin_ranking_loss", "triplet_margin_loss",
@@ -81,15 +82,45 @@ def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:  # noqa: A002
     return _rd.LogSoftmax.apply(input, dim=_softmax_dim(input.ndim) if dim is None else dim)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:  # noqa: A002
-    """2-D cross-correlation of (N, C, H, W) input with (O, C, kH, kW) weights."""
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,  # noqa: A002
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation of (N, C, H, W) (or unbatched (C, H, W)) input with (O, C/groups, kH, kW) weights.
+
+    ``padding`` is an int, a pair, ``'valid'`` or ``'same'`` (stride 1; an odd total pads one more on the
+    right/bottom, as PyTorch does). ``dilation`` and ``groups`` run on a second code path
+    (:mod:`trainkit.autograd.ops.conv_general`); the plain case keeps the fast one.
+    """
+    if input.ndim == 3:
+        return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     if input.ndim != 4:
         raise RuntimeError(f"conv2d expects a 4-D (N, C, H, W) input, got shape {tuple(input.shape)}")
-    if input.shape[1] != weight.shape[1]:
-        raise RuntimeError(f"conv2d: input has {input.shape[1]} channels but the weight expects {weight.shape[1]}")
-    if bias is None:
-        return _conv.Conv2d.apply(input, weight, stride=stride, padding=padding)
-    return _conv.Conv2d.apply(input, weight, bias, stride=stride, padding=padding)
+    d = _conv.pair(dilation)
+    if isinstance(padding, str):
+        input, padding = _same_padding(input, weight, stride, padding, d)
+    if d == (1, 1) and groups == 1:
+        if input.shape[1] != weight.shape[1]:
+            raise RuntimeError(f"conv2d: input has {input.shape[1]} channels but the weight expects "
+                               f"{weight.shape[1]}")
+        if bias is None:
+            return _conv.Conv2d.apply(input, weight, stride=stride, padding=padding)
+        return _conv.Conv2d.apply(input, weight, bias, stride=stride, padding=padding)
+    from trainkit.nn._functional_conv import grouped_conv2d
+    return grouped_conv2d(input, weight, bias, stride, padding, d, groups)
+
+
+def _same_padding(input: Tensor, weight: Tensor, stride, padding: str, dilation: tuple):
+    """``'valid'``/``'same'`` as an explicit padding; an odd total pads the input's far side by one first."""
+    if padding not in ("valid", "same"):
+        raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    if padding == "valid":
+        return input, (0, 0)
+    if _conv.pair(stride) != (1, 1):
+        raise ValueError("padding='same' is not supported for strided convolutions")
+    totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+    extra = [t % 2 for t in totals]
+    if any(extra):
+        input = _layout.constant_pad(input, (0, extra[1], 0, extra[0]))
+    return input, (totals[0] // 2, totals[1] // 2)
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:  # noqa: A002
@@ -120,6 +151,69 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if p == 1:
         return input * 0.0
     return _norm.Dropout.apply(input, p=p, generator=generator or default_generator())
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, generator) -> Tensor:  # noqa: A002
+    """Zero whole channels: one draw per (sample, channel), broadcast over the remaining dimensions."""
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2)
+    rng = generator or default_generator()
+    keep = rng.random(shape, dtype=np.float32) >= p
+    scale = keep * np.asarray(0.0 if p == 1 else 1.0 / (1.0 - p), input.dtype)
+    return input * Tensor(scale.astype(input.dtype, copy=False))
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+              generator=None) -> Tensor:
+    """Channel dropout of ``(N, C, L)`` or unbatched ``(C, L)`` input: each channel is kept whole
+    (scaled by 1/(1-p)) or zeroed, with probability ``p``."""
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input. Note that "
+                           "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial dimension, "
+                           "a channel dimension, and an optional batch dimension (i.e. 2D or 3D inputs).")
+    if input.ndim == 2 and training and p != 0:
+        return _feature_dropout(input.unsqueeze(0), p, training, generator).squeeze(0)
+    return _feature_dropout(input, p, training, generator)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+              generator=None) -> Tensor:
+    """Channel dropout of ``(N, C, H, W)`` input, as torch's ``dropout2d``.
+
+    Like torch, other ranks are accepted with a warning and keep torch's historical meaning: a 3-D
+    input is taken as ``(N, C, L)``, and a 2-D ``(N, C)`` input gets one draw per element (plain
+    dropout), which is what ``nn.Dropout2d`` after an LSTM's last output does.
+    """
+    if input.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and will "
+                      "result in an error in a future release. To retain the behavior and silence this warning, "
+                      "please use dropout instead. Note that dropout2d exists to provide channel-wise dropout on "
+                      "inputs with 2 spatial dimensions, a channel dimension, and an optional batch dimension "
+                      "(i.e. 3D or 4D inputs).", stacklevel=2)
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
+                      "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel dim. "
+                      "This behavior will change in a future release to interpret the input as one without a "
+                      "batch dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout behavior, "
+                      "please switch to using dropout1d instead.", stacklevel=2)
+    return _feature_dropout(input, p, training, generator)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+              generator=None) -> Tensor:
+    """Channel dropout of ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` input."""
+    if input.ndim not in (4, 5):
+        warnings.warn(f"dropout3d: Received a {input.ndim}-D input to dropout3d, which is deprecated and will "
+                      "result in an error in a future release. To retain the behavior and silence this warning, "
+                      "please use dropout instead. Note that dropout3d exists to provide channel-wise dropout on "
+                      "inputs with 3 spatial dimensions, a channel dimension, and an optional batch dimension "
+                      "(i.e. 4D or 5D inputs).", stacklevel=2)
+    if input.ndim == 4 and training and p != 0:
+        return _feature_dropout(input.unsqueeze(0), p, training, generator).squeeze(0)
+    return _feature_dropout(input, p, training, generator)
 
 
 def _raw(t):
@@ -241,36 +335,35 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
 # ---------------------------------------------------------------------------------------------- layers
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,  # noqa: A002
            groups: int = 1) -> Tensor:
-    """1-D cross-correlation of (N, C, L) input (or unbatched (C, L)) with (O, C, k) weights.
+    """1-D cross-correlation of (N, C, L) input (or unbatched (C, L)) with (O, C/groups, k) weights.
 
     Runs the 2-D convolution on a height-1 view, which is exact (the same
     products and sums). ``padding`` is an int, ``'valid'`` or ``'same'``
-    (stride 1; an even kernel pads one more on the right, as PyTorch does).
+    (stride 1; an odd total pads one more on the right, as PyTorch does).
     """
     s = stride[0] if isinstance(stride, (tuple, list)) else stride
     d = dilation[0] if isinstance(dilation, (tuple, list)) else dilation
-    if d != 1 or groups != 1:
-        raise NotImplementedError("conv1d: dilation and groups other than 1 are not supported by trainkit's "
-                                  "convolution yet")
     unbatched = input.ndim == 2
     x = input.unsqueeze(0) if unbatched else input
     if x.ndim != 3:
         raise RuntimeError(f"conv1d expects a 3-D (N, C, L) or 2-D (C, L) input, got shape {tuple(input.shape)}")
-    if x.shape[1] != weight.shape[1]:
-        raise RuntimeError(f"conv1d: input has {x.shape[1]} channels but the weight expects {weight.shape[1]}")
+    if x.shape[1] != weight.shape[1] * groups:
+        raise RuntimeError(f"conv1d: input has {x.shape[1]} channels but the weight expects "
+                           f"{weight.shape[1] * groups}")
     if isinstance(padding, str):
         if padding not in ("valid", "same"):
             raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
         if padding == "same" and s != 1:
             raise ValueError("padding='same' is not supported for strided convolutions")
-        total = weight.shape[2] - 1 if padding == "same" else 0
+        total = d * (weight.shape[2] - 1) if padding == "same" else 0
         if total % 2:
             x = _layout.constant_pad(x, (total // 2, total - total // 2))
             total = 0
         p = total // 2
     else:
         p = padding[0] if isinstance(padding, (tuple, list)) else padding
-    y = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, stride=(1, s), padding=(0, p)).squeeze(2)
+    y = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, stride=(1, s), padding=(0, p), dilation=(1, d),
+               groups=groups).squeeze(2)
     return y.squeeze(0) if unbatched else y
 
 
@@ -332,3 +425,9 @@ from trainkit.nn._functional_loss import (  # noqa: E402,F401
     triplet_margin_loss,
 )
 from trainkit.nn._functional_vision import interpolate, pad  # noqa: E402,F401
+from trainkit.nn._functional_conv import (  # noqa: E402,F401
+    adaptive_max_pool2d, avg_pool1d, conv_transpose1d, conv_transpose2d, max_pool1d,
+)
+from trainkit.nn._functional_attention import (  # noqa: E402,F401
+    multi_head_attention_forward, scaled_dot_product_attention,
+)

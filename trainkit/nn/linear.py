@@ -7,7 +7,7 @@ import numpy as np
 
 from trainkit.nn import functional as F
 from trainkit.nn import init
-from trainkit.nn._helpers import np_dtype
+from trainkit.nn._helpers import check_device, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Inferred, Int, ShapeProblem, fmt, layer
@@ -25,6 +25,7 @@ class Linear(Module):
         in_features: size of each input sample (the last dimension).
         out_features: size of each output sample.
         bias: if False, the layer has no bias (``bias`` is ``None``).
+        device: ``None`` or the CPU (trainkit's only device).
         dtype: parameter dtype (float32 by default).
 
     Shape:
@@ -36,8 +37,9 @@ class Linear(Module):
         bias: ``(out_features,)``, U(-1/sqrt(in_features), 1/sqrt(in_features)).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
+        check_device(device)
         self.in_features = in_features
         self.out_features = out_features
         dt = np_dtype(dtype)

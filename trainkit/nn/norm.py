@@ -8,7 +8,7 @@ import numpy as np
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn import functional as F
 from trainkit.nn import init
-from trainkit.nn._helpers import np_dtype
+from trainkit.nn._helpers import check_device, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Float, Inferred, Int, Nullable, layer, need_rank
@@ -29,8 +29,9 @@ class _BatchNorm(Module):
     _expected = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype=None, *, bias: bool = True):
+                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
+        check_device(device)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -129,6 +130,8 @@ class BatchNorm1d(_BatchNorm):
         affine: learnable ``weight`` (init 1) and ``bias`` (init 0).
         bias: (keyword) with ``affine``, whether there is a ``bias`` (PyTorch 2.13's option).
         track_running_stats: keep ``running_mean``, ``running_var``, ``num_batches_tracked`` buffers.
+        device: ``None`` or the CPU (trainkit's only device).
+        dtype: parameter and buffer dtype (float32 by default).
     """
 
     def _check_input_dim(self, input) -> None:

@@ -24,8 +24,9 @@ for ``trial_shape=True``: then its output shape is found by building it and
 running it once on a zero batch of one sample (what undeclared custom layers
 get; it allocates, so declare a rule where you can).
 
-Merge layers (``inputs="many"``) take two or more inputs; their rule gets one
-shape per input. A layer with several outputs (an LSTM's ``(output, (h, c))``)
+Merge layers (``inputs="many"``) take two or more inputs, a layer with a fixed
+count (``inputs=2``: a transformer decoder's target and memory) exactly that
+many; their rule gets one shape per input. A layer with several outputs (an LSTM's ``(output, (h, c))``)
 names them in ``outputs={"output": (0,), "h_n": (1, 0)}`` (index paths into its
 forward result); its rule returns the first as ``shape`` and all of them in
 ``Inferred.outputs``; a graph node reads one as ``inputs: lstm.h_n``.
@@ -100,13 +101,16 @@ class Example:
 
     ``input`` is a shape, a tuple of shapes (merge layers), or ``f(rng) -> arrays``
     for inputs that are not standard normal floats; ``train`` is the mode it runs
-    in; ``name`` labels a variant (default: the class name).
+    in; ``name`` labels a variant (default: the class name); ``fast`` checks the
+    gradients along random directions (PyTorch's gradcheck ``fast_mode``) instead
+    of element by element, for composite layers with many parameters.
     """
 
     input: Any = (3, 4)
     args: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
     train: bool = True
+    fast: bool = False
 
 
 @dataclass(eq=False)
@@ -122,6 +126,7 @@ class LayerDeclaration(Declaration):
     onnx: Callable | None = field(default=None, repr=False)
     checked: bool = True
     overrides: dict = field(default_factory=dict)
+    excluded: tuple = ()  # constructor arguments kept out of YAML on purpose (``exclude=``)
 
     @property
     def trial(self) -> bool:
@@ -130,8 +135,8 @@ class LayerDeclaration(Declaration):
 
     @property
     def merges(self) -> bool:
-        """True for layers that take two or more inputs."""
-        return self.inputs == "many"
+        """True for layers that take two or more inputs (merge layers, or a fixed count such as a decoder's 2)."""
+        return self.inputs != 1
 
     def complete(self, args: Mapping) -> dict:
         """``args`` with every default filled in (what the shape rule reads)."""
@@ -175,7 +180,8 @@ def layer(name: str, *, args=None, defaults=None, exclude=(), docs=None, check=N
         input_arg: the argument the builder fills from the input shape (``in_features``).
         input_dim: which per-sample dimension gives it (-1 last, 0 channels), or a
             function of the per-sample shape (a LayerNorm's ``[shape[-1]]``).
-        inputs: 1, or ``"many"`` for merge layers (two or more inputs).
+        inputs: 1, ``"many"`` for merge layers (two or more inputs), or an exact count such as 2
+            (a transformer decoder's target and memory).
         outputs: names of a multi-output layer's outputs -> index paths into its result.
         example: the call its gradient check and docs use (default: no arguments, input (3, 4)).
         onnx: the export rule slot (used by the ONNX exporter).
@@ -198,8 +204,8 @@ def _make_layer(name, cls, *, args=None, defaults=None, exclude=(), docs=None, c
         raise DeclarationError(f"{where} has no shape rule: give it a static method "
                                "infer_shape(args, *input_shapes) -> Inferred (or declare trial_shape=True "
                                "to find its shape by running it once)")
-    if inputs not in (1, "many"):
-        raise DeclarationError(f"{where}: inputs must be 1 or 'many', not {inputs!r}")
+    if not (inputs in (1, "many") or (type(inputs) is int and inputs >= 2)):
+        raise DeclarationError(f"{where}: inputs must be 1, 'many' or a count >= 2, not {inputs!r}")
     if checked:
         arguments = read_arguments("layer", name, cls, args=args, defaults=defaults, exclude=exclude, docs=docs)
     else:
@@ -217,7 +223,7 @@ def _make_layer(name, cls, *, args=None, defaults=None, exclude=(), docs=None, c
     overrides = dict(defaults or {})
     return LayerDeclaration("layer", name, cls, arguments, doc or first_line(cls.__doc__), check, input_arg,
                             input_dim, inputs, None if trial_shape else rule, dict(outputs) if outputs else None,
-                            example, onnx, checked, overrides)
+                            example, onnx, checked, overrides, tuple(exclude))
 
 
 def _unchecked_arguments(cls) -> dict[str, Argument]:

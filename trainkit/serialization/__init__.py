@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SerializationError, UnsafePickleError
+from .globals_allowlist import add_safe_globals, clear_safe_globals, get_safe_globals, safe_globals
 
-__all__ = ["save", "load", "SerializationError", "UnsafePickleError"]
+__all__ = ["save", "load", "SerializationError", "UnsafePickleError", "add_safe_globals", "clear_safe_globals",
+           "get_safe_globals", "safe_globals"]
 
 _TAR_MAGIC_OFFSET = 257
 
@@ -38,8 +40,11 @@ def save(obj: Any, f, pickle_module: Any = None, pickle_protocol: Any = None,
     ``obj`` may hold Tensors and Parameters (dtypes bool, (u)int8..64, float16/32/64,
     complex64), numpy arrays and scalars, dict/OrderedDict (any hashable plain
     keys), list, tuple, set, int, float (also nan/inf), bool, str, bytes, None,
-    ``Size``, ``dtype`` and ``device``. Anything else raises TypeError: there is
-    no pickling. ``pickle_module``/``pickle_protocol`` and the underscore flags
+    ``Size``, ``dtype`` and ``device``, whole ``nn.Module`` objects (their class
+    by name and their attributes; shared submodules and tied weights stay
+    shared) and classes/functions by name. Anything else raises TypeError: there
+    is no pickling. Loading a module needs its class allowlisted unless it is
+    one of trainkit's own layers (:func:`add_safe_globals`, :func:`safe_globals`). ``pickle_module``/``pickle_protocol`` and the underscore flags
     are accepted for PyTorch compatibility and ignored.
 
     The file is for ``trainkit.load`` (or any safetensors reader); PyTorch's

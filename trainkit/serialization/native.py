@@ -19,6 +19,15 @@ container or special value is a one-key object::
 so that int dict keys, tuples and non-finite floats come back as they were.
 Tensors that share one ndarray are stored once and share memory again after
 loading (as PyTorch keeps shared storages shared).
+
+Whole ``nn.Module`` objects (``torch.save(model, f)``) are stored as their
+class's name and their attributes, and classes/functions they hold by name::
+
+    {"$object": ["model.RNNModel", {"$dict": [...the module's __dict__...]}]}   {"$global": "pkg.mod.relu"}
+    {"$ref": 3}   (the 4th module or tensor met before: shared submodules and tied weights stay shared)
+
+Loading rebuilds only allowlisted names (:mod:`.globals_allowlist`, PyTorch's
+``safe_globals`` API) and runs no code of the class.
 """
 from __future__ import annotations
 
@@ -57,6 +66,7 @@ class _Writer:
         self.arrays: dict[str, np.ndarray] = {}
         self._ids: dict[int, str] = {}
         self._alive: list = []  # keep saved arrays referenced so their ids stay unique
+        self._objects: dict[int, int] = {}  # id of a module/tensor met -> its ordinal, for "$ref"
 
     def array_key(self, arr: np.ndarray) -> str:
         key = self._ids.get(id(arr))
@@ -81,11 +91,20 @@ class _Writer:
             return int(obj)
         if isinstance(obj, float):
             return float(obj) if math.isfinite(obj) else {"$float": repr(float(obj))}
+        if id(obj) in self._objects:
+            return {"$ref": self._objects[id(obj)]}
         if isinstance(obj, Tensor):
             from trainkit.nn.parameter import Parameter
 
             kind = "$param" if isinstance(obj, Parameter) else "$tensor"
+            self._remember(obj)
             return {kind: self.array_key(obj._array), "grad": bool(obj.requires_grad)}
+        if _is_module(obj):
+            self._remember(obj)
+            state = {k: v for k, v in vars(obj).items()}
+            return {"$object": [self._name(type(obj)), self.node(state, depth + 1)]}
+        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__") and hasattr(obj, "__module__"):
+            return {"$global": self._name(obj)}
         if isinstance(obj, np.ndarray):
             return {"$ndarray": self.array_key(obj)}
         if isinstance(obj, Size):
@@ -106,7 +125,28 @@ class _Writer:
             return {tag: [self.node(v, depth + 1) for v in obj]}
         raise TypeError(f"trainkit.save cannot store a {type(obj).__module__}.{type(obj).__qualname__}: it stores "
                         "tensors, numpy arrays, dicts, lists, tuples, sets, numbers, strings, bytes, None, "
-                        "Size, dtype and device (no pickling, so no arbitrary objects)")
+                        "Size, dtype, device, nn.Module objects and named classes/functions (no pickling, so "
+                        "no arbitrary objects)")
+
+    def _remember(self, obj: Any) -> None:
+        self._objects[id(obj)] = len(self._objects)
+        self._alive.append(obj)
+
+    @staticmethod
+    def _name(obj: Any) -> str:
+        from .globals_allowlist import global_name
+
+        name = global_name(obj)
+        if "<" in name:  # <locals>, <lambda>: no name reaches it again
+            raise TypeError(f"trainkit.save cannot store {name}: a lambda or a class/function defined inside a "
+                            "function has no importable name")
+        return name
+
+
+def _is_module(obj: Any) -> bool:
+    from trainkit.nn.module import Module
+
+    return isinstance(obj, Module)
 
 
 def encode(obj: Any) -> bytes:
@@ -164,6 +204,7 @@ def decode(data: bytes, source: str) -> Any:
 class _Reader:
     def __init__(self, arrays: dict[str, np.ndarray], source: str):
         self.arrays, self.source = arrays, source
+        self.objects: list = []  # modules and tensors in the order the writer met them, for "$ref"
 
     def bad(self, message: str) -> SerializationError:
         return SerializationError(f"{self.source}: malformed trainkit.save tree: {message}")
@@ -195,11 +236,23 @@ class _Reader:
             if tag == "$param":
                 from trainkit.nn.parameter import Parameter
 
-                return Parameter(Tensor(arr), requires_grad=grad)
-            t = Tensor(arr)
-            return t.requires_grad_(True) if grad else t
+                t = Parameter(Tensor(arr), requires_grad=grad)
+            else:
+                t = Tensor(arr)
+                if grad:
+                    t.requires_grad_(True)
+            self.objects.append(t)
+            return t
         if len(node) != 1:
             raise self.bad(f"unexpected keys in {tag!r} node")
+        if tag == "$ref":
+            if not isinstance(body, int) or isinstance(body, bool) or not 0 <= body < len(self.objects):
+                raise self.bad(f"refers to an object {body!r} not read before")
+            return self.objects[body]
+        if tag == "$object":
+            return self.module(body, depth)
+        if tag == "$global":
+            return self.allowed(body)
         if tag == "$ndarray":
             return self.array(body)
         if tag == "$npscalar":
@@ -246,3 +299,37 @@ class _Reader:
                 raise self.bad("a complex must be two floats")
             return complex(*vals)
         raise self.bad(f"unknown tag {tag!r}")
+
+    def allowed(self, name: Any) -> Any:
+        from .errors import UnsafePickleError
+        from .globals_allowlist import allowed_global
+
+        if not isinstance(name, str):
+            raise self.bad("a global's name must be a string")
+        obj = allowed_global(name)
+        if obj is None:
+            short = name.rsplit(".", 1)[-1]
+            raise UnsafePickleError(
+                f"{self.source}: the file names {name}, which is not an allowed global. If you trust it, allow it "
+                f"with trainkit.serialization.add_safe_globals([{short}]) or inside "
+                f"`with trainkit.serialization.safe_globals([{short}]):` (PyTorch's API); nothing was run")
+        return obj
+
+    def module(self, body: Any, depth: int) -> Any:
+        from trainkit.nn.module import Module
+
+        if not (isinstance(body, list) and len(body) == 2):
+            raise self.bad("an object is not [class name, state]")
+        cls = self.allowed(body[0])
+        if not (isinstance(cls, type) and issubclass(cls, Module)):
+            raise self.bad(f"{body[0]} is not an nn.Module class")
+        obj = cls.__new__(cls)
+        self.objects.append(obj)  # before its state: the state may refer back to it
+        state = self.value(body[1], depth + 1)
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise self.bad(f"the state of a {body[0]} is not a dict of attribute names")
+        for key in ("_parameters", "_buffers", "_modules"):
+            if not isinstance(state.get(key), dict):
+                raise self.bad(f"the state of a {body[0]} has no {key} dict")
+        obj.__dict__.update(state)  # no __init__/__setstate__/__setattr__ of the class runs
+        return obj

@@ -20,7 +20,7 @@ import trainkit.nn  # noqa: F401  (declares the built-in layers and losses)
 from trainkit.autograd import random as tk_random
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn.conv import Conv2d
-from trainkit.nn.dropout import Dropout
+from trainkit.nn.dropout import _DropoutNd
 from trainkit.nn.linear import Linear
 from trainkit.nn.loss import (
     BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, MarginRankingLoss,
@@ -31,7 +31,8 @@ from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.pooling import MaxPool2d
 from trainkit.registry import LAYERS, LOSSES, Example, LayerDeclaration
 
-__all__ = ["NNCase", "nn_cases", "call_with_params", "example_module", "example_inputs", "declared_cases",
+__all__ = ["NNCase", "nn_cases", "call_with_params", "example_module", "example_inputs", "example_arrays",
+           "declared_cases",
            "variants", "merge_cases"]
 
 
@@ -44,6 +45,7 @@ class NNCase:
     module: Module
     fn: Callable
     make_inputs: Callable[[np.random.Generator], tuple]
+    fast: bool = False  # gradients checked along random directions (composite layers with many parameters)
 
 
 def call_with_params(module: Module, names: tuple[str, ...], x, params):
@@ -66,15 +68,23 @@ def _grad_tensor(array: np.ndarray) -> Tensor:
     return Tensor(np.ascontiguousarray(array, dtype=np.float64), requires_grad=True)
 
 
-def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
-    """A case of ``module`` on standard normal input(s) of ``shape`` (a tuple of shapes for several)."""
+def _layer(name: str, module: Module, shape, train: bool = True, fast: bool = False) -> NNCase:
+    """A case of ``module`` on standard normal input(s) of ``shape`` (a tuple of shapes for several).
+
+    ``shape`` may also be ``f(rng) -> list of arrays`` for inputs that are not standard normal
+    floats (token ids): float arrays are checked, integer ones are passed as they are.
+    """
     module.double().train(train)
-    names = tuple(n for n, _ in module.named_parameters())
+    names = tuple(n for n, _ in module.named_parameters() if module.get_parameter(n).requires_grad)
     shapes = [module.get_parameter(n).shape for n in names]
+    maker = shape if callable(shape) else None
+    if maker is not None:
+        shape = [a.shape for a in maker(np.random.default_rng(0))]
+        shape = shape if len(shape) > 1 else shape[0]
     many = isinstance(shape[0], (tuple, list))
     in_shapes = [tuple(s) for s in shape] if many else [tuple(shape)]
     call = module
-    if isinstance(module, Dropout):
+    if isinstance(module, _DropoutNd):
         # Finite differences call the layer many times: replay one generator state so the mask is fixed.
         state = tk_random.get_rng_state()
 
@@ -90,10 +100,13 @@ def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
         return call(*xs)
 
     def make_inputs(rng: np.random.Generator) -> tuple:
-        xs = tuple(_grad_tensor(rng.standard_normal(s)) for s in in_shapes)
+        if maker is not None:
+            xs = tuple(_grad_tensor(a) if a.dtype.kind == "f" else Tensor(a) for a in maker(rng))
+        else:
+            xs = tuple(_grad_tensor(rng.standard_normal(s)) for s in in_shapes)
         return xs + tuple(_grad_tensor(rng.uniform(0.5, 1.5, s) * rng.choice([-1, 1], s)) for s in shapes)
 
-    return NNCase(name, "layer", module, fn, make_inputs)
+    return NNCase(name, "layer", module, fn, make_inputs, fast)
 
 
 def _loss(name: str, module: Module, shape: tuple[int, ...], target: Callable) -> NNCase:
@@ -108,7 +121,16 @@ def _loss(name: str, module: Module, shape: tuple[int, ...], target: Callable) -
 def example_inputs(example: Example) -> list[tuple]:
     """The batched input shapes of a layer example (one per input)."""
     shape = example.input
+    if callable(shape):
+        return [tuple(a.shape) for a in shape(np.random.default_rng(0))]
     return [tuple(s) for s in shape] if isinstance(shape[0], (tuple, list)) else [tuple(shape)]
+
+
+def example_arrays(example: Example, rng: np.random.Generator, dtype=np.float32) -> list[np.ndarray]:
+    """Input arrays for a layer example: its own ``f(rng)``, else standard normal ``dtype`` arrays."""
+    if callable(example.input):
+        return [a.astype(dtype) if a.dtype.kind == "f" else a for a in example.input(rng)]
+    return [rng.standard_normal(s).astype(dtype) for s in example_inputs(example)]
 
 
 def example_module(decl: LayerDeclaration, example: Example | None = None) -> Module:
@@ -140,8 +162,9 @@ def declared_cases(n: int = 4, c: int = 3, merges: bool = False) -> list[NNCase]
             continue
         example = decl.example
         shapes = example_inputs(example)
-        out.append(_layer(example.name or decl.cls.__name__, example_module(decl),
-                          shapes if len(shapes) > 1 else shapes[0], train=example.train))
+        spec = example.input if callable(example.input) else (shapes if len(shapes) > 1 else shapes[0])
+        out.append(_layer(example.name or decl.cls.__name__, example_module(decl), spec, train=example.train,
+                          fast=example.fast))
     if merges:
         return out
     for decl in LOSSES.values():
@@ -199,6 +222,31 @@ def variants(n: int = 4, c: int = 3) -> list[NNCase]:
         _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c),
               _target("probabilities", n, c)),
         *_issue13_cases(n, c),
+        *_issue14_cases(),
+    ]
+
+
+def _issue14_cases() -> list[NNCase]:
+    """Variants of the sequence, attention and convolution layers (issue 14) beyond their declared examples;
+    tiny sizes, since every element of every parameter is perturbed (``trainkit gradcheck`` stays within seconds)."""
+    from trainkit.nn.conv import Conv2d as Conv
+    from trainkit.nn.conv_transpose import ConvTranspose2d
+    from trainkit.nn.rnn import GRU, RNN
+    from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell
+    from trainkit.nn.upsampling import Upsample
+
+    return [
+        _layer("Conv2d(groups=2,dilation=2,reflect)", Conv(2, 2, 2, padding=1, dilation=2, groups=2,
+                                                         padding_mode="reflect"), (1, 2, 4, 4)),
+        _layer("ConvTranspose2d(dilation=2,padding=1)", ConvTranspose2d(2, 1, 2, padding=1, dilation=2),
+               (1, 2, 3, 3)),
+        _layer("Upsample(nearest,size)", Upsample(size=(3, 5)), (1, 2, 2, 3)),
+        _layer("RNN(relu,2 layers)", RNN(2, 2, num_layers=2, nonlinearity="relu"), (3, 2, 2)),
+        _layer("GRU(bidirectional,bias=False)", GRU(2, 2, bias=False, bidirectional=True, batch_first=True),
+               (2, 3, 2)),
+        _layer("RNNCell", RNNCell(3, 2), (2, 3)),
+        _layer("LSTMCell", LSTMCell(2, 2), (2, 2)),
+        _layer("GRUCell", GRUCell(2, 2), (2, 2)),
     ]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from .. import dtypes
 from ..function import Op, sum_to
 from ..tensor import Tensor
-from .special import erf  # noqa: F401 - GELU's erf, exact in float64 with or without scipy
+from .special import erf, gelu_float32  # noqa: F401 - GELU's erf, exact in float64 with or without scipy
 from ..threads import elementwise as _par
 
 
@@ -253,7 +253,11 @@ class GELU(Op):
         if self.approximate == "tanh":
             self.t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.t)
-        self.cdf = (0.5 * (1 + erf(x * _SQRT1_2))).astype(x.dtype, copy=False)
+        if x.dtype == np.float32:  # float32 accuracy is enough there, and the float64-exact erf costs 3x
+            y, self.cdf = gelu_float32(x)
+            return y
+        else:
+            self.cdf = (0.5 * (1 + erf(x * _SQRT1_2))).astype(x.dtype, copy=False)
         return x * self.cdf
 
     def backward(self, gy):
@@ -262,8 +266,14 @@ class GELU(Op):
             t = self.t
             dt = (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return (gy * (0.5 * (1 + t) + 0.5 * x * dt),)
-        pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return (gy * (self.cdf + x * pdf),)
+        pdf = x * x
+        pdf *= -0.5
+        np.exp(pdf, out=pdf)
+        pdf *= x
+        pdf *= 1 / math.sqrt(2 * math.pi)
+        pdf += self.cdf  # d/dx x·Φ(x) = Φ(x) + x·φ(x), built in place
+        pdf *= gy
+        return (pdf,)
 
 
 class Clamp(Op):
@@ -337,9 +347,33 @@ class Where(Op):
                 sum_to(np.where(self.cond, zero, gy), self.sb) if self.needs[1] else None)
 
 
-def where(condition, input, other):  # noqa: A002
+def _scalar_tensor(x) -> Tensor:
+    """A Python scalar as the 0-d tensor torch makes of it (bool, int64, the default float dtype, complex64)."""
+    if isinstance(x, np.generic):
+        return Tensor(np.asarray(x))
+    if isinstance(x, bool):
+        return Tensor(np.array(x))
+    if isinstance(x, int):
+        return Tensor(np.array(x, dtype=dtypes.int64))
+    if isinstance(x, float):
+        return Tensor(np.array(x, dtype=dtypes.get_default_dtype()))
+    if isinstance(x, complex):
+        return Tensor(np.array(x, dtype=np.complex64))
+    raise TypeError(f"where(): expected a Tensor or a number, got {type(x).__name__}")
+
+
+def where(condition, input=None, other=None):  # noqa: A002
+    """``input`` where ``condition`` holds, else ``other`` (broadcast); ``where(condition)`` is
+    ``nonzero(condition, as_tuple=True)``. Two scalars give torch's dtype: ``where(c, 1, 0)`` is int64."""
+    cond = np.asarray(raw(condition), dtype=bool)
+    if input is None and other is None:
+        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(np.atleast_1d(cond)))
+    if input is None or other is None:
+        raise TypeError("where() takes a condition alone, or a condition, input and other")
+    if not isinstance(input, (Tensor, np.ndarray)) and not isinstance(other, (Tensor, np.ndarray)):
+        input = _scalar_tensor(input)
     a, b = promote(input, other)
-    return Where.apply(a, b, cond=np.asarray(raw(condition), dtype=bool))
+    return Where.apply(a, b, cond=cond)
 
 
 class Cast(Op):

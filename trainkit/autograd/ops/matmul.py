@@ -63,7 +63,16 @@ class Linear(Op):
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
-    """``input @ weight.T + bias`` (PyTorch's ``F.linear``)."""
+    """``input @ weight.T + bias`` (PyTorch's ``F.linear``).
+
+    Input with several leading dimensions (a sequence model's ``(N, L, E)``) is run as one
+    2-D GEMM over all rows: numpy would otherwise loop over the leading dimensions with
+    one small GEMM each (measured 1.6x slower for a transformer's ``(12, 64, 128)``).
+    """
+    lead = input.shape[:-1]
+    if len(lead) > 1:
+        flat = input.reshape((-1, input.shape[-1]))
+        return linear(flat, weight, bias).reshape(tuple(lead) + (weight.shape[0],))
     if bias is None:
         return Linear.apply(input, weight)
     return Linear.apply(input, weight, bias)
