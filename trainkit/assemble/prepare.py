@@ -40,7 +40,8 @@ def model_fingerprint(data: dict) -> str:
 
 def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepared:
     """Load and validate the config, build the data and the model: all before touching disk."""
-    from . import build_data, build_loss, build_model, build_optimizer, build_scheduler, check_task
+    from . import (build_data, build_loss, build_model, build_optimizer, build_scheduler, check_task,
+                   run_length_problem)
     from ..config import load_config
 
     config = load_config(config_path, list(overrides))
@@ -52,7 +53,11 @@ def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepar
     optimizer = scheduler = None
     if with_optimizer:
         optimizer = build_optimizer(config, model)
-        scheduler = build_scheduler(config, optimizer, steps_per_epoch=len(bundle.train_loader()))
+        steps = len(bundle.train_loader())
+        scheduler = build_scheduler(config, optimizer, steps_per_epoch=steps)
+        problem = run_length_problem(config, scheduler, steps)
+        if problem is not None:
+            raise config.error([problem])
     return Prepared(config, bundle, model, loss_fn, optimizer, scheduler)
 
 
