@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ..autograd.random import manual_seed
+from .memory import data_problem, model_problem
 
 __all__ = ["Prepared", "prepare", "prepare_model", "model_fingerprint", "resolved_yaml"]
 
@@ -45,10 +46,13 @@ def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepar
     from ..config import load_config
 
     config = load_config(config_path, list(overrides))
+    _within_budget(config, data_problem(config))
     manual_seed(config.resolved.seed)
     bundle = build_data(config)
     check_task(config, bundle.task)
-    model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes)
+    model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes,
+                        before_build=lambda plan: _within_budget(config, model_problem(config, plan,
+                                                                                       bundle.batch_size)))
     loss_fn = build_loss(config)
     optimizer = scheduler = None
     if with_optimizer:
@@ -59,6 +63,12 @@ def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepar
         if problem is not None:
             raise config.error([problem])
     return Prepared(config, bundle, model, loss_fn, optimizer, scheduler)
+
+
+def _within_budget(config, problem) -> None:
+    """Refuse, at the key that asks for it, what would not fit in the memory budget (:mod:`.memory`)."""
+    if problem is not None:
+        raise config.error([problem])
 
 
 def prepare_model(config_path, overrides=()):
