@@ -36,3 +36,24 @@ def write_cifar10(root: Path, per_batch: int = 20, test: int = 40, seed: int = 0
     (folder / "batches.meta").write_bytes(pickle.dumps(
         {b"label_names": [n.encode() for n in CIFAR10_NAMES], b"num_vis": 3072}, protocol=2))
     return Path(root)
+
+
+def write_mnist(root: Path, n: int = 240, test: int = 60, seed: int = 0) -> Path:
+    """MNIST IDX files (gzipped, torchvision's ``root/MNIST/raw`` layout) whose digits are learnable:
+    a bright bar at a label-dependent row."""
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "MNIST" / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", n), ("t10k", test)):
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        images = rng.integers(0, 40, (count, 28, 28), dtype=np.uint8)
+        for i, y in enumerate(labels):
+            images[i, 2 + 2 * y: 4 + 2 * y, 4:24] = 250
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(
+            struct.pack(">IIII", 2051, count, 28, 28) + images.tobytes()))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(
+            struct.pack(">II", 2049, count) + labels.tobytes()))
+    return Path(root)

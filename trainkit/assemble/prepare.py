@@ -29,8 +29,14 @@ class Prepared:
 
     @property
     def fingerprint(self) -> str:
-        """The hash a checkpoint of this model/data/optimizer config carries (see :func:`model_fingerprint`)."""
-        return model_fingerprint(self.config.data)
+        """The hash a checkpoint of this model/data/optimizer config carries (see :func:`model_fingerprint`).
+
+        Taken over the config as the run directory stores it (``./file.py`` layer paths made
+        absolute), so the run's own config.yaml gives the same hash as the file it was trained from.
+        """
+        from .custom import absolutize_layer_paths
+
+        return model_fingerprint(absolutize_layer_paths(self.config))
 
 
 def model_fingerprint(data: dict) -> str:

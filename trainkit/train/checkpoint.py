@@ -65,6 +65,7 @@ __all__ = [
     "load_checkpoint",
     "load_model_weights",
     "find_checkpoint",
+    "recover_checkpoint",
     "read_safetensors",
     "validate_safetensors",
     "check_state_fits",
@@ -288,6 +289,21 @@ def _recover(directory: Path) -> None:
             fsync_dir(directory.parent)
     for p in _leftovers(directory):
         shutil.rmtree(p, ignore_errors=True)
+
+
+def recover_checkpoint(directory: str | os.PathLike) -> None:
+    """Put the last good checkpoint back at ``directory`` after a kill mid-swap and remove
+    ``.tmp-*``/``.old-*`` debris (what the next save does first; a resumed run that only
+    finishes its report saves nothing, so it calls this).
+
+    Raises:
+        StorageError: the folder cannot be written.
+    """
+    directory = Path(directory)
+    try:
+        _recover(directory)
+    except OSError as exc:
+        raise StorageError(directory, exc, action="restore checkpoint") from exc
 
 
 def save_checkpoint(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DivergedError, RunDirError, TrainkitError
 from trainkit.utils.atomic import atomic_write_json
-from .checkpoint import check_state_fits, find_checkpoint, load_checkpoint, load_model_weights
+from .checkpoint import check_state_fits, find_checkpoint, load_checkpoint, load_model_weights, recover_checkpoint
 from .evaluate import evaluate
 from ..assemble.prepare import Prepared, model_fingerprint, prepare, prepare_model, resolved_yaml
 from .report import report_tables, write_plots, write_report
@@ -124,6 +124,8 @@ def _resume(run: Run, prep: Prepared, trainer: Trainer, checkpoint: Path | None,
                           f"--set train.epochs=N (N > {done})")
     run.resume(resolved_yaml(prep.config), epochs_done=done, epochs=epochs, command=command)
     _record_code(run, prep)
+    for which in ("last", "best"):  # a kill mid-swap leaves leftovers: put them back before using them
+        recover_checkpoint(run.checkpoints / which)
     if finished:
         run.print(f"resuming {shown(run.path)}: all {done} epochs are done; writing its report and plots")
     else:
