@@ -299,6 +299,18 @@ def test_extending_a_onecycle_run_is_refused_and_the_run_stays_completed(runner,
     assert status(run) == "completed"
 
 
+def test_a_failed_extension_leaves_the_completed_run_as_it_was(runner, run_copy, tmp_path):
+    # The extension is accepted, trains epoch 4, then cannot write its checkpoint (a read-only folder):
+    # exit 2, and the run is still the completed 3-epoch run (it used to be marked failed).
+    before = {name: (run_copy / name).read_bytes() for name in ("config.yaml", "metrics.jsonl", "metrics.csv")}
+    r = cli(runner, tmp_path, "train", "--resume", run_copy, "--set", "train.epochs=4", "-q",
+            read_only=str(run_copy / "checkpoints"))
+    refused(r, "cannot save checkpoint", "Read-only file system")
+    info = json.loads((run_copy / "run.json").read_text())
+    assert info["status"] == "completed" and info["epochs_planned"] == 3 and info["epochs_done"] == 3
+    assert {name: (run_copy / name).read_bytes() for name in before} == before
+
+
 # ----------------------------------------------------------------------------- 6. user text is not markup
 LABELS = ["[/x]", "[bold]big[/bold]", "e\x1b[31msc", "n\x00ul"]
 

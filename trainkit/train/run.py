@@ -125,10 +125,10 @@ class Run:
         except OSError:
             config_before = None
         self._before = (copy.deepcopy(self.info.data), config_before)
+        self._owned = True  # from here a failure puts the files back (see fail_quietly)
         atomic_write_text(self.config_path, config_yaml)
         self.metrics.truncate_after(epochs_done)
         self.info.resume(command=command, epochs_planned=epochs, epochs_done=epochs_done)
-        self._owned = True
 
     def checkpointed(self) -> None:
         """Called by the trainer after it saved a checkpoint: from now on the run has moved on."""
@@ -150,23 +150,28 @@ class Run:
         """
         if not self._owned or self.info is None:
             return
+        if self._before is not None and self._before[0].get("status") == "completed" and not self._checkpointed:
+            self._restore_before()
+            return
         try:
-            if self._before is not None and self._before[0].get("status") == "completed" and not self._checkpointed:
-                self._restore_before()
-                return
             self.info.finish(status, message=message)
         except StorageError:
             pass
 
     def _restore_before(self) -> None:
         data, config = self._before
-        if config is not None:
-            atomic_write_bytes(self.config_path, config)
         epochs = data.get("epochs_done")
+        steps = [lambda: atomic_write_json(self.path / RUN_JSON, data)]
+        if config is not None:
+            steps.append(lambda: atomic_write_bytes(self.config_path, config))
         if isinstance(epochs, int):
-            self.metrics.truncate_after(epochs)
+            steps.append(lambda: self.metrics.truncate_after(epochs))
         self.info.data = data
-        atomic_write_json(self.path / RUN_JSON, data)
+        for step in steps:  # each on its own: one failed write must not keep the others from happening
+            try:
+                step()
+            except StorageError:
+                pass
 
     def print(self, *objects, **kwargs) -> None:
         """Print to the console and ``train.log`` (see :meth:`RunLog.print`)."""
