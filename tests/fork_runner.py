@@ -244,14 +244,15 @@ def _rss_kb() -> int:
 
 
 def main() -> None:
-    import numpy  # noqa: F401  (imported once, shared by every fork)
+    # Imported once here, shared by every fork.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
+    import numpy  # noqa: F401
+    import safetensors.numpy  # noqa: F401
     import trainkit.cli  # noqa: F401
     import trainkit.train.session  # noqa: F401
     import trainkit.views.summary  # noqa: F401
-    import safetensors.numpy  # noqa: F401
 
     print("ready", flush=True)
     for line in sys.stdin:

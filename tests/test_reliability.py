@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clitools import DIGITS_MLP, assert_same_run, env_for, rows_without_timing, tk
+from clitools import DIGITS_MLP, assert_same_run, env_for, rows_without_timing
 from fork_runner import ForkRunner
 from trainkit.train.checkpoint import load_checkpoint
 
@@ -283,7 +281,8 @@ ONECYCLE = SMALL.replace("scheduler: {type: step, step_size: 2, gamma: 0.5}",
 
 def test_onecycle_total_steps_shorter_than_the_run_is_refused_at_validation(runner, tmp_path):
     (tmp_path / "c.yaml").write_text(ONECYCLE.replace("max_lr: 0.2}", "max_lr: 0.2, total_steps: 1}"))
-    refused(cli(runner, tmp_path, "train", tmp_path / "c.yaml"), "scheduler.total_steps", "at least 16", "(2 epochs x 8 steps)",
+    refused(cli(runner, tmp_path, "train", tmp_path / "c.yaml"), "scheduler.total_steps", "at least 16",
+            "(2 epochs x 8 steps)",
             "cannot step past its cycle")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 

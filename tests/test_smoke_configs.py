@@ -2,8 +2,9 @@
 
 ``configs/cifar_resnet.yaml`` once trained 10 epochs and then failed to load its own best checkpoint for
 the report (a 0-d batch-norm buffer saved as shape (1,)); nothing ran a shipped config to its end. Here
-each one runs for one epoch on the first 100 samples of each part (a few hundred in all) (``data.limit``, the documented key for
-smoke runs), CIFAR-10 and MNIST on tiny files written in their real formats (no network, no ../shared).
+each one runs for one epoch on the first 100 samples of each part, a few hundred in all (``data.limit``,
+the documented key for smoke runs), CIFAR-10 and MNIST on tiny files written in their real formats (no
+network, no ../shared).
 The test checks status ``completed``, the report and plots, ``trainkit eval`` agreeing with the report,
 and that the best checkpoint loads with ``safetensors.torch`` + ``load_state_dict(strict=True)`` into the
 equivalent ``torch.nn`` model, which then computes the same outputs as trainkit's.

@@ -93,7 +93,8 @@ def data_problem(config):
         return None
     key = next((k for k in ("n_samples", "samples", "size") if k in spec.args), None)
     return (("data",) + ((key,) if key else ()),
-            f"{samples:,} generated samples of {features:,} feature{'s' if features != 1 else ''} need about {human_bytes(need)} of memory, "
+            f"{samples:,} generated samples of {features:,} feature{'s' if features != 1 else ''} need about "
+            f"{human_bytes(need)} of memory, "
             f"more than the budget ({how}); generate fewer, or raise train.max_memory")
 
 

@@ -61,7 +61,8 @@ def run_length_problem(config, schedule, steps_per_epoch: int, resumed: bool = F
         if needed > total:
             per = f" ({epochs} epochs x {steps_per_epoch} steps)" if unit == "steps" else ""
             return (path + ("total_steps",),
-                    f"the onecycle cycle is {total} {unit[:-1] if total == 1 else unit}, but the run takes {needed}{per}; OneCycleLR cannot "
+                    f"the onecycle cycle is {total} {unit[:-1] if total == 1 else unit}, but the run takes "
+                    f"{needed}{per}; OneCycleLR cannot "
                     f"step past its cycle: set total_steps to at least {needed}, or null for the whole run")
         if _zero_phase(sched):
             return (path + ("pct_start",),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 from trainkit.errors import RunDirError
@@ -28,6 +29,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["LOCK_FILE", "RunLock", "writer_alive"]
 
 LOCK_FILE = ".lock"
+_ATTEMPTS = 4
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -73,15 +75,21 @@ class RunLock:
             raise RunDirError(f"cannot lock run directory {run_dir} for writing: {exc.strerror or exc}"
                               + (" (the folder is read-only; copy the run somewhere writable to continue it)"
                                  if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "")) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            who = _holder(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunDirError(f"{run_dir}: the run is being written by {who} (it holds {path}); "
-                                  "wait for it to end or stop it, then try again") from None
-            raise RunDirError(f"cannot lock run directory {run_dir}: {exc.strerror or exc}") from None
+        for attempt in range(_ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+                if busy and attempt + 1 < _ATTEMPTS:
+                    time.sleep(0.05)  # `trainkit runs` probes with a brief shared lock: let it pass
+                    continue
+                who = _holder(fd)
+                os.close(fd)
+                if busy:
+                    raise RunDirError(f"{run_dir}: the run is being written by {who} (it holds {path}); "
+                                      "wait for it to end or stop it, then try again") from None
+                raise RunDirError(f"cannot lock run directory {run_dir}: {exc.strerror or exc}") from None
         try:  # name the holder for a second writer's message; the lock itself is what counts
             import socket
             os.ftruncate(fd, 0)

@@ -53,7 +53,8 @@ def report_tables(report: dict) -> list:
         for col in ("class", "precision", "recall", "F1", "support"):
             t.add_column(col, justify="left" if col == "class" else "right")
         for c in r["per_class"]:
-            t.add_row(cell(c["class"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+            t.add_row(cell(c["class"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
+                      str(c["support"]))
         out.append(t)
         cm = Table(title="confusion matrix (rows: true, columns: predicted)")
         cm.add_column("")

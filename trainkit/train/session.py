@@ -8,7 +8,6 @@ before writing lives in :mod:`.prepare`, the directory and its logs in
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -115,7 +114,7 @@ def _resume(run: Run, prep: Prepared, trainer: Trainer, checkpoint: Path | None,
                               "config than this run's config.yaml")
     check_run_length(prep, trainer, resumed=True)
     done = trainer.state.epoch
-    finished = trainer.state.in_epoch is None and (done >= epochs or trainer._es_triggered())
+    finished = trainer.finished
     if finished and not _needs_finishing(run, prep):
         why = f"already completed {done} of {epochs} epochs"
         if done < epochs:

@@ -328,3 +328,8 @@ class Trainer:
     def _es_triggered(self) -> bool:
         es = self.spec.early_stopping
         return es is not None and self.state.es_wait >= es.patience
+
+    @property
+    def finished(self) -> bool:
+        """Every epoch is done, or early stopping ended the run (and no epoch is half done)."""
+        return self.state.in_epoch is None and (self.state.epoch >= self.spec.epochs or self._es_triggered())
