@@ -43,7 +43,8 @@ def digits_config(epochs: int = 3) -> str:
 
 def env_for(tmp: Path) -> dict:
     """The environment of a CLI subprocess: its own data cache and runs folder."""
-    return dict(os.environ, TRAINKIT_DATA=str(tmp / "data-cache"), TRAINKIT_RUNS=str(tmp / "runs"), COLUMNS="200")
+    return dict(os.environ, TRAINKIT_DATA=str(tmp / "data-cache"), TRAINKIT_RUNS=str(tmp / "runs"), COLUMNS="200",
+                TRAINKIT_HOME=str(tmp / "trainkit-home"))  # the key that signs custom-code records
 
 
 def tk(tmp: Path, *args, check: int | None = None, timeout: int = 120) -> subprocess.CompletedProcess:

@@ -19,14 +19,14 @@ def test_defaults_are_filled_in():
     assert c.name == "tiny"
     assert c.data["seed"] == 0
     assert c.data["data"] == {"dataset": "iris", "val_split": 0.0, "batch_size": 32,
-                              "shuffle": True, "transforms": [], "drop_last": False,
+                              "shuffle": True, "transforms": [], "drop_last": False, "limit": None,
                               "test_split": 0.2}
     assert c.data["loss"] == {"type": "cross_entropy", "label_smoothing": 0.0, "reduction": "mean"}
     assert c.data["optimizer"] == {"type": "sgd", "lr": 0.1, "momentum": 0.0, "dampening": 0.0,
                                    "weight_decay": 0.0, "nesterov": False}
     assert c.data["scheduler"] is None
     assert c.data["train"] == {"epochs": 10, "early_stopping": None, "grad_clip": None,
-                               "eval_every": 1, "checkpoint_every": 1, "log_every": 50}
+                               "eval_every": 1, "checkpoint_every": 1, "log_every": 50, "max_memory": None}
     assert list(c.data) == ["name", "seed", "data", "model", "loss", "optimizer", "scheduler", "train"]
 
 

@@ -29,7 +29,7 @@ ALLOWED = {
     "accelerator": {"errors", "autograd"},
     "backends": {"errors", "autograd"},
     "config": {"errors", "autograd", "registry", "nn", "optim", "data"},
-    "assemble": {"errors", "autograd", "registry", "nn", "optim", "data", "config"},
+    "assemble": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "config"},
     "views": {"errors", "autograd", "registry", "nn", "utils", "viz", "config", "assemble"},
     "train": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "serialization", "config", "assemble",
               "views",

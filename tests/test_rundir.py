@@ -318,7 +318,7 @@ def test_list_runs_newest_first_with_summaries(tmp_path):
     assert (a.name, a.status, a.epochs_done, a.epochs_planned) == ("a", "completed", 3, 3)
     assert (a.best_metric, a.best_value, a.test_accuracy) == ("val_acc", 0.8, 0.79)
     assert a.duration_s is not None and not a.stale
-    assert b.status == "running" and b.stale and b.test_accuracy is None and b.epochs_done == 0
+    assert b.status == "crashed" and b.stale and b.test_accuracy is None and b.epochs_done == 0
     assert c.status == "unreadable"
     with pytest.raises(RunDirError, match="no such runs directory"):
         list_runs(tmp_path / "nope")

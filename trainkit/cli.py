@@ -12,6 +12,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import TrainkitError
+from .utils.text import cell, shown
 
 app = typer.Typer(
     add_completion=False,
@@ -44,13 +45,29 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except TrainkitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # Messages quote paths, keys, values and labels: shown literally, never as markup.
+            err_console.print(f"[bold red]error:[/] {shown(exc)}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a command as Ctrl-C does (exit 130, the run marked interrupted, its resume hint),
+    also while data load or the report is written; the trainer's own handler takes over during epochs."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, _sigterm)
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        pass
 
 
 def _version(value: bool):
@@ -84,12 +101,12 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     from .registry import PluginError, load_plugins
 
     _show_data_warnings()
+    _stop_on_sigterm()
+
     try:  # installed packages' components (entry-point group trainkit.plugins) become YAML names
         load_plugins()
     except PluginError as exc:
-        from rich.markup import escape
-
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {shown(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -125,13 +142,13 @@ def gradcheck(
     failures = []
     for case in selected:
         r = run_case(case)
-        table.add_row(r.name, r.kind, r.shapes, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
+        table.add_row(cell(r.name), r.kind, r.shapes, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
                       "[green]pass[/]" if r.passed else "[bold red]FAIL[/]", f"{r.ms:.1f}")
         if not r.passed:
             failures.append(r)
     console.print(table)
     for r in failures:
-        console.print(f"[red]{r.name}[/]: {r.message}", highlight=False)
+        console.print(f"[red]{shown(r.name)}[/]: {shown(r.message)}", highlight=False)
     n = len(selected)
     console.print(f"{n - len(failures)} passed, {len(failures)} failed")
     raise typer.Exit(1 if failures else 0)
@@ -148,6 +165,8 @@ def train(
                                             "(default: $TRAINKIT_RUNS or ./runs)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory from its last checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final report."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="With --resume: import the custom layers the "
+                                    "run's config names even if they are not the code it was trained with."),
 ):
     """Train a model described by a YAML config and write a run directory.
 
@@ -167,7 +186,8 @@ def train(
         raise TrainkitError("--resume continues an existing run directory; it cannot be combined with --run-dir/--runs-dir")
     if run_dir is not None and runs_dir is not None:
         raise TrainkitError("give either --run-dir or --runs-dir, not both")
-    code = run_train(config, set_, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet, console=_wide())
+    code = run_train(config, set_, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet, console=_wide(),
+                     trust_code=trust_code)
     raise typer.Exit(code)
 
 
@@ -176,8 +196,11 @@ def train(
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory written by trainkit train."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, last, or a path to a checkpoint."),
-    split: str = typer.Option("test", "--split", help="test, val or train."),
+    split: Optional[str] = typer.Option(None, "--split", help="test, val or train (default: the report's: test, "
+                                        "else val when the data have no test part)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Import the custom layers the run's config "
+                                    "names even if they are not the code it was trained with."),
 ):
     """Evaluate a run's checkpoint: accuracy, per-class table, confusion matrix.
 
@@ -192,9 +215,12 @@ def eval_(
     from .train.report import report_tables
     from .train.session import eval_run
 
-    if split not in ("test", "val", "train"):
+    if split is not None and split not in ("test", "val", "train"):
         raise TrainkitError(f"--split must be test, val or train, not {split!r}")
-    report = eval_run(run_dir, checkpoint=checkpoint, split=split)
+    if not checkpoint.strip():
+        raise TrainkitError("--checkpoint is empty; give best, last, or the path of a checkpoint folder or "
+                            ".safetensors file")
+    report = eval_run(run_dir, checkpoint=checkpoint, split=split, trust_code=trust_code)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -214,6 +240,8 @@ def predict(
     batch_size: int = typer.Option(256, "--batch-size", help="Inputs decoded and run through the model at a time."),
     skip_bad_files: bool = typer.Option(False, "--skip-bad-files", help="Leave out (and list) inputs that cannot "
                                         "be read instead of stopping."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Import the custom layers the run's config "
+                                    "names even if they are not the files the run recorded."),
 ):
     """Predict with a trained run: the class (and its probability) of each image or CSV row.
 
@@ -231,7 +259,7 @@ def predict(
     from .train.predict import load_run, predict as run_predict
     from .views.predict import prediction_table, progress_bar, write_prediction_csv
 
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint, trust_code=trust_code)
     rows: list[dict] = []
     skipped: list = []
     with progress_bar(err_console) as update:
@@ -267,19 +295,19 @@ def runs(runs_dir: Optional[Path] = typer.Argument(None, help="Runs folder (defa
     from .train.rundir import list_runs
 
     rows = list_runs(runs_dir)
-    table = Table(title=f"runs in {runs_dir or 'runs'}")
+    table = Table(title=f"runs in {shown(runs_dir or 'runs')}")
     table.add_column("id", no_wrap=True)
     for col in ("config", "status", "epochs", "best val", "test acc", "duration"):
         table.add_column(col, justify="right" if col in ("epochs", "best val", "test acc", "duration") else "left")
     for r in rows:
-        status = r.status + (" (stale)" if r.stale else "")
+        status = r.status  # "crashed": status running, but no process holds the run's lock any more
         epochs = f"{r.epochs_done if r.epochs_done is not None else '-'}/{r.epochs_planned or '-'}"
         best = "-"
         if r.best_value is not None:
             best = f"{100 * r.best_value:.2f}%" if (r.best_metric or "").endswith("acc") else f"{r.best_value:.4g} loss"
         test = f"{100 * r.test_accuracy:.2f}%" if r.test_accuracy is not None else "-"
         dur = f"{r.duration_s:.0f}s" if r.duration_s is not None else "-"
-        table.add_row(r.id, r.name or "-", status, epochs, best, test, dur)
+        table.add_row(cell(r.id), cell(r.name or "-"), status, epochs, best, test, dur)
     _wide().print(table)
     if not rows:
         console.print("no runs yet: start one with  trainkit train configs/digits_cnn.yaml")
@@ -310,7 +338,7 @@ def summary(
     render_summary(s, _wide())
     if dot is not None:
         for line in write_dot(s, dot, svg=svg, png=png):
-            console.print(line)
+            console.print(shown(line), highlight=False)
     elif svg or png:
         raise TrainkitError("--svg/--png render the DOT file: give --dot FILE too")
 
@@ -340,7 +368,7 @@ def graph(
     from .views.graph import graph_command
 
     for line in graph_command(config, set_, output=output, svg=svg, png=png, backward=backward, depth=depth):
-        err_console.print(line, highlight=False, markup=False)
+        err_console.print(shown(line), highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

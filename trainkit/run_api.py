@@ -25,7 +25,7 @@ from trainkit.train.predict import load_run as _load_run
 __all__ = ["load_run", "LoadedRun"]
 
 
-def load_run(run: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
+def load_run(run: str | os.PathLike, checkpoint: str = "best", trust_code: bool = False) -> LoadedRun:
     """Load a run directory's model (``checkpoint``: best, last, or a checkpoint path).
 
     Returns a :class:`~trainkit.train.predict.LoadedRun`, which unpacks as
@@ -33,8 +33,11 @@ def load_run(run: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
     file becomes a sample (``decode``), the training file's feature names, and
     ``outputs(batch)``: the model's outputs for a batch of raw samples.
 
+    Custom layer code the run's config names is imported only if it is the file the run trained
+    with (its SHA-256 is recorded in run.json), unless ``trust_code`` is True.
+
     Raises:
         RunDirError, CheckpointError, DataError: the run, its checkpoint or its
             training data cannot be used (the CLI reports these with exit code 2).
     """
-    return _load_run(run, checkpoint=checkpoint)
+    return _load_run(run, checkpoint=checkpoint, trust_code=trust_code)

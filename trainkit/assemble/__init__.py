@@ -14,10 +14,11 @@ scheduler; :mod:`.custom` imports ``module:Class`` layers.
 from .components import Schedule, build_loss, build_optimizer, build_scheduler
 from .custom import absolutize_layer_paths
 from .model import ModelPlan, PlannedNode, build_model, build_model_and_plan, plan_model, total_macs
+from .run_length import run_length_problem
 
 __all__ = ["Schedule", "build_loss", "build_optimizer", "build_scheduler", "build_model", "build_model_and_plan",
            "plan_model", "ModelPlan", "PlannedNode", "total_macs", "build_data", "static_input_shape",
-           "absolutize_layer_paths", "check_task"]
+           "absolutize_layer_paths", "check_task", "run_length_problem"]
 
 
 def static_input_shape(config) -> tuple[int, ...] | None:

@@ -300,7 +300,7 @@ def output_problem(config, plan: ModelPlan, num_classes: int | None) -> None:
                                 f"output {num_classes}")])
 
 
-def build_model(config, input_shape, num_classes: int | None = None) -> Module:
+def build_model(config, input_shape, num_classes: int | None = None, before_build=None) -> Module:
     """The model of ``config`` for samples of ``input_shape`` (e.g. ``(3, 32, 32)``).
 
     A ``layers`` list gives an ``nn.Sequential`` (state_dict keys ``0.weight``,
@@ -308,16 +308,22 @@ def build_model(config, input_shape, num_classes: int | None = None) -> Module:
     (keys ``stem.weight``). With ``num_classes`` (and a loss on class indices)
     the output must have that many values per sample.
 
+    ``before_build(plan)`` runs on the checked plan before any layer is constructed
+    (the memory budget is checked there).
+
     Raises:
         ConfigError: every layer problem at once, each at its YAML line.
     """
-    return build_model_and_plan(config, input_shape, num_classes)[0]
+    return build_model_and_plan(config, input_shape, num_classes, before_build)[0]
 
 
-def build_model_and_plan(config, input_shape, num_classes: int | None = None) -> tuple[Module, ModelPlan]:
+def build_model_and_plan(config, input_shape, num_classes: int | None = None, before_build=None
+                         ) -> tuple[Module, ModelPlan]:
     """:func:`build_model` that also returns the checked plan (shapes, multiply-adds, parameters)."""
     plan = plan_model(config, input_shape)
     output_problem(config, plan, num_classes)
+    if before_build is not None:
+        before_build(plan)
     built = instantiate(plan)
     multi = {n.name: n.declaration.outputs for n in plan.nodes if n.declaration is not None and n.declaration.outputs}
     if plan.sequential and not multi:

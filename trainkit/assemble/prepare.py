@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ..autograd.random import manual_seed
+from .memory import data_problem, model_problem
 
 __all__ = ["Prepared", "prepare", "prepare_model", "model_fingerprint", "resolved_yaml"]
 
@@ -28,8 +29,14 @@ class Prepared:
 
     @property
     def fingerprint(self) -> str:
-        """The hash a checkpoint of this model/data/optimizer config carries (see :func:`model_fingerprint`)."""
-        return model_fingerprint(self.config.data)
+        """The hash a checkpoint of this model/data/optimizer config carries (see :func:`model_fingerprint`).
+
+        Taken over the config as the run directory stores it (``./file.py`` layer paths made
+        absolute), so the run's own config.yaml gives the same hash as the file it was trained from.
+        """
+        from .custom import absolutize_layer_paths
+
+        return model_fingerprint(absolutize_layer_paths(self.config))
 
 
 def model_fingerprint(data: dict) -> str:
@@ -40,20 +47,34 @@ def model_fingerprint(data: dict) -> str:
 
 def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepared:
     """Load and validate the config, build the data and the model: all before touching disk."""
-    from . import build_data, build_loss, build_model, build_optimizer, build_scheduler, check_task
+    from . import (build_data, build_loss, build_model, build_optimizer, build_scheduler, check_task,
+                   run_length_problem)
     from ..config import load_config
 
     config = load_config(config_path, list(overrides))
+    _within_budget(config, data_problem(config))
     manual_seed(config.resolved.seed)
     bundle = build_data(config)
     check_task(config, bundle.task)
-    model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes)
+    model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes,
+                        before_build=lambda plan: _within_budget(config, model_problem(config, plan,
+                                                                                       bundle.batch_size)))
     loss_fn = build_loss(config)
     optimizer = scheduler = None
     if with_optimizer:
         optimizer = build_optimizer(config, model)
-        scheduler = build_scheduler(config, optimizer, steps_per_epoch=len(bundle.train_loader()))
+        steps = len(bundle.train_loader())
+        scheduler = build_scheduler(config, optimizer, steps_per_epoch=steps)
+        problem = run_length_problem(config, scheduler, steps)
+        if problem is not None:
+            raise config.error([problem])
     return Prepared(config, bundle, model, loss_fn, optimizer, scheduler)
+
+
+def _within_budget(config, problem) -> None:
+    """Refuse, at the key that asks for it, what would not fit in the memory budget (:mod:`.memory`)."""
+    if problem is not None:
+        raise config.error([problem])
 
 
 def prepare_model(config_path, overrides=()):

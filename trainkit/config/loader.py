@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -152,14 +153,25 @@ def _with_base(data: dict, sources: dict, label: str, base_dir: Path | None,
         raise bad(f"expected the path of another YAML config, found {base!r}")
     if base_dir is None:
         raise bad("a config given as text cannot use base (there is no folder to look in)")
-    bpath = (base_dir / base).resolve()
+    try:
+        bpath = (base_dir / base).resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop: Python 3.11 raises RuntimeError, 3.13 OSError
+        raise bad(f"base config '{base}' cannot be resolved: a loop of symbolic links ({exc})") from None
     if str(bpath) in chain:
         names = [Path(c).name for c in chain[chain.index(str(bpath)):]] + [bpath.name]
         raise bad(f"'{base}' closes a cycle of base configs ({' -> '.join(names)})")
     if len(chain) >= MAX_BASE_DEPTH:
         raise bad(f"more than {MAX_BASE_DEPTH} levels of base configs")
-    if not bpath.is_file():
-        raise bad(f"base config '{base}' not found (looked for {bpath})")
+    try:
+        st = bpath.stat()
+    except FileNotFoundError:
+        raise bad(f"base config '{base}' not found (looked for {bpath})") from None
+    except OSError as exc:
+        raise bad(f"base config '{base}' cannot be read ({bpath}: {exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise bad(f"base config '{base}' is a directory ({bpath}), not a YAML file")
+    if not stat.S_ISREG(st.st_mode):
+        raise bad(f"base config '{base}' is not a regular file ({bpath} is a device, FIFO or socket)")
     blabel = os.path.relpath(bpath) if not os.path.isabs(base) else str(bpath)
     bdata, bsources = _parse(read_config_text(bpath), blabel)
     bdata, bsources = _with_base(bdata, bsources, blabel, bpath.parent, chain + [str(bpath)])
@@ -199,8 +211,15 @@ def load_config(path: str | os.PathLike, overrides=(), validate_layer: LayerVali
     """
     label = str(path)
     text = read_config_text(path)
-    return _load(text, label, Path(path).resolve().parent, Path(path).stem, overrides,
+    return _load(text, label, Path(path).resolve().parent, default_name(Path(path).stem), overrides,
                  validate_layer, [str(Path(path).resolve())])
+
+
+def default_name(stem: str) -> str:
+    """The run name of a config that has no ``name:``: its file name, made valid ("my model+aug" ->
+    "my_model_aug"), since it names run directories; the user never wrote it, so it is never an error."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._-")
+    return cleaned if cleaned and cleaned[0].isalnum() else ("config_" + cleaned if cleaned else "config")
 
 
 def loads_config(text: str, file: str = "<string>", overrides=(), name: str = "config",

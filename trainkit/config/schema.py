@@ -22,6 +22,7 @@ from trainkit.registry import (DATASETS, INVALID, LOSSES, OPTIMIZERS, REQUIRED, 
                                unknown_key)
 
 from .layers import validate_layer as registry_layer_check
+from .sizes import ByteSize
 from .model_spec import LayerValidator, check_model
 
 __all__ = ["validate", "TOP_LEVEL", "TRAIN", "EARLY_STOPPING", "INTERVAL", "static_task", "default_loss"]
@@ -81,9 +82,16 @@ TRAIN = Record({
     "eval_every": Field(Int(lo=1), 1, "evaluate on the validation set every N epochs"),
     "checkpoint_every": Field(Int(lo=1), 1, "write a checkpoint every N epochs"),
     "log_every": Field(Int(lo=1), 50, "log training loss every N optimizer steps"),
+    "max_memory": Field(Nullable(ByteSize()), None,
+                        "memory budget checked before anything is built: the model's parameters, gradients, "
+                        "optimizer state and a batch's activations, and generated data, estimated from the "
+                        "config (8GiB, 500MB or bytes); null: 80% of this machine's memory (its cgroup limit "
+                        "if lower)"),
 }, "train mapping")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Largest run seed: the generators take 64-bit seeds (as torch.manual_seed does).
+MAX_SEED = 2 ** 64 - 1
 TOP_LEVEL = ("name", "seed", "data", "model", "loss", "optimizer", "scheduler", "train")
 
 
@@ -140,7 +148,7 @@ def validate(raw: dict, default_name: str, validate_layer: LayerValidator | None
         ck.error(("name",), "expected a name of letters, digits, '_', '-', '.' (it names run "
                             f"directories), found {found(name)}")
     out["name"] = name
-    out["seed"] = Int(lo=0).check(raw.get("seed", 0), ("seed",), ck)
+    out["seed"] = Int(lo=0, hi=MAX_SEED).check(raw.get("seed", 0), ("seed",), ck)
     if "data" not in raw:
         ck.error((), "missing required key 'data' (a mapping with at least 'dataset')")
         data = INVALID

@@ -163,6 +163,13 @@ def _check_runtime_shapes(spec, data_shape: tuple, declared: tuple, name: str, c
             "keep the size it receives (size: null), or add a fixed resize/center_crop to the final size"))
 
 
+def _first(part, n: int):
+    """The first ``n`` samples of a data part (the part itself when it has no more)."""
+    if part is None or len(part) <= n:
+        return part
+    return Subset(part, np.arange(n))
+
+
 def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
     """Build datasets and transforms from a ``data:`` section.
 
@@ -212,6 +219,8 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
             f"{'smaller' if len(keep) == 0 else 'larger'} val_split, or 0 for no validation)"))], locate))
     train = Subset(train_full, keep) if len(held) else train_full
     val = Subset(train_full, held) if len(held) else given_val
+    if spec.limit is not None:  # a smoke run: the first N samples of each part
+        train, val, test = (_first(part, int(spec.limit)) for part in (train, val, test))
     shape = tuple(int(s) for s in train_full.input_shape)
     data_shape = shape
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from trainkit.registry import (DATASETS, INVALID, REQUIRED, TRANSFORMS, Bool, Checker, Field, Float, Int, Raw,
-                               Record, ShapeProblem, Str, found, unknown_key)
+from trainkit.registry import (DATASETS, INVALID, REQUIRED, TRANSFORMS, Bool, Checker, Field, Float, Int, Nullable,
+                               Raw, Record, ShapeProblem, Str, found, unknown_key)
 
 from . import datasets as _datasets  # noqa: F401  (declares the built-in data sets)
 from . import transforms as _transforms  # noqa: F401  (declares the built-in transforms)
@@ -37,6 +37,9 @@ COMMON: dict[str, Field] = {
     "transforms": Field(Raw("a list of transform names or {name: {args}}"), list,
                         "train-time transforms, in order (see below)"),
     "drop_last": Field(Bool(), False, "drop the last incomplete training batch"),
+    "limit": Field(Nullable(Int(lo=1)), None,
+                   "use only the first N samples of each part (train, val, test), for smoke runs: "
+                   "--set data.limit=200; null: all"),
 }
 
 
@@ -182,6 +185,7 @@ class DataSpec:
     shuffle: bool
     drop_last: bool
     transforms: tuple[TransformSpec, ...]
+    limit: int | None = None
 
     @classmethod
     def from_resolved(cls, data: Mapping) -> "DataSpec":
@@ -190,7 +194,7 @@ class DataSpec:
         transforms = tuple(TransformSpec(name, freeze(args)) for item in data["transforms"]
                            for name, args in item.items())
         return cls(data["dataset"], freeze({k: data[k] for k in decl.arguments}), data["val_split"],
-                   data["batch_size"], data["shuffle"], data["drop_last"], transforms)
+                   data["batch_size"], data["shuffle"], data["drop_last"], transforms, data.get("limit"))
 
     @property
     def declaration(self):

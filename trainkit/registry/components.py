@@ -125,12 +125,19 @@ class DatasetDeclaration(Declaration):
             returning one of them or None (guessed from the data), or None.
         load: ``load(args) -> (train, test or None)``; a missing test part is held
             out from train by ``test_split`` when the data set takes it.
+        samples: for generated data, the number of samples from the arguments
+            (a function), so the memory budget is checked before generating them.
         summary: one line for the docs.
     """
 
     shape: Any = None
     task: Any = None
     load: Callable | None = field(default=None, repr=False)
+    samples: Callable | None = field(default=None, repr=False)
+
+    def static_samples(self, args: Mapping) -> int | None:
+        """How many samples the arguments alone imply (generated data), or None."""
+        return int(self.samples(args)) if self.samples is not None else None
 
     def static_shape(self, args: Mapping) -> tuple | None:
         """The per-sample shape from the arguments alone (None dims: unknown sizes), or None."""
@@ -143,7 +150,7 @@ class DatasetDeclaration(Declaration):
 
 
 def _make_dataset(name, cls, *, shape=None, task=None, args=None, defaults=None, exclude=(), fields=None,
-                  docs=None, check=None, load=None, doc=None):
+                  docs=None, check=None, load=None, doc=None, samples=None):
     arguments = read_arguments("dataset", name, cls, args=args, defaults=defaults, exclude=exclude,
                                fields=fields, docs=docs)
     loader = load or getattr(cls, "from_config", None)
@@ -151,7 +158,7 @@ def _make_dataset(name, cls, *, shape=None, task=None, args=None, defaults=None,
         def loader(a, _cls=cls):
             return _cls(train=True, **a), _cls(train=False, **a)
     return DatasetDeclaration("dataset", name, cls, arguments, doc or first_line(cls.__doc__), check, shape,
-                              task, loader)
+                              task, loader, samples)
 
 
 DATASETS = Registry("dataset", "dataset")

@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -64,6 +65,7 @@ __all__ = [
     "load_checkpoint",
     "load_model_weights",
     "find_checkpoint",
+    "recover_checkpoint",
     "read_safetensors",
     "validate_safetensors",
     "check_state_fits",
@@ -98,6 +100,22 @@ def _read_json_file(path: Path, what: str) -> Any:
         raise CheckpointError(f"{path}: {what} is not valid UTF-8 JSON ({exc})") from None
 
 
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is malformed in a manifest's fields (a leftover ``.tmp-*`` may hold anything), or None."""
+    created = manifest.get("created_ns")
+    if not (isinstance(created, int) and not isinstance(created, bool) and 0 <= created < 2 ** 63):
+        return f"created_ns must be a timestamp in nanoseconds, found {str(created)[:40]!r}"
+    version = manifest.get("version")
+    if not (isinstance(version, int) and not isinstance(version, bool) and version == 1):
+        return f"unsupported version {str(version)[:40]!r} (this trainkit reads version 1)"
+    for name, entry in manifest["files"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("size"), int) and not isinstance(entry["size"], bool)
+                and entry["size"] >= 0 and isinstance(entry.get("sha256"), str)
+                and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])):
+            return f"entry {str(name)[:60]!r} must be {{size: bytes, sha256: 64 hex digits}}"
+    return None
+
+
 def _check_manifest(path: Path, name: str, data: bytes, manifest: dict) -> None:
     entry = manifest["files"].get(name)
     if not isinstance(entry, dict):
@@ -120,6 +138,9 @@ def _load_dir(path: Path) -> tuple[dict, dict, dict, dict]:
         and isinstance(manifest.get("files"), dict)
     ):
         raise CheckpointError(f"{path / MANIFEST}: not a trainkit checkpoint manifest")
+    why = _manifest_problem(manifest)
+    if why:
+        raise CheckpointError(f"{path / MANIFEST}: {why}")
     tensors = []
     for name in (MODEL_FILE, STATE_FILE):
         data = _read_safetensors_bytes(path / name)
@@ -186,14 +207,35 @@ def load_checkpoint(
         CheckpointError: missing, incomplete, corrupt or hostile checkpoint.
     """
     directory = Path(directory)
-    if not directory.exists():
-        found = _newest_complete_leftover(directory)
-        if found is None:
-            raise CheckpointError(f"{directory}: no checkpoint found")
-        _, model, state, state_json = found[2]
-        return model, state, state_json
-    _, model, state, state_json = _load_dir(directory)
-    return model, state, state_json
+    for attempt in range(_SWAP_RETRIES):
+        before = _identity(directory)
+        try:
+            if before is None:
+                found = _newest_complete_leftover(directory)
+                if found is None:
+                    raise CheckpointError(f"{directory}: no checkpoint found")
+                _, model, state, state_json = found[2]
+            else:
+                _, model, state, state_json = _load_dir(directory)
+            return model, state, state_json
+        except CheckpointError:
+            # A reader (eval) racing the writer's swap: the folder it started on was renamed away.
+            if attempt + 1 < _SWAP_RETRIES and _identity(directory) != before:
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: How often a read is retried when the checkpoint it read was swapped meanwhile.
+_SWAP_RETRIES = 5
+
+
+def _identity(directory: Path):
+    try:
+        st = directory.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def load_model_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -247,6 +289,21 @@ def _recover(directory: Path) -> None:
             fsync_dir(directory.parent)
     for p in _leftovers(directory):
         shutil.rmtree(p, ignore_errors=True)
+
+
+def recover_checkpoint(directory: str | os.PathLike) -> None:
+    """Put the last good checkpoint back at ``directory`` after a kill mid-swap and remove
+    ``.tmp-*``/``.old-*`` debris (what the next save does first; a resumed run that only
+    finishes its report saves nothing, so it calls this).
+
+    Raises:
+        StorageError: the folder cannot be written.
+    """
+    directory = Path(directory)
+    try:
+        _recover(directory)
+    except OSError as exc:
+        raise StorageError(directory, exc, action="restore checkpoint") from exc
 
 
 def save_checkpoint(

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trainkit.registry.tasks import TASKS
+from trainkit.utils.atomic import StorageError, open_no_follow
 
 
 class _Bar:
@@ -38,7 +39,12 @@ class RunLog:
 
     def __init__(self, console: Console, log_path: Path | None, quiet: bool = False):
         self.console, self.quiet = console, quiet
-        self._file = open(log_path, "a", encoding="utf-8") if log_path is not None else None
+        self._file = None
+        if log_path is not None:
+            try:  # never through a link planted in the run directory (it could point anywhere)
+                self._file = open(log_path, "a", encoding="utf-8", errors="backslashreplace", opener=open_no_follow)
+            except OSError as exc:
+                raise StorageError(log_path, exc, action="append to") from None
         self.file_console = Console(file=self._file, no_color=True, force_terminal=False, width=120,
                                     highlight=False, soft_wrap=True) if self._file else None
         self._cols: list[tuple[str, str, int]] = []

@@ -111,22 +111,24 @@ def _image_spec(base, shape: tuple) -> ImageSpec | None:
     return None
 
 
-def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", trust_code: bool = False) -> LoadedRun:
     """Rebuild a run's model, load ``checkpoint`` (best, last, or a path) and return it with what
     ``trainkit predict`` needs (see :class:`LoadedRun`).
 
     The run's training data must be where its config says (as for ``trainkit
-    eval``): the evaluation transforms and class names are rebuilt from it.
+    eval``): the evaluation transforms and class names are rebuilt from it. Custom layer code named
+    by the run's config is imported only if it is the code the run recorded (or ``trust_code``).
     """
     import warnings
 
     from ..assemble.prepare import prepare
     from ..data.images import DataWarning
-    from .session import _load_weights
+    from .session import _check_run_code, _load_weights
 
     run = Run.open(run_dir)
     if not run.config_path.exists():
         raise RunDirError(f"{run.path}: no config.yaml; not a complete trainkit run directory")
+    _check_run_code(run, trust_code)  # before the config imports any custom layer
     with warnings.catch_warnings():
         # Skipped training files were reported when the run trained; predicting is not the time.
         warnings.simplefilter("ignore", DataWarning)

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..registry.tasks import TASKS
+from trainkit.utils.text import cell, shown, visible
 from trainkit.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
@@ -46,30 +47,38 @@ def report_tables(report: dict) -> list:
     out = []
     if report["task"] == "classification":
         out.append(f"[bold]{split} accuracy {_fmt(r['accuracy'], True)}[/]  loss {_fmt(r['loss'])}  "
-                   f"macro F1 {_fmt(r['macro_f1'])}  ({r['n']} samples, checkpoint {report['checkpoint']}, "
+                   f"macro F1 {_fmt(r['macro_f1'])}  ({r['n']} samples, checkpoint {shown(report['checkpoint'])}, "
                    f"epoch {report.get('epoch')})")
         t = Table(title="per class")
         for col in ("class", "precision", "recall", "F1", "support"):
             t.add_column(col, justify="left" if col == "class" else "right")
         for c in r["per_class"]:
-            t.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+            t.add_row(cell(c["class"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
+                      str(c["support"]))
         out.append(t)
         cm = Table(title="confusion matrix (rows: true, columns: predicted)")
         cm.add_column("")
         for name in r["class_names"]:
-            cm.add_column(name[:6], justify="right")
+            cm.add_column(cell(visible(name)[:6]), justify="right")
         for name, row in zip(r["class_names"], r["confusion_matrix"]):
-            cm.add_row(name, *[str(v) for v in row])
+            cm.add_row(cell(name), *[str(v) for v in row])
         out.append(cm)
     else:
         out.append(f"[bold]{split} MSE {_fmt(r['mse'])}[/]  MAE {_fmt(r['mae'])}  RMSE {_fmt(r['rmse'])}  "
-                   f"R² {_fmt(r['r2'])}  ({r['n']} samples, checkpoint {report['checkpoint']}, epoch {report.get('epoch')})")
+                   f"R² {_fmt(r['r2'])}  ({r['n']} samples, checkpoint {shown(report['checkpoint'])}, "
+                   f"epoch {report.get('epoch')})")
     return out
 
 
 def write_report(run_dir: Path, report: dict) -> None:
     atomic_write_json(run_dir / "report.json", report)
     atomic_write_text(run_dir / "report.md", report_markdown(report))
+
+
+def _plot_text(text) -> str:
+    """User text as matplotlib shows it literally: control characters visible, ``$`` not starting mathtext
+    (a class named ``$\\x$`` would otherwise fail to draw)."""
+    return visible(text).replace("$", r"\$")
 
 
 def _png(fig) -> bytes:
@@ -101,7 +110,7 @@ def write_plots(run_dir: Path, rows: list[dict], report: dict | None, task: str 
             ax.set_ylabel({"acc": "accuracy"}.get(metric, metric))
             ax.grid(alpha=0.3)
             ax.legend()
-        fig.suptitle(f"{run_dir.name}")
+        fig.suptitle(_plot_text(run_dir.name))
         atomic_write_bytes(run_dir / "curves.png", _png(fig))
         plt.close(fig)
         written.append("curves.png")
@@ -112,8 +121,9 @@ def write_plots(run_dir: Path, rows: list[dict], report: dict | None, task: str 
         k = cm.shape[0]
         fig, ax = plt.subplots(figsize=(max(4, 0.5 * k + 2), max(3.5, 0.5 * k + 1.5)))
         im = ax.imshow(cm, cmap="Blues")
-        ax.set_xticks(range(k), r["class_names"], rotation=45, ha="right")
-        ax.set_yticks(range(k), r["class_names"])
+        names = [_plot_text(n) for n in r["class_names"]]
+        ax.set_xticks(range(k), names, rotation=45, ha="right")
+        ax.set_yticks(range(k), names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         if k <= 20:

@@ -21,6 +21,7 @@ same rows as an uninterrupted run. This is the only rewrite ever done.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -28,6 +29,7 @@ import os
 import platform
 import re
 import socket
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -145,14 +147,73 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return path.is_dir() and (path / RUN_JSON).is_file()
 
 
+#: Largest ``run.json`` read (a real one is a few KiB; a copied run dir is untrusted input).
+MAX_RUN_JSON_BYTES = 1 << 20
+
+
+def _read_small_json(path: Path, limit: int):
+    """A JSON file from a run directory: a regular file (no link, FIFO or device), at most ``limit`` bytes."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"{st.st_size} bytes, over the {limit}-byte limit")
+        return json.loads(f.read(limit + 1).decode("utf-8"))
+
+
 def _read_run_json(path: Path) -> dict:
     try:
-        data = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunDirError(f"{path / RUN_JSON}: cannot read run information ({exc})") from None
+        data = _read_small_json(path / RUN_JSON, MAX_RUN_JSON_BYTES)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "it is a symbolic link" if getattr(exc, "errno", None) == errno.ELOOP else str(exc)
+        raise RunDirError(f"{path / RUN_JSON}: cannot read run information ({reason})") from None
     if not isinstance(data, dict):
         raise RunDirError(f"{path / RUN_JSON}: expected a JSON object")
     return data
+
+
+def _is_count(v, lo: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: The ``run.json`` fields trainkit reads back, and what each must be (checked on every open for
+#: resume and eval: a copied or edited run directory is refused with the field named, never a traceback).
+RUN_FIELDS: dict[str, tuple[str, Any]] = {
+    "status": ("one of " + ", ".join(STATUSES), lambda v: v in STATUSES),
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "epochs_done": ("a count >= 0", lambda v: _is_count(v)),
+    "epochs_planned": ("null or a count >= 1", lambda v: v is None or _is_count(v, 1)),
+    "duration_s": ("a number >= 0", lambda v: _is_number(v) and v >= 0),
+    "resumes": ("a count >= 0", lambda v: _is_count(v)),
+    "best_metric": ("null or {name, value, epoch}", lambda v: v is None or (
+        isinstance(v, dict) and isinstance(v.get("name"), str) and _is_number(v.get("value"))
+        and _is_count(v.get("epoch"), 1))),
+    "code": ("null or a record of the run's custom layers", lambda v: v is None or isinstance(v, dict)),
+}
+_OPTIONAL_FIELDS = ("code", "best_metric", "name")
+
+
+def check_run_info(data: dict, path: Path) -> None:
+    """Refuse a ``run.json`` whose fields trainkit relies on are missing or of the wrong kind."""
+    for key, (what, ok) in RUN_FIELDS.items():
+        if key not in data:
+            if key in _OPTIONAL_FIELDS:
+                continue
+            raise RunDirError(f"{path / RUN_JSON}: missing '{key}' ({what}); not a run.json written by trainkit")
+        if not ok(data[key]):
+            raise RunDirError(f"{path / RUN_JSON}: '{key}' must be {what}, found {_short(data[key])}")
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def open_run(path: str | os.PathLike) -> "RunInfo":
@@ -171,7 +232,9 @@ def open_run(path: str | os.PathLike) -> "RunInfo":
             f"{path}: not a trainkit run directory (no {RUN_JSON}); "
             "list runs with `trainkit runs`"
         )
-    return RunInfo(path, _read_run_json(path))
+    data = _read_run_json(path)
+    check_run_info(data, path)
+    return RunInfo(path, data)
 
 
 class RunInfo:
@@ -383,7 +446,7 @@ class RunSummary:
     test_accuracy: float | None
     duration_s: float | None
     start_time: str | None
-    stale: bool = False  # "running" but its process on this host is gone (killed)
+    stale: bool = False  # was "running" but its writer is gone (killed): shown as status "crashed"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -391,34 +454,56 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except (PermissionError, OSError, OverflowError, ValueError):
         return True
     return True
 
 
+def _writer_gone(path: Path, data: dict) -> bool:
+    """A ``running`` run whose writing process is gone: its lock is free (or, for a run written
+    before locks existed, its recorded PID on this host is dead)."""
+    from .lock import writer_alive
+
+    alive = writer_alive(path)
+    if alive is not None:
+        return not alive
+    pid = data.get("pid")
+    return _is_count(pid, 1) and data.get("host") == socket.gethostname() and not _pid_alive(pid)
+
+
+def _text_or_none(v) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _test_accuracy(path: Path) -> float | None:
+    try:
+        report = _read_small_json(path / REPORT_JSON, MAX_RUN_JSON_BYTES * 16)
+        value = report["test"]["accuracy"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return float(value) if _is_number(value) else None
+
+
 def _summarise(path: Path) -> RunSummary:
+    """One line of ``trainkit runs``; every field is checked on its own, so one damaged or forged
+    ``run.json`` shows dashes (or ``unreadable``) and never hides the other runs."""
     try:
         data = _read_run_json(path)
     except RunDirError:
         return RunSummary(path.name, path, None, "unreadable", None, None, None, None, None, None, None)
     best = data.get("best_metric") if isinstance(data.get("best_metric"), dict) else {}
-    test_acc = None
-    try:
-        report = json.loads((path / REPORT_JSON).read_text(encoding="utf-8"))
-        test_acc = report["test"]["accuracy"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    status = str(data.get("status", "unknown"))
-    pid = data.get("pid")
-    stale = (
-        status == "running" and isinstance(pid, int) and data.get("host") == socket.gethostname()
-        and not _pid_alive(pid)
-    )
+    status = data.get("status")
+    status = status if status in STATUSES else "unknown"
+    stale = status == "running" and _writer_gone(path, data)
     return RunSummary(
-        id=path.name, path=path, name=data.get("name"), status=status,
-        epochs_done=data.get("epochs_done"), epochs_planned=data.get("epochs_planned"),
-        best_metric=best.get("name"), best_value=best.get("value"), test_accuracy=test_acc,
-        duration_s=data.get("duration_s"), start_time=data.get("start_time"), stale=stale,
+        id=path.name, path=path, name=_text_or_none(data.get("name")), status="crashed" if stale else status,
+        epochs_done=data.get("epochs_done") if _is_count(data.get("epochs_done")) else None,
+        epochs_planned=data.get("epochs_planned") if _is_count(data.get("epochs_planned")) else None,
+        best_metric=_text_or_none(best.get("name")),
+        best_value=float(best["value"]) if _is_number(best.get("value")) else None,
+        test_accuracy=_test_accuracy(path),
+        duration_s=float(data["duration_s"]) if _is_number(data.get("duration_s")) else None,
+        start_time=_text_or_none(data.get("start_time")), stale=stale,
     )
 
 

@@ -28,6 +28,7 @@ from ..registry.tasks import TASKS, find_metric
 from .checkpoint import check_state_fits, load_checkpoint, save_checkpoint
 from .evaluate import align_target, evaluate
 from .metrics import make_meter
+from .state import check_loop_state, nonfinite
 
 CHECKPOINT_FORMAT = "trainkit-train-state/1"
 
@@ -72,6 +73,9 @@ class Trainer:
         self.eval_loader = self.bundle.eval_loader(self.eval_split) if self.eval_split else None
         self.state = LoopState()
         self._stop_signal: int | None = None
+        #: The checkpoint in ``checkpoints/last`` that is known to be good (finite, written by this
+        #: run): "epoch 3", "epoch 3 (mid-epoch 4)", or None before the first one.
+        self.good_checkpoint: str | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -102,8 +106,21 @@ class Trainer:
         return model_state, arrays, meta
 
     def save(self, which: str, in_epoch: dict | None = None) -> None:
+        """Write checkpoint ``which`` (``last`` or ``best``) of the current state.
+
+        Raises:
+            DivergedError: a weight or optimizer buffer is NaN or infinite; nothing is written, so
+                the checkpoints on disk stay the last good ones.
+        """
         model_state, arrays, meta = self._checkpoint_payload(in_epoch)
+        bad = nonfinite(model_state) + nonfinite(arrays)
+        if bad:
+            raise DivergedError(self._nonfinite_message(bad))
         save_checkpoint(self.run_dir / "checkpoints" / which, model_state, arrays, meta)
+        self.run.checkpointed()
+        if which == "last":
+            st = self.state
+            self.good_checkpoint = f"epoch {st.epoch}" + (f" (mid-epoch {st.epoch + 1})" if in_epoch else "")
 
     def restore(self, directory: Path) -> dict:
         """Load a full training state from a checkpoint directory (for --resume)."""
@@ -112,6 +129,15 @@ class Trainer:
             raise CheckpointError(f"{directory}: not a trainkit training checkpoint (format {meta.get('format')!r})")
         expected = {k: (tuple(v.shape), v.dtype) for k, v in self.model.state_dict().items()}
         check_state_fits(model_state, expected, source=Path(directory) / "model.safetensors")
+        for name, tensors in (("model.safetensors", model_state), ("state.safetensors", arrays)):
+            bad = nonfinite(tensors)
+            if bad:
+                raise CheckpointError(f"{Path(directory) / name}: {', '.join(bad[:5])} hold NaN or infinite values; "
+                                      "a diverged state cannot be resumed")
+        check_loop_state(meta, Path(directory), steps_per_epoch=len(self.train_loader),
+                         fresh_meter=make_meter(self.task, self.num_classes).state(),
+                         optimizer_groups=self.optimizer.state_json()["param_groups"],
+                         scheduler_state=self.scheduler.state_dict() if self.scheduler is not None else None)
         try:
             self.model.load_state_dict({k: model_state[k] for k in expected})
             opt_arrays = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
@@ -126,8 +152,10 @@ class Trainer:
             st.in_epoch = meta.get("in_epoch")
         except CheckpointError as exc:  # the optimizer's own refusal: say which file it came from
             raise CheckpointError(f"{Path(directory) / 'state.safetensors'}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(f"{directory}: training state is incomplete or does not fit this run ({exc})") from None
+        st = self.state
+        self.good_checkpoint = f"epoch {st.epoch}" + (f" (mid-epoch {st.epoch + 1})" if st.in_epoch else "")
         return meta
 
     # ------------------------------------------------------------------ signals
@@ -156,7 +184,7 @@ class Trainer:
         epochs = self.spec.epochs
         st = self.state
         self.log.epoch_header(self.task, self.eval_split)
-        while st.epoch < epochs:
+        while st.epoch < epochs and not self._es_triggered():  # an early-stopped run stays stopped
             epoch = st.epoch + 1
             row, meters = self._train_epoch(epoch)
             self._end_epoch(epoch, row, meters)
@@ -207,18 +235,37 @@ class Trainer:
         self.save("last", in_epoch={"meter": meter.state(), "seconds": seconds})
         raise Interrupted(f"interrupted during epoch {epoch}")
 
-    def _diverged_message(self, epoch, value) -> str:
+    def _kept(self) -> str:
+        """Which checkpoint a diverged run leaves to resume from (never one with NaN weights)."""
+        if self.good_checkpoint is None:
+            return "no good checkpoint was written (nothing to resume from)"
+        return f"the last good checkpoint ({self.good_checkpoint}) is kept in {self.run_dir / 'checkpoints' / 'last'}"
+
+    def _advice(self) -> str:
         lr = self.optimizer.param_groups[0]["lr"]
+        return (f"Try a lower learning rate (optimizer.lr is {lr:g}; e.g. --set optimizer.lr={lr / 10:g}) "
+                "or set train.grad_clip.")
+
+    def _diverged_message(self, epoch, value) -> str:
         done = self.train_loader.state_dict()["batches_done"]
-        last = self.state.epoch
-        kept = (f"the last good checkpoint (epoch {last}) is kept in {self.run_dir / 'checkpoints' / 'last'}"
-                if last else "no checkpoint was written yet")
         return (f"training diverged: the loss became {value} at epoch {epoch}, step {self.state.step + 1} "
-                f"(batch {done} of {len(self.train_loader)}); {kept}. Try a lower learning rate "
-                f"(optimizer.lr is {lr:g}; e.g. --set optimizer.lr={lr / 10:g}) or set train.grad_clip.")
+                f"(batch {done} of {len(self.train_loader)}); {self._kept()}. {self._advice()}")
+
+    def _nonfinite_message(self, names: list[str]) -> str:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return (f"training diverged: after step {self.state.step} (epoch {self.state.epoch + 1}) {shown} "
+                f"hold NaN or infinite values, although the loss was finite; {self._kept()}. {self._advice()}")
+
+    def _check_finite(self) -> None:
+        """Weights and optimizer state must be finite before an epoch's row, evaluation or checkpoint."""
+        bad = nonfinite({k: v._array for k, v in self.model.state_dict().items()})
+        bad += nonfinite({f"optimizer.{k}": v for k, v in self.optimizer.state_arrays().items()})
+        if bad:
+            raise DivergedError(self._nonfinite_message(bad))
 
     def _end_epoch(self, epoch: int, row: dict, meters: dict) -> None:
         st, spec = self.state, self.spec
+        self._check_finite()
         lr = self.optimizer.param_groups[0]["lr"]
         evaluate_now = self.eval_loader is not None and (epoch % spec.eval_every == 0 or epoch == spec.epochs)
         row.update({f"val_{m.column}": None for m in TASKS[self.task].logged()})
@@ -256,7 +303,7 @@ class Trainer:
         split, metric = find_metric(best, self.task)
         name = f"{split}_{metric.column}"  # run.json and checkpoints name it by its column (val_acc)
         value = values.get(best)
-        if value is None:
+        if value is None or not math.isfinite(value):  # a NaN metric is never the best
             return False
         better = (lambda a, b: a > b) if metric.mode == "max" else (lambda a, b: a < b)
         if self.state.best is None or better(value, self.state.best["value"]):
@@ -281,3 +328,8 @@ class Trainer:
     def _es_triggered(self) -> bool:
         es = self.spec.early_stopping
         return es is not None and self.state.es_wait >= es.patience
+
+    @property
+    def finished(self) -> bool:
+        """Every epoch is done, or early stopping ended the run (and no epoch is half done)."""
+        return self.state.in_epoch is None and (self.state.epoch >= self.spec.epochs or self._es_triggered())

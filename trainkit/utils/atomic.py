@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno as _errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "read_lines",
     "fsync_dir",
     "json_default",
+    "open_no_follow",
 ]
 
 
@@ -61,7 +63,24 @@ class StorageError(TrainkitError):
             hint = " (the disk is full; free some space and resume the run)"
         elif exc.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
             hint = " (no permission to write there; check the folder's permissions)"
+        elif exc.errno == _errno.ELOOP:
+            reason = "it is a symbolic link"
+            hint = "; a run directory's files are never written or read through links"
         super().__init__(f"cannot {action} {self.path}: {reason}{hint}")
+
+
+def open_no_follow(path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link in the last component (``ELOOP``): the ``opener``
+    of every file a run appends to, so a link planted in a run directory is never written through."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+
+def _open_regular_for_reading(path, flags: int) -> int:
+    fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(_errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -185,9 +204,9 @@ def append_line(path: str | os.PathLike, text: str) -> None:
     try:
         new = not path.exists()
         # "a+b" creates the file; we repair through a second r+b handle only when needed.
-        with open(path, "ab") as f:
+        with open(path, "ab", opener=open_no_follow) as f:
             if f.tell() > 0:
-                with open(path, "r+b") as g:
+                with open(path, "r+b", opener=open_no_follow) as g:
                     _cut_torn_tail(g)
                     g.flush()
                     os.fsync(g.fileno())
@@ -209,9 +228,12 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     Invalid UTF-8 is replaced rather than raised (the caller validates content).
     """
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb", opener=_open_regular_for_reading) as f:
+            data = f.read()
     except FileNotFoundError:
         return []
+    except OSError as exc:  # a link or a device planted in a run directory (/dev/zero would never end)
+        raise StorageError(path, exc, action="read") from None
     cut = data.rfind(b"\n")
     if cut < 0:
         return []

@@ -12,9 +12,11 @@ def human_count(n: int | float) -> str:
 
 def human_bytes(n: int) -> str:
     """``248024`` -> ``242.2 KiB``."""
+    if n >= 1024 ** 6 * 1000:  # astronomic estimates (a config asking for 10**30 features) stay printable
+        return f"about 10^{len(str(int(n))) - 1} B"
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover
+    return f"{value:.1f} PiB"  # pragma: no cover

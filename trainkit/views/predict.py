@@ -13,11 +13,11 @@ import io
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from trainkit.utils.atomic import atomic_write_text
+from trainkit.utils.text import cell, shown
 
 __all__ = ["prediction_table", "prediction_csv", "write_prediction_csv", "progress_bar"]
 
@@ -28,19 +28,19 @@ def _top(row: dict) -> str:
 
 def prediction_table(rows: list[dict], title: str) -> Table:
     """A rich table: input, predicted class, probability and the top-k (or the predicted value)."""
-    table = Table(title=escape(title))
+    table = Table(title=shown(title))
     table.add_column("input", overflow="fold")
     if rows and "value" in rows[0]:
         table.add_column("prediction", justify="right")
         for r in rows:
             v = r["value"]
-            table.add_row(escape(r["input"]), ", ".join(f"{x:.6g}" for x in v) if isinstance(v, list) else f"{v:.6g}")
+            table.add_row(cell(r["input"]), ", ".join(f"{x:.6g}" for x in v) if isinstance(v, list) else f"{v:.6g}")
         return table
     table.add_column("class")
     table.add_column("probability", justify="right")
     table.add_column("top-k")
     for r in rows:
-        table.add_row(escape(r["input"]), escape(r["class"]), f"{r['probability']:.4f}", escape(_top(r)))
+        table.add_row(cell(r["input"]), cell(r["class"]), f"{r['probability']:.4f}", cell(_top(r)))
     return table
 
 

@@ -24,6 +24,7 @@ from trainkit.errors import TrainkitError
 from trainkit.nn.graph import INPUT
 from trainkit.nn.module import Module
 from trainkit.registry import LAYERS, fmt
+from trainkit.utils.text import cell, shown
 from trainkit.utils.units import human_bytes, human_count  # noqa: F401 - re-exported for callers
 
 __all__ = ["SummaryRow", "Summary", "summarize", "render_summary", "to_dot", "render_dot", "write_dot",
@@ -114,7 +115,7 @@ def render_summary(summary: Summary, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"Model: {summary.name}", title_justify="left", show_footer=False)
+    table = Table(title=f"Model: {shown(summary.name)}", title_justify="left", show_footer=False)
     # A sequential model's inputs are always the row above; show them for graphs only.
     graph = any(r.inputs != [prev] for r, prev in zip(summary.rows, [INPUT] + [r.name for r in summary.rows]))
     table.add_column("Name", style="bold", overflow="fold")
@@ -127,7 +128,7 @@ def render_summary(summary: Summary, console=None) -> None:
     first = [INPUT, ""] + ([""] if graph else []) + [fmt(summary.input_shape), "", ""]
     table.add_row(*first, style="dim")
     for r in summary.rows:
-        cells = [r.name, r.type] + ([", ".join(r.inputs)] if graph else [])
+        cells = [cell(r.name), cell(r.type)] + ([cell(", ".join(r.inputs))] if graph else [])
         table.add_row(*cells, fmt(r.output_shape), f"{r.params:,}" if r.params else "-",
                       "?" if r.macs is None else (f"{r.macs:,}" if r.macs else "-"))
     console.print(table)

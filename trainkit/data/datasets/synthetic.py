@@ -14,7 +14,7 @@ from ..split import holdout_split
 __all__ = ["LinearData"]
 
 
-@dataset("linear", shape=lambda a: (a["n_features"],), task="regression",
+@dataset("linear", shape=lambda a: (a["n_features"],), task="regression", samples=lambda a: a["n_samples"],
          fields={"n_samples": Field(Int(lo=2), 200, "number of generated samples"),
                  "n_features": Field(Int(lo=1), 1, "number of input features"),
                  "noise": Field(Float(lo=0), 0.1, "standard deviation of the Gaussian label noise"),
