@@ -1,4 +1,4 @@
-"""The ``trainkit`` command line: thin wrappers over the library (train, eval, runs, summary, gradcheck)."""
+"""The ``trainkit`` command line: thin wrappers over the library (train, eval, generate, runs, summary, gradcheck)."""
 from __future__ import annotations
 
 import functools
@@ -182,6 +182,33 @@ def eval_(
     else:
         for r in report_tables(report):
             _wide().print(r)
+
+
+@app.command()
+@user_errors
+def generate(
+    run_dir: Path = typer.Argument(..., help="A language-model run directory written by trainkit train."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, last, or a path to a checkpoint."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to continue (default: a line end)."),
+    tokens: int = typer.Option(500, "--tokens", help="How many tokens to sample."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Divide the logits by this "
+                                      "(< 1: safer, > 1: wilder; 0: always the most likely token)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the K most likely tokens only."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws: the same seed gives the same text."),
+):
+    """Print text sampled from a language-model run (prompt, then the sampled tokens).
+
+    Examples:
+
+    \b
+      trainkit generate runs/20261129-101500-shakespeare_char_gpt
+      trainkit generate runs/20261129-101500-shakespeare_char_gpt --prompt "ROMEO:" --tokens 300 --top-k 20 --seed 1
+    """
+    from .train.generate import generate_text
+
+    text = generate_text(run_dir, checkpoint=checkpoint, prompt=prompt, tokens=tokens, temperature=temperature,
+                         top_k=top_k, seed=seed)
+    typer.echo(text)
 
 
 @app.command()

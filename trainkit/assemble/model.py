@@ -283,20 +283,48 @@ def total_macs(plan: ModelPlan) -> int | None:
 
 
 def output_problem(config, plan: ModelPlan, num_classes: int | None) -> None:
-    """Raise a located ConfigError when a classifier's output does not match ``num_classes``."""
+    """Raise a located ConfigError when a classifier's output does not match ``num_classes``.
+
+    For a language model ``num_classes`` is the vocabulary size: the model must
+    output ``(time, vocabulary)`` per sample, and a token embedding reading the
+    input must have a row for every token.
+    """
     loss = LOSSES[config.resolved.loss.type]
     if num_classes is None or loss.target != "classes":
+        return
+    if config.resolved.task == "language_model":
+        _language_model_problems(config, plan, num_classes)
         return
     out = plan.output_shape
     if len(out) == 1 and out[0] == num_classes:
         return
+    raise config.error([_last_layer_problem(plan, f"the model outputs {fmt(out)} per sample but the dataset has "
+                                                  f"{num_classes} classes", num_classes)])
+
+
+def _last_layer_problem(plan: ModelPlan, message: str, wanted: int) -> tuple:
     node = plan.node(plan.output.partition(".")[0])
     key = next((k for k in ("out_features", "out_channels") if k in node.kwargs), None)
     written = {k for k in node.kwargs if node.declaration is None or k != node.declaration.input_arg}
     where = node.args_path + ((key,) if key and key in written else ())
-    raise config.error([(where, f"the model outputs {fmt(out)} per sample but the dataset has "
-                                f"{num_classes} classes; the last layer ('{node.name}') should "
-                                f"output {num_classes}")])
+    return where, f"{message}; the last layer ('{node.name}') should output {wanted}"
+
+
+def _language_model_problems(config, plan: ModelPlan, vocab: int) -> None:
+    problems = []
+    for n in plan.nodes:
+        rows = n.kwargs.get("num_embeddings")
+        if INPUT in n.inputs and isinstance(rows, int) and rows < vocab:
+            problems.append((n.args_path + ("num_embeddings",),
+                             f"num_embeddings is {rows} but the vocabulary has {vocab} tokens; token ids go "
+                             f"up to {vocab - 1}: set num_embeddings: {vocab}"))
+    out, time = plan.output_shape, plan.input_shape[0]
+    if len(out) != 2 or out[0] != time or out[1] != vocab:
+        problems.append(_last_layer_problem(
+            plan, f"a language model outputs (time, vocabulary) = {time}x{vocab} per sample (a logit per token "
+                  f"at every position), but this model outputs {fmt(out)}", vocab))
+    if problems:
+        raise config.error(problems)
 
 
 def build_model(config, input_shape, num_classes: int | None = None) -> Module:
