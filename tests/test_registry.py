@@ -109,6 +109,14 @@ def test_every_shape_rule_matches_the_layer_it_declares(name):
     inferred = decl.infer(args, *[s[1:] for s in shapes])
     rng = np.random.default_rng(0)
     out = module(*[trainkit.tensor(rng.standard_normal(s).astype(np.float32)) for s in shapes])
+    result = out
+    for key, path in (decl.outputs or {}).items():  # each named output of a multi-output layer
+        value = result
+        for i in path:
+            value = value[i]
+        assert tuple(value.shape[1:]) == inferred.outputs[key], key
+        if path == next(iter(decl.outputs.values())):
+            out = value
     assert tuple(out.shape[1:]) == inferred.shape
     assert inferred.params == sum(p.numel() for p in module.parameters())
     assert inferred.buffers == sum(b.numel() for b in module.buffers())

@@ -90,7 +90,9 @@ def shape_rules() -> str:
     lines = []
     for name, d in LAYERS.items():
         if d.checked and d.rule is not None:
-            lines.append(f"* `{name}`: {first_line(d.rule.__doc__)}")
+            outs = (" Outputs (graph form `" + name + ".NAME`): " + ", ".join(f"`{k}`" for k in d.outputs) + ".") \
+                if d.outputs else ""
+            lines.append(f"* `{name}`: {first_line(d.rule.__doc__)}{outs}")
     return "\n".join(lines) + "\n"
 
 

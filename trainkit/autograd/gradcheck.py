@@ -28,9 +28,10 @@ class GradcheckResult:
 
 
 def _outputs(out) -> list:
+    """The float tensors of a result, nested tuples included (an LSTM's ``(output, (h_n, c_n))``)."""
     if isinstance(out, Tensor):
         return [out]
-    return [o for o in out if isinstance(o, Tensor) and o.dtype.kind == "f"]
+    return [t for o in out if isinstance(o, (Tensor, tuple, list)) for t in _outputs(o) if t.dtype.kind == "f"]
 
 
 def _graph_ops(outs) -> set:

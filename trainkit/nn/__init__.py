@@ -13,6 +13,8 @@ from trainkit.nn.conv import Conv2d
 from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.dropout import Dropout
+from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
+from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from trainkit.nn.flatten import Flatten, Identity
 from trainkit.nn.activation import (
     GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, SiLU, ELU, SELU, PReLU, Softplus, Mish, Hardswish,
@@ -32,6 +34,7 @@ __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "GraphModule", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "Dropout",
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
     "SiLU", "ELU", "SELU", "PReLU", "Softplus", "Mish", "Hardswish", "Hardtanh",

@@ -199,6 +199,23 @@ def variants(n: int = 4, c: int = 3) -> list[NNCase]:
         _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c),
               _target("probabilities", n, c)),
         *_issue13_cases(n, c),
+        *_sequence_cases(),
+    ]
+
+
+def _sequence_cases() -> list[NNCase]:
+    """Variants of the sequence and attention layers (issue 14) beyond their declared examples; tiny sizes,
+    since every element of every parameter is perturbed (``trainkit gradcheck`` stays within seconds)."""
+    from trainkit.nn.rnn import GRU, RNN
+    from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell
+
+    return [
+        _layer("RNN(relu,2 layers)", RNN(2, 2, num_layers=2, nonlinearity="relu"), (3, 2, 2)),
+        _layer("GRU(bidirectional,bias=False)", GRU(2, 2, bias=False, bidirectional=True, batch_first=True),
+               (2, 3, 2)),
+        _layer("RNNCell", RNNCell(3, 2), (2, 3)),
+        _layer("LSTMCell", LSTMCell(2, 2), (2, 2)),
+        _layer("GRUCell", GRUCell(2, 2), (2, 2)),
     ]
 
 

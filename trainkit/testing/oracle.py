@@ -3,7 +3,9 @@
 ``check_against_torch(ours, theirs, arrays)`` feeds float arrays (copies) to both
 functions, compares every tensor output, then backpropagates the same random
 cotangent through both and compares the gradient of every input that asked for
-one. torch is imported on first use only: it is a test-time reference, never a
+one. ``check_module_against_torch(ours, theirs, args)`` does the same for a layer and
+its PyTorch twin (state dict keys and shapes, nested outputs, input and parameter
+gradients). torch is imported on first use only: it is a test-time reference, never a
 dependency of trainkit.
 """
 from __future__ import annotations
@@ -89,3 +91,86 @@ def check_against_torch(ours: Callable, theirs: Callable, arrays: Sequence, grad
         if check_dtype:
             assert ga.dtype == gb.dtype, f"input {i}: gradient dtype {ga.dtype}, torch {gb.dtype}"
         np.testing.assert_allclose(ga, gb, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}")
+
+
+def _leaves(value) -> list:
+    """The tensors of a nested result ``(output, (h_n, c_n))``, depth first, skipping None and non-tensors."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value] if _is_tensor(value) else []
+
+
+def _convert(value, make, grad: bool, made: list):
+    """``value`` with every ndarray turned into a tensor by ``make``; float ones (grad) are recorded in ``made``."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_convert(v, make, grad, made) for v in value)
+    if isinstance(value, dict):
+        return {k: _convert(v, make, grad, made) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        needs = grad and value.dtype.kind == "f"
+        t = make(value.copy(), needs)
+        if needs:
+            made.append(t)
+        return t
+    return value
+
+
+def check_module_against_torch(ours, theirs, args: Sequence = (), kwargs: dict | None = None, *,
+                               rtol: float = 1e-6, atol: float = 1e-8, seed: int = 0, grad: bool = True) -> None:
+    """Assert that a trainkit module and its PyTorch twin agree: state dict, outputs and every gradient.
+
+    ``ours``' state dict must have the keys (in order) and shapes of ``theirs``' and is
+    loaded into it; then both run on the same ``args``/``kwargs`` (numpy arrays,
+    possibly nested in tuples such as an LSTM's ``(h_0, c_0)``; float arrays require
+    grad when ``grad``), every tensor of the (nested) results is compared, a shared
+    random cotangent is backpropagated, and the gradients of every float input and
+    every parameter are compared. Run both modules in the mode you want (eval, or
+    dropout 0) before calling.
+    """
+    import torch
+
+    ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
+    assert list(ours_sd) == list(theirs_sd), f"state dict keys {list(ours_sd)}, torch {list(theirs_sd)}"
+    for k in ours_sd:
+        assert tuple(ours_sd[k].shape) == tuple(theirs_sd[k].shape), \
+            f"{k}: shape {tuple(ours_sd[k].shape)}, torch {tuple(theirs_sd[k].shape)}"
+    theirs.load_state_dict({k: torch.from_numpy(np.array(_np(v), copy=True)) for k, v in ours_sd.items()})
+    kwargs = kwargs or {}
+    ours_in: list = []
+    theirs_in: list = []
+    ours_args = _convert(list(args), lambda a, g: Tensor(a, requires_grad=g), grad, ours_in)
+    ours_kw = _convert(kwargs, lambda a, g: Tensor(a, requires_grad=g), grad, ours_in)
+    theirs_args = _convert(list(args), lambda a, g: torch.tensor(a, requires_grad=g), grad, theirs_in)
+    theirs_kw = _convert(kwargs, lambda a, g: torch.tensor(a, requires_grad=g), grad, theirs_in)
+    out_ours, out_theirs = _leaves(ours(*ours_args, **ours_kw)), _leaves(theirs(*theirs_args, **theirs_kw))
+    assert len(out_ours) == len(out_theirs), f"{len(out_ours)} outputs, torch gives {len(out_theirs)}"
+    for k, (o, t) in enumerate(zip(out_ours, out_theirs)):
+        a, b = _np(o), _np(t)
+        assert a.shape == b.shape, f"output {k}: shape {a.shape}, torch {b.shape}"
+        assert a.dtype == b.dtype, f"output {k}: dtype {a.dtype}, torch {b.dtype}"
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"output {k}")
+    rng = np.random.default_rng(seed)
+    loss_ours = loss_theirs = None
+    for o, t in zip(out_ours, out_theirs):
+        if t.requires_grad and t.dtype.is_floating_point:
+            cot = rng.standard_normal(tuple(t.shape))
+            lo = (o * Tensor(cot.astype(_np(o).dtype))).sum()
+            lt = (t * torch.from_numpy(cot).to(t.dtype)).sum()
+            loss_ours = lo if loss_ours is None else loss_ours + lo
+            loss_theirs = lt if loss_theirs is None else loss_theirs + lt
+    if loss_theirs is None:
+        return
+    loss_theirs.backward()
+    if loss_ours.requires_grad:
+        loss_ours.backward()
+    pairs = [(f"input {i}", a, b) for i, (a, b) in enumerate(zip(ours_in, theirs_in))]
+    params = dict(ours.named_parameters())
+    pairs += [(name, params[name], p) for name, p in theirs.named_parameters()]
+    for what, a, b in pairs:
+        gb = None if b.grad is None else b.grad.numpy()
+        ga = None if a.grad is None else a.grad._array
+        if gb is None:
+            assert ga is None or not ga.any(), f"{what}: gradient where torch has none"
+            continue
+        assert ga is not None, f"{what}: no gradient, torch has one"
+        np.testing.assert_allclose(ga, gb, rtol=rtol, atol=atol, err_msg=f"gradient of {what}")
