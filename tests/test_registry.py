@@ -18,7 +18,7 @@ import trainkit.nn as nn
 from trainkit.config import ConfigError, load_config
 from trainkit.registry import (DATASETS, LAYERS, LOSSES, OPTIMIZERS, REGISTRIES, SCHEDULERS, TRANSFORMS,
                                DeclarationError, Example, Float, Inferred, Int, ShapeProblem, layer, scheduler)
-from trainkit.testing.layer_cases import example_inputs, example_module
+from trainkit.testing.layer_cases import example_arrays, example_inputs, example_module
 
 
 # ----------------------------------------------------------------------------- what a declaration must hold
@@ -108,7 +108,7 @@ def test_every_shape_rule_matches_the_layer_it_declares(name):
         args[decl.input_arg] = decl.input_value(shapes[0][1:])
     inferred = decl.infer(args, *[s[1:] for s in shapes])
     rng = np.random.default_rng(0)
-    out = module(*[trainkit.tensor(rng.standard_normal(s).astype(np.float32)) for s in shapes])
+    out = module(*[trainkit.tensor(a) for a in example_arrays(decl.example, rng)])
     result = out
     for key, path in (decl.outputs or {}).items():  # each named output of a multi-output layer
         value = result

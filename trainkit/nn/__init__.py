@@ -12,7 +12,9 @@ from trainkit.nn.linear import Linear
 from trainkit.nn.conv import Conv2d
 from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
+from trainkit.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
 from trainkit.nn.dropout import Dropout
+from trainkit.nn.sparse import Embedding
 from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
 from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from trainkit.nn.flatten import Flatten, Identity
@@ -33,7 +35,8 @@ from trainkit.nn.parameter import Parameter
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "GraphModule", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
-    "BatchNorm1d", "BatchNorm2d", "Dropout",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "Dropout",
+    "Embedding",
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",

@@ -31,7 +31,8 @@ from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.pooling import MaxPool2d
 from trainkit.registry import LAYERS, LOSSES, Example, LayerDeclaration
 
-__all__ = ["NNCase", "nn_cases", "call_with_params", "example_module", "example_inputs", "declared_cases",
+__all__ = ["NNCase", "nn_cases", "call_with_params", "example_module", "example_inputs", "example_arrays",
+           "declared_cases",
            "variants", "merge_cases"]
 
 
@@ -67,10 +68,18 @@ def _grad_tensor(array: np.ndarray) -> Tensor:
 
 
 def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
-    """A case of ``module`` on standard normal input(s) of ``shape`` (a tuple of shapes for several)."""
+    """A case of ``module`` on standard normal input(s) of ``shape`` (a tuple of shapes for several).
+
+    ``shape`` may also be ``f(rng) -> list of arrays`` for inputs that are not standard normal
+    floats (token ids): float arrays are checked, integer ones are passed as they are.
+    """
     module.double().train(train)
-    names = tuple(n for n, _ in module.named_parameters())
+    names = tuple(n for n, _ in module.named_parameters() if module.get_parameter(n).requires_grad)
     shapes = [module.get_parameter(n).shape for n in names]
+    maker = shape if callable(shape) else None
+    if maker is not None:
+        shape = [a.shape for a in maker(np.random.default_rng(0))]
+        shape = shape if len(shape) > 1 else shape[0]
     many = isinstance(shape[0], (tuple, list))
     in_shapes = [tuple(s) for s in shape] if many else [tuple(shape)]
     call = module
@@ -90,7 +99,10 @@ def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
         return call(*xs)
 
     def make_inputs(rng: np.random.Generator) -> tuple:
-        xs = tuple(_grad_tensor(rng.standard_normal(s)) for s in in_shapes)
+        if maker is not None:
+            xs = tuple(_grad_tensor(a) if a.dtype.kind == "f" else Tensor(a) for a in maker(rng))
+        else:
+            xs = tuple(_grad_tensor(rng.standard_normal(s)) for s in in_shapes)
         return xs + tuple(_grad_tensor(rng.uniform(0.5, 1.5, s) * rng.choice([-1, 1], s)) for s in shapes)
 
     return NNCase(name, "layer", module, fn, make_inputs)
@@ -108,7 +120,16 @@ def _loss(name: str, module: Module, shape: tuple[int, ...], target: Callable) -
 def example_inputs(example: Example) -> list[tuple]:
     """The batched input shapes of a layer example (one per input)."""
     shape = example.input
+    if callable(shape):
+        return [tuple(a.shape) for a in shape(np.random.default_rng(0))]
     return [tuple(s) for s in shape] if isinstance(shape[0], (tuple, list)) else [tuple(shape)]
+
+
+def example_arrays(example: Example, rng: np.random.Generator, dtype=np.float32) -> list[np.ndarray]:
+    """Input arrays for a layer example: its own ``f(rng)``, else standard normal ``dtype`` arrays."""
+    if callable(example.input):
+        return [a.astype(dtype) if a.dtype.kind == "f" else a for a in example.input(rng)]
+    return [rng.standard_normal(s).astype(dtype) for s in example_inputs(example)]
 
 
 def example_module(decl: LayerDeclaration, example: Example | None = None) -> Module:
@@ -140,8 +161,8 @@ def declared_cases(n: int = 4, c: int = 3, merges: bool = False) -> list[NNCase]
             continue
         example = decl.example
         shapes = example_inputs(example)
-        out.append(_layer(example.name or decl.cls.__name__, example_module(decl),
-                          shapes if len(shapes) > 1 else shapes[0], train=example.train))
+        spec = example.input if callable(example.input) else (shapes if len(shapes) > 1 else shapes[0])
+        out.append(_layer(example.name or decl.cls.__name__, example_module(decl), spec, train=example.train))
     if merges:
         return out
     for decl in LOSSES.values():
