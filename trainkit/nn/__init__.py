@@ -15,6 +15,7 @@ from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
 from trainkit.nn.dropout import Dropout
 from trainkit.nn.sparse import Embedding
+from trainkit.nn.embedding_position import PositionalEmbedding, TokenPositionEmbedding
 from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
 from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from trainkit.nn.flatten import Flatten, Identity
@@ -36,7 +37,7 @@ __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "GraphModule", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "Dropout",
-    "Embedding",
+    "Embedding", "PositionalEmbedding", "TokenPositionEmbedding",
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
