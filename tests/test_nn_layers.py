@@ -96,7 +96,7 @@ def test_gradcheck_through_every_layer_and_loss(case):
     # The (float) input and every parameter are checked (parameters are passed as inputs); token ids are not.
     checked_inputs = 0 if case.name in ("Embedding", "TokenPositionEmbedding") else 1
     assert sum(t.requires_grad for t in inputs) == checked_inputs + len(list(case.module.parameters()))
-    assert gradcheck(case.fn, inputs)
+    assert gradcheck(case.fn, inputs, fast_mode=case.fast)
 
 
 def test_gradcheck_cases_cover_the_registry_and_reach_the_cli_table():
@@ -123,6 +123,17 @@ def test_gradcheck_catches_a_wrong_layer_gradient():
     inputs = case.make_inputs(np.random.default_rng(0))
     wrong = lambda x, w, b: case.fn(x, w, b) + (x * x).detach().sum()  # noqa: E731 - value changes, grad does not
     assert not gradcheck(wrong, inputs, raise_exception=False)
+    assert not gradcheck(wrong, inputs, raise_exception=False, fast_mode=True)
+    assert gradcheck(case.fn, inputs, fast_mode=True)
+    # fast mode catches an error in a single element of a parameter too
+    weight_only = lambda x, w, b: case.fn(x, w, b) + (w[0, 0] * w[0, 0]).detach()  # noqa: E731
+    assert not gradcheck(weight_only, inputs, raise_exception=False, fast_mode=True)
+
+
+def test_composite_layers_are_checked_in_fast_mode_the_rest_element_by_element():
+    fast = {c.name for c in CASES if c.fast}
+    assert fast and all(name.startswith("Transformer") for name in fast)
+    assert not any(c.fast for c in CASES if c.name in ("Linear", "LSTM", "MultiheadAttention(causal)"))
 
 
 # -------------------------------------------------------------------- dropout

@@ -16,6 +16,11 @@ from trainkit.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d,
 from trainkit.nn.dropout import Dropout
 from trainkit.nn.sparse import Embedding
 from trainkit.nn.embedding_position import PositionalEmbedding, TokenPositionEmbedding
+from trainkit.nn.attention import MultiheadAttention
+from trainkit.nn.transformer import (
+    TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+)
+from trainkit.nn.transformer_model import Transformer, TransformerDecoderStack, TransformerEncoderStack
 from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
 from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from trainkit.nn.flatten import Flatten, Identity
@@ -37,7 +42,8 @@ __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "GraphModule", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "Dropout",
-    "Embedding", "PositionalEmbedding", "TokenPositionEmbedding",
+    "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+    "TransformerDecoder", "Transformer", "TransformerEncoderStack", "TransformerDecoderStack",
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",

@@ -33,7 +33,7 @@ __all__ = [
     "silu", "elu", "selu", "celu", "softplus", "mish", "hardswish", "hardtanh", "relu6", "prelu",
     # layers and utilities
     "conv1d", "embedding", "layer_norm", "normalize", "one_hot", "pad", "interpolate",
-    "cosine_similarity", "pairwise_distance",
+    "cosine_similarity", "pairwise_distance", "scaled_dot_product_attention", "multi_head_attention_forward",
     # losses
     "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "kl_div", "cosine_embedding_loss",
     "margin_ranking_loss", "triplet_margin_loss",
@@ -332,3 +332,6 @@ from trainkit.nn._functional_loss import (  # noqa: E402,F401
     triplet_margin_loss,
 )
 from trainkit.nn._functional_vision import interpolate, pad  # noqa: E402,F401
+from trainkit.nn._functional_attention import (  # noqa: E402,F401
+    multi_head_attention_forward, scaled_dot_product_attention,
+)

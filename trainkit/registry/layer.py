@@ -100,13 +100,16 @@ class Example:
 
     ``input`` is a shape, a tuple of shapes (merge layers), or ``f(rng) -> arrays``
     for inputs that are not standard normal floats; ``train`` is the mode it runs
-    in; ``name`` labels a variant (default: the class name).
+    in; ``name`` labels a variant (default: the class name); ``fast`` checks the
+    gradients along random directions (PyTorch's gradcheck ``fast_mode``) instead
+    of element by element, for composite layers with many parameters.
     """
 
     input: Any = (3, 4)
     args: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
     train: bool = True
+    fast: bool = False
 
 
 @dataclass(eq=False)

@@ -25,6 +25,7 @@ class CheckCase:
     make_inputs: Callable[[np.random.Generator], tuple]
     atol: float = 1e-5
     rtol: float = 1e-3
+    fast: bool = False  # random directions instead of every element (gradcheck's fast_mode)
 
 
 def cases() -> dict[str, CheckCase]:
@@ -34,7 +35,7 @@ def cases() -> dict[str, CheckCase]:
 
     table: dict[str, CheckCase] = {}
     layers = [*nn_cases(), *merge_cases()]
-    for case in [*OP_CASES, *(CheckCase(c.name, c.kind, c.fn, c.make_inputs) for c in layers)]:
+    for case in [*OP_CASES, *(CheckCase(c.name, c.kind, c.fn, c.make_inputs, fast=c.fast) for c in layers)]:
         if case.name in table:
             raise ValueError(f"gradient-check case {case.name!r} is listed twice")
         table[case.name] = case

@@ -45,6 +45,7 @@ class NNCase:
     module: Module
     fn: Callable
     make_inputs: Callable[[np.random.Generator], tuple]
+    fast: bool = False  # gradients checked along random directions (composite layers with many parameters)
 
 
 def call_with_params(module: Module, names: tuple[str, ...], x, params):
@@ -67,7 +68,7 @@ def _grad_tensor(array: np.ndarray) -> Tensor:
     return Tensor(np.ascontiguousarray(array, dtype=np.float64), requires_grad=True)
 
 
-def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
+def _layer(name: str, module: Module, shape, train: bool = True, fast: bool = False) -> NNCase:
     """A case of ``module`` on standard normal input(s) of ``shape`` (a tuple of shapes for several).
 
     ``shape`` may also be ``f(rng) -> list of arrays`` for inputs that are not standard normal
@@ -105,7 +106,7 @@ def _layer(name: str, module: Module, shape, train: bool = True) -> NNCase:
             xs = tuple(_grad_tensor(rng.standard_normal(s)) for s in in_shapes)
         return xs + tuple(_grad_tensor(rng.uniform(0.5, 1.5, s) * rng.choice([-1, 1], s)) for s in shapes)
 
-    return NNCase(name, "layer", module, fn, make_inputs)
+    return NNCase(name, "layer", module, fn, make_inputs, fast)
 
 
 def _loss(name: str, module: Module, shape: tuple[int, ...], target: Callable) -> NNCase:
@@ -162,7 +163,8 @@ def declared_cases(n: int = 4, c: int = 3, merges: bool = False) -> list[NNCase]
         example = decl.example
         shapes = example_inputs(example)
         spec = example.input if callable(example.input) else (shapes if len(shapes) > 1 else shapes[0])
-        out.append(_layer(example.name or decl.cls.__name__, example_module(decl), spec, train=example.train))
+        out.append(_layer(example.name or decl.cls.__name__, example_module(decl), spec, train=example.train,
+                          fast=example.fast))
     if merges:
         return out
     for decl in LOSSES.values():
