@@ -320,3 +320,43 @@ def test_stateful_sampling_of_a_recurrent_model_equals_rereading_the_whole_text(
             for i in ids:
                 steps.append(model(trainkit.tensor(np.array([[i]]))).numpy()[0, -1])
     np.testing.assert_allclose(np.stack(steps), whole, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the shipped configs and tools
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_gpt_config_summary_is_nanogpts_model():
+    from trainkit.assemble.prepare import prepare_model
+    from trainkit.views.summary import summarize
+
+    cfg, model, shape = prepare_model(CONFIGS / "shakespeare_char_gpt.yaml")
+    s = summarize(cfg, model, shape)
+    assert shape == (64,) and s.output_shape == (64, 65)
+    assert s.params == 818_241  # the PyTorch anchor's 0.82M: 4 blocks of 198,272, embeddings, final norm, head
+    assert [r.name for r in s.rows] == ["embed", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "ln_f", "head"]
+    assert s.macs_complete and s.macs > 50_000_000
+    assert "blocks.3.self_attn.in_proj_weight" in model.state_dict()
+
+
+def test_lstm_config_is_a_stream_model():
+    from trainkit.assemble.prepare import prepare_model
+
+    cfg, model, shape = prepare_model(CONFIGS / "shakespeare_char_lstm.yaml")
+    assert cfg.resolved.data.args["batching"] == "stream"
+    assert "1.weight_hh_l1" in model.state_dict()
+
+
+def test_gradcheck_and_graph_of_a_language_model_config(tmp_path):
+    from trainkit.autograd.gradcheck import gradcheck
+    from trainkit.testing.config_case import config_case
+    from trainkit.views.graph import step_graph
+
+    cfg = lstm_config(tmp_path)
+    case = config_case(cfg, ["model.layers.2.lstm.hidden_size=3", "model.layers.0.embedding.embedding_dim=2"],
+                       directions=2)
+    inputs = case.make_inputs(np.random.default_rng(0))
+    assert len(inputs) == 1 + 8 + 2  # embedding, two LSTM layers of 4, head: the token ids are not checked
+    assert gradcheck(case.fn, inputs)
+    dot = step_graph(cfg).source
+    assert "EmbeddingBackward" in dot or "Embedding" in dot

@@ -179,3 +179,22 @@ def test_custom_layer_files_in_a_block_are_made_absolute_once(tmp_path):
     assert data["model"]["layers"][1]["repeat"]["layers"][0] == f"{(tmp_path / 'mine.py').resolve()}:Twice"
     model = build_model(cfg, (1, 8, 8))
     assert [k for k in model.state_dict()][:2] == ["1.0.1.weight", "1.0.1.bias"]
+
+
+def test_the_model_examples_in_docs_config_md_build():
+    """The graph examples of docs/config.md for several outputs and repeat: build them, check their keys."""
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", docs, re.S) if "lstm.h_n" in b or "repeat: 4" in b]
+    assert len(blocks) == 2
+    models = []
+    for block in blocks:
+        cfg = loads_config("data: {dataset: tinyshakespeare, block_size: 64}\n" + block
+                           + "optimizer: {type: sgd, lr: 0.1}\n")
+        models.append(build_model_and_plan(cfg, (64,)))
+    (multi, multi_plan), (gpt, gpt_plan) = models
+    assert multi_plan.node("summary").inputs == ["lstm.h_n"] and multi_plan.output_shape == (8,)
+    assert "blocks.3.attn.in_proj_weight" in gpt.state_dict() and gpt_plan.output_shape == (64, 65)
+    assert gpt(trainkit.tensor(np.zeros((2, 64), dtype=np.int64))).shape == (2, 64, 65)
