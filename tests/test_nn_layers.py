@@ -330,8 +330,10 @@ def test_flatten_rejects_out_of_range_dims():
 
 def test_conv_padding_strings_and_errors():
     assert nn.Conv2d(1, 1, 3, padding="valid")(_x(1, 1, 5, 5)).shape == (1, 1, 3, 3)
-    with pytest.raises(ValueError):
-        nn.Conv2d(1, 1, 2, padding="same")
+    # an even kernel pads one more on the bottom/right, as PyTorch does
+    assert nn.Conv2d(1, 1, 2, padding="same")(_x(1, 1, 5, 4)).shape == (1, 1, 5, 4)
+    with pytest.raises(ValueError, match="strided"):
+        nn.Conv2d(1, 1, 3, stride=2, padding="same")
     with pytest.raises(ValueError):
         nn.Conv2d(1, 1, 3, padding="full")
 

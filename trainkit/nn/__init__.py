@@ -9,11 +9,15 @@ registries, in the order of the imports below (the order messages list them).
 """
 from trainkit.nn import functional, init, utils
 from trainkit.nn.linear import Linear
-from trainkit.nn.conv import Conv2d
-from trainkit.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from trainkit.nn.conv import Conv1d, Conv2d
+from trainkit.nn.conv_transpose import ConvTranspose2d
+from trainkit.nn.pooling import (
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, GlobalAvgPool2d, MaxPool1d, MaxPool2d,
+)
 from trainkit.nn.norm import BatchNorm1d, BatchNorm2d
 from trainkit.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
-from trainkit.nn.dropout import Dropout
+from trainkit.nn.dropout import Dropout, Dropout1d, Dropout2d
+from trainkit.nn.upsampling import Upsample
 from trainkit.nn.sparse import Embedding
 from trainkit.nn.embedding_position import PositionalEmbedding, TokenPositionEmbedding
 from trainkit.nn.attention import MultiheadAttention
@@ -23,7 +27,7 @@ from trainkit.nn.transformer import (
 from trainkit.nn.transformer_model import Transformer, TransformerDecoderStack, TransformerEncoderStack
 from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
 from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
-from trainkit.nn.flatten import Flatten, Identity
+from trainkit.nn.flatten import Flatten, Identity, Unflatten
 from trainkit.nn.activation import (
     GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, SiLU, ELU, SELU, PReLU, Softplus, Mish, Hardswish,
     Hardtanh,
@@ -33,14 +37,16 @@ from trainkit.nn.loss import (
     CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCEWithLogitsLoss, SmoothL1Loss, HuberLoss, BCELoss, KLDivLoss,
     CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss,
 )
-from trainkit.nn.container import ModuleDict, ModuleList, Sequential
+from trainkit.nn.container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from trainkit.nn.graph import GraphModule
 from trainkit.nn.module import IncompatibleKeys, Module, StateDictError
 from trainkit.nn.parameter import Parameter
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "GraphModule", "Identity", "Flatten",
-    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
+    "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "GraphModule",
+    "Identity", "Flatten", "Unflatten", "MaxPool1d", "AvgPool1d", "AdaptiveMaxPool2d", "Upsample", "Dropout1d",
+    "Dropout2d",
+    "Linear", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "Dropout",
     "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
     "TransformerDecoder", "Transformer", "TransformerEncoderStack", "TransformerDecoderStack",

@@ -1,4 +1,5 @@
-"""Containers: ``Sequential``, ``ModuleList`` and ``ModuleDict`` (PyTorch's semantics and reprs)."""
+"""Containers: ``Sequential``, ``ModuleList``, ``ModuleDict``, ``ParameterList`` and ``ParameterDict``
+(PyTorch's semantics and reprs)."""
 from __future__ import annotations
 
 import operator
@@ -8,7 +9,7 @@ from typing import Iterable, Iterator, Mapping
 
 from trainkit.nn.module import Module, _addindent
 
-__all__ = ["Sequential", "ModuleList", "ModuleDict"]
+__all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 
 
 def _index(idx, size: int, kind: str) -> int:
@@ -227,3 +228,173 @@ class ModuleDict(Module):
             if len(item) != 2:
                 raise ValueError(f"ModuleDict update sequence element #{j} has length {len(item)}; 2 is required")
             self[item[0]] = item[1]
+
+
+def _as_parameter(value):
+    """A Tensor that is not yet a Parameter becomes one (sharing its storage); anything else stays as it is."""
+    from trainkit.autograd.tensor import Tensor
+    from trainkit.nn.parameter import Parameter
+
+    if isinstance(value, Tensor) and not isinstance(value, Parameter):
+        return Parameter(value)
+    return value
+
+
+def _describe(value, typename: bool) -> str:
+    """``Parameter containing: [trainkit.float32 of size 3x4]`` (PyTorch's container line)."""
+    from trainkit.autograd.tensor import Tensor
+    from trainkit.nn.parameter import Parameter
+
+    if not isinstance(value, Tensor):
+        return "Object of type: " + type(value).__name__
+    kind = "Parameter" if isinstance(value, Parameter) else "Tensor"
+    size = "x".join(str(s) for s in value.shape)
+    what = _TYPENAMES.get(str(value._array.dtype), str(value._array.dtype)) if typename else str(value.dtype)
+    return f"{kind} containing: [{what} of size {size}]"
+
+
+_TYPENAMES = {"float32": "trainkit.FloatTensor", "float64": "trainkit.DoubleTensor", "float16": "trainkit.HalfTensor",
+              "int64": "trainkit.LongTensor", "int32": "trainkit.IntTensor", "bool": "trainkit.BoolTensor"}
+
+
+class ParameterList(Module):
+    """A list of parameters registered under ``"0"``, ``"1"``, ... (PyTorch's ``nn.ParameterList``).
+
+    Tensors put into it become Parameters (sharing storage); other objects are kept
+    as they are. Python-only: it has no forward (calling it raises), so it is no YAML layer.
+    """
+
+    def __init__(self, values=None):
+        super().__init__()
+        object.__setattr__(self, "_size", 0)
+        if values is not None:
+            self += values
+
+    def _index(self, idx: int) -> str:
+        return str(_index(idx, len(self), "ParameterList"))
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return ParameterList([self[i] for i in range(len(self))[idx]])
+        return getattr(self, self._index(idx))
+
+    def __setitem__(self, idx, param) -> None:
+        setattr(self, self._index(idx), _as_parameter(param))
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self):
+        return iter(self[i] for i in range(len(self)))
+
+    def __iadd__(self, parameters) -> "ParameterList":
+        return self.extend(parameters)
+
+    def __dir__(self):
+        return [k for k in super().__dir__() if not k.isdigit()]
+
+    def append(self, value) -> "ParameterList":
+        """Add ``value`` at the end."""
+        new = len(self)
+        object.__setattr__(self, "_size", new + 1)
+        self[new] = value
+        return self
+
+    def extend(self, values) -> "ParameterList":
+        """Append every value of an iterable."""
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError("ParameterList.extend should be called with an iterable, but got "
+                            + type(values).__name__)
+        for value in values:
+            self.append(value)
+        return self
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"  ({k}): {_describe(p, False)}" for k, p in enumerate(self))
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("ParameterList should not be called.")
+
+
+class ParameterDict(Module):
+    """A dict of parameters registered under their keys, in insertion order (PyTorch's ``nn.ParameterDict``).
+
+    Tensors put into it become Parameters (sharing storage). Python-only: it has no
+    forward (calling it raises), so it is no YAML layer.
+    """
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        object.__setattr__(self, "_keys", {})
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, value) -> None:
+        self._keys[key] = None
+        setattr(self, key, _as_parameter(value))
+
+    def __delitem__(self, key: str) -> None:
+        del self._keys[key]
+        delattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __reversed__(self):
+        return reversed(list(self._keys))
+
+    def __contains__(self, key) -> bool:
+        return key in self._keys
+
+    def keys(self):
+        """The keys, in insertion order."""
+        return self._keys.keys()
+
+    def items(self):
+        """``(key, parameter)`` pairs, in insertion order."""
+        return ((k, self[k]) for k in self._keys)
+
+    def values(self):
+        """The parameters, in insertion order."""
+        return (self[k] for k in self._keys)
+
+    def get(self, key: str, default=None):
+        """The parameter under ``key``, or ``default``."""
+        return self[key] if key in self else default
+
+    def pop(self, key: str):
+        """Remove ``key`` and return its parameter."""
+        value = self[key]
+        del self[key]
+        return value
+
+    def setdefault(self, key: str, default=None):
+        """The parameter under ``key``, first set to ``default`` if absent."""
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def clear(self) -> None:
+        """Remove every parameter."""
+        for k in list(self._keys):
+            del self[k]
+
+    def update(self, parameters) -> None:
+        """Add parameters from a mapping or an iterable of ``(key, parameter)`` pairs."""
+        items = parameters.items() if hasattr(parameters, "items") else parameters
+        for j, item in enumerate(items):
+            if len(item) != 2:
+                raise ValueError(f"ParameterDict update sequence element #{j} has length {len(item)}; 2 is required")
+            self[item[0]] = item[1]
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"  ({k}): {_describe(p, True)}" for k, p in self.items())
+
+    def __call__(self, input):  # noqa: A002
+        raise RuntimeError("ParameterDict should not be called.")

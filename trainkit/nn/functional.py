@@ -34,6 +34,8 @@ __all__ = [
     # layers and utilities
     "conv1d", "embedding", "layer_norm", "normalize", "one_hot", "pad", "interpolate",
     "cosine_similarity", "pairwise_distance", "scaled_dot_product_attention", "multi_head_attention_forward",
+    "conv_transpose1d", "conv_transpose2d", "max_pool1d", "avg_pool1d", "adaptive_max_pool2d", "dropout1d",
+    "dropout2d",
     # losses
     "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "kl_div", "cosine_embedding_loss",
     "margin_ranking_loss", "triplet_margin_loss",
@@ -81,15 +83,45 @@ def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:  # noqa: A002
     return _rd.LogSoftmax.apply(input, dim=_softmax_dim(input.ndim) if dim is None else dim)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:  # noqa: A002
-    """2-D cross-correlation of (N, C, H, W) input with (O, C, kH, kW) weights."""
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,  # noqa: A002
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation of (N, C, H, W) (or unbatched (C, H, W)) input with (O, C/groups, kH, kW) weights.
+
+    ``padding`` is an int, a pair, ``'valid'`` or ``'same'`` (stride 1; an odd total pads one more on the
+    right/bottom, as PyTorch does). ``dilation`` and ``groups`` run on a second code path
+    (:mod:`trainkit.autograd.ops.conv_general`); the plain case keeps the fast one.
+    """
+    if input.ndim == 3:
+        return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     if input.ndim != 4:
         raise RuntimeError(f"conv2d expects a 4-D (N, C, H, W) input, got shape {tuple(input.shape)}")
-    if input.shape[1] != weight.shape[1]:
-        raise RuntimeError(f"conv2d: input has {input.shape[1]} channels but the weight expects {weight.shape[1]}")
-    if bias is None:
-        return _conv.Conv2d.apply(input, weight, stride=stride, padding=padding)
-    return _conv.Conv2d.apply(input, weight, bias, stride=stride, padding=padding)
+    d = _conv.pair(dilation)
+    if isinstance(padding, str):
+        input, padding = _same_padding(input, weight, stride, padding, d)
+    if d == (1, 1) and groups == 1:
+        if input.shape[1] != weight.shape[1]:
+            raise RuntimeError(f"conv2d: input has {input.shape[1]} channels but the weight expects "
+                               f"{weight.shape[1]}")
+        if bias is None:
+            return _conv.Conv2d.apply(input, weight, stride=stride, padding=padding)
+        return _conv.Conv2d.apply(input, weight, bias, stride=stride, padding=padding)
+    from trainkit.nn._functional_conv import grouped_conv2d
+    return grouped_conv2d(input, weight, bias, stride, padding, d, groups)
+
+
+def _same_padding(input: Tensor, weight: Tensor, stride, padding: str, dilation: tuple):
+    """``'valid'``/``'same'`` as an explicit padding; an odd total pads the input's far side by one first."""
+    if padding not in ("valid", "same"):
+        raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    if padding == "valid":
+        return input, (0, 0)
+    if _conv.pair(stride) != (1, 1):
+        raise ValueError("padding='same' is not supported for strided convolutions")
+    totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+    extra = [t % 2 for t in totals]
+    if any(extra):
+        input = _layout.constant_pad(input, (0, extra[1], 0, extra[0]))
+    return input, (totals[0] // 2, totals[1] // 2)
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:  # noqa: A002
@@ -241,36 +273,35 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
 # ---------------------------------------------------------------------------------------------- layers
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,  # noqa: A002
            groups: int = 1) -> Tensor:
-    """1-D cross-correlation of (N, C, L) input (or unbatched (C, L)) with (O, C, k) weights.
+    """1-D cross-correlation of (N, C, L) input (or unbatched (C, L)) with (O, C/groups, k) weights.
 
     Runs the 2-D convolution on a height-1 view, which is exact (the same
     products and sums). ``padding`` is an int, ``'valid'`` or ``'same'``
-    (stride 1; an even kernel pads one more on the right, as PyTorch does).
+    (stride 1; an odd total pads one more on the right, as PyTorch does).
     """
     s = stride[0] if isinstance(stride, (tuple, list)) else stride
     d = dilation[0] if isinstance(dilation, (tuple, list)) else dilation
-    if d != 1 or groups != 1:
-        raise NotImplementedError("conv1d: dilation and groups other than 1 are not supported by trainkit's "
-                                  "convolution yet")
     unbatched = input.ndim == 2
     x = input.unsqueeze(0) if unbatched else input
     if x.ndim != 3:
         raise RuntimeError(f"conv1d expects a 3-D (N, C, L) or 2-D (C, L) input, got shape {tuple(input.shape)}")
-    if x.shape[1] != weight.shape[1]:
-        raise RuntimeError(f"conv1d: input has {x.shape[1]} channels but the weight expects {weight.shape[1]}")
+    if x.shape[1] != weight.shape[1] * groups:
+        raise RuntimeError(f"conv1d: input has {x.shape[1]} channels but the weight expects "
+                           f"{weight.shape[1] * groups}")
     if isinstance(padding, str):
         if padding not in ("valid", "same"):
             raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
         if padding == "same" and s != 1:
             raise ValueError("padding='same' is not supported for strided convolutions")
-        total = weight.shape[2] - 1 if padding == "same" else 0
+        total = d * (weight.shape[2] - 1) if padding == "same" else 0
         if total % 2:
             x = _layout.constant_pad(x, (total // 2, total - total // 2))
             total = 0
         p = total // 2
     else:
         p = padding[0] if isinstance(padding, (tuple, list)) else padding
-    y = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, stride=(1, s), padding=(0, p)).squeeze(2)
+    y = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, stride=(1, s), padding=(0, p), dilation=(1, d),
+               groups=groups).squeeze(2)
     return y.squeeze(0) if unbatched else y
 
 
@@ -332,6 +363,9 @@ from trainkit.nn._functional_loss import (  # noqa: E402,F401
     triplet_margin_loss,
 )
 from trainkit.nn._functional_vision import interpolate, pad  # noqa: E402,F401
+from trainkit.nn._functional_conv import (  # noqa: E402,F401
+    adaptive_max_pool2d, avg_pool1d, conv_transpose1d, conv_transpose2d, dropout1d, dropout2d, max_pool1d,
+)
 from trainkit.nn._functional_attention import (  # noqa: E402,F401
     multi_head_attention_forward, scaled_dot_product_attention,
 )

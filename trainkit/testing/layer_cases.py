@@ -20,7 +20,7 @@ import trainkit.nn  # noqa: F401  (declares the built-in layers and losses)
 from trainkit.autograd import random as tk_random
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn.conv import Conv2d
-from trainkit.nn.dropout import Dropout
+from trainkit.nn.dropout import Dropout, Dropout1d, Dropout2d
 from trainkit.nn.linear import Linear
 from trainkit.nn.loss import (
     BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, MarginRankingLoss,
@@ -84,7 +84,7 @@ def _layer(name: str, module: Module, shape, train: bool = True, fast: bool = Fa
     many = isinstance(shape[0], (tuple, list))
     in_shapes = [tuple(s) for s in shape] if many else [tuple(shape)]
     call = module
-    if isinstance(module, Dropout):
+    if isinstance(module, (Dropout, Dropout1d, Dropout2d)):
         # Finite differences call the layer many times: replay one generator state so the mask is fixed.
         state = tk_random.get_rng_state()
 
@@ -222,17 +222,25 @@ def variants(n: int = 4, c: int = 3) -> list[NNCase]:
         _loss("BCEWithLogitsLoss(pos_weight)", BCEWithLogitsLoss(pos_weight=[1.0, 3.0, 0.5]), (n, c),
               _target("probabilities", n, c)),
         *_issue13_cases(n, c),
-        *_sequence_cases(),
+        *_issue14_cases(),
     ]
 
 
-def _sequence_cases() -> list[NNCase]:
-    """Variants of the sequence and attention layers (issue 14) beyond their declared examples; tiny sizes,
-    since every element of every parameter is perturbed (``trainkit gradcheck`` stays within seconds)."""
+def _issue14_cases() -> list[NNCase]:
+    """Variants of the sequence, attention and convolution layers (issue 14) beyond their declared examples;
+    tiny sizes, since every element of every parameter is perturbed (``trainkit gradcheck`` stays within seconds)."""
+    from trainkit.nn.conv import Conv2d as Conv
+    from trainkit.nn.conv_transpose import ConvTranspose2d
     from trainkit.nn.rnn import GRU, RNN
     from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell
+    from trainkit.nn.upsampling import Upsample
 
     return [
+        _layer("Conv2d(groups=2,dilation=2,reflect)", Conv(2, 2, 2, padding=1, dilation=2, groups=2,
+                                                         padding_mode="reflect"), (1, 2, 4, 4)),
+        _layer("ConvTranspose2d(dilation=2,padding=1)", ConvTranspose2d(2, 1, 2, padding=1, dilation=2),
+               (1, 2, 3, 3)),
+        _layer("Upsample(nearest,size)", Upsample(size=(3, 5)), (1, 2, 2, 3)),
         _layer("RNN(relu,2 layers)", RNN(2, 2, num_layers=2, nonlinearity="relu"), (3, 2, 2)),
         _layer("GRU(bidirectional,bias=False)", GRU(2, 2, bias=False, bidirectional=True, batch_first=True),
                (2, 3, 2)),
