@@ -20,6 +20,7 @@ from trainkit.nn.dropout import Dropout, Dropout1d, Dropout2d
 from trainkit.nn.upsampling import Upsample
 from trainkit.nn.sparse import Embedding
 from trainkit.nn.embedding_position import PositionalEmbedding, TokenPositionEmbedding
+from trainkit.nn.vit import ClassToken, PatchEmbedding, SequencePool
 from trainkit.nn.attention import MultiheadAttention
 from trainkit.nn.transformer import (
     TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
@@ -48,7 +49,8 @@ __all__ = [
     "Dropout2d",
     "Linear", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "Dropout",
-    "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+    "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "PatchEmbedding", "ClassToken",
+    "SequencePool", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
     "TransformerDecoder", "Transformer", "TransformerEncoderStack", "TransformerDecoderStack",
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",
