@@ -360,3 +360,35 @@ def test_gradcheck_and_graph_of_a_language_model_config(tmp_path):
     assert gradcheck(case.fn, inputs)
     dot = step_graph(cfg).source
     assert "EmbeddingBackward" in dot or "Embedding" in dot
+
+
+def test_generate_from_a_gpt_style_model_crops_its_context(tmp_path):
+    text = play()
+    (tmp_path / "play.txt").write_text(text)
+    v = vocab_size(text)
+    (tmp_path / "gpt.yaml").write_text(f"""\
+name: tiny_gpt
+data: {{dataset: text, path: play.txt, block_size: 8, batch_size: 4, steps_per_epoch: 10}}
+model:
+  graph:
+    - {{name: embed, type: token_position_embedding, num_embeddings: {v}, embedding_dim: 8, max_len: 8}}
+    - {{name: blocks, repeat: 2, type: transformer_encoder_layer, nhead: 2, dim_feedforward: 16, dropout: 0.0,
+        norm_first: true, causal: true}}
+    - {{name: head, type: linear, out_features: {v}}}
+optimizer: {{type: adamw, lr: 0.01}}
+train: {{epochs: 1}}
+""")
+    tk(tmp_path, "train", "gpt.yaml", "--run-dir", tmp_path / "run", "--quiet", check=0)
+    sampler = load_sampler(tmp_path / "run")
+    assert not sampler.stateful and sampler.block_size == 8
+    long_prompt = "ROMEO:\nGood night sweet prince my lord.\n"  # longer than the context: cropped
+    a = tk(tmp_path, "generate", tmp_path / "run", "--prompt", long_prompt, "--tokens", "40", "--seed", "2",
+           check=0).stdout
+    b = tk(tmp_path, "generate", tmp_path / "run", "--prompt", long_prompt, "--tokens", "40", "--seed", "2",
+           check=0).stdout
+    assert a == b and a.startswith(long_prompt) and len(a) == len(long_prompt) + 40 + 1
+    # the sampler reads the last block_size tokens: its next-token logits are the model's on that window
+    ids = sampler.vocab.encode(long_prompt, final_eos=False)
+    with no_grad():
+        window = sampler.model.eval()(trainkit.tensor(ids[None, -8:])).numpy()[0, -1]
+    np.testing.assert_allclose(sampler._last_logits(ids[-8:]), window)

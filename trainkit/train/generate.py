@@ -66,7 +66,9 @@ class Sampler:
         return bool(recurrent_modules(self.model))
 
     def _last_logits(self, ids) -> np.ndarray:
-        out = self.model(Tensor(np.asarray(ids, dtype=np.int64)[None, :]))
+        """The model's logits at the last position of ``ids`` (a batch of one sequence, no graph)."""
+        with no_grad():
+            out = self.model(Tensor(np.asarray(ids, dtype=np.int64)[None, :]))
         if isinstance(out, tuple):
             out = out[0]
         return out.numpy()[0, -1]
