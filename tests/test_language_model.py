@@ -344,7 +344,7 @@ def test_lstm_config_is_a_stream_model():
 
     cfg, model, shape = prepare_model(CONFIGS / "shakespeare_char_lstm.yaml")
     assert cfg.resolved.data.args["batching"] == "stream"
-    assert "1.weight_hh_l1" in model.state_dict()
+    assert "1.weight_hh_l1" in model.state_dict() and "2.weight" in model.state_dict()
 
 
 def test_gradcheck_and_graph_of_a_language_model_config(tmp_path):
