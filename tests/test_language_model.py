@@ -392,3 +392,20 @@ train: {{epochs: 1}}
     with no_grad():
         window = sampler.model.eval()(trainkit.tensor(ids[None, -8:])).numpy()[0, -1]
     np.testing.assert_allclose(sampler._last_logits(ids[-8:]), window)
+
+
+def test_plateau_and_early_stopping_watch_language_model_metrics(tmp_path):
+    from trainkit.config import ConfigError
+    from trainkit.train.session import train
+
+    cfg = lstm_config(tmp_path, epochs=3, batching="random", extra_data=", steps_per_epoch: 3")
+    text = cfg.read_text().replace("train: {", "scheduler: {type: plateau, metric: val_ppl, patience: 0, "
+                                             "threshold: 1.0e+9, factor: 0.5}\ntrain: {")
+    cfg.write_text(text)
+    assert train(cfg, runs_dir=tmp_path / "runs", quiet=True, command=["test"]) == 0
+    rows = [json.loads(line) for line in (next((tmp_path / "runs").iterdir()) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == [0.5, 0.25, 0.125]  # ppl never improves by 1e9: halved every epoch
+    words = lstm_config(tmp_path, epochs=2, level="word")
+    words.write_text(words.read_text().replace("train: {", "train: {early_stopping: {metric: val_bpc}, "))
+    with pytest.raises(ConfigError, match=r"'val_bpc' cannot be measured on these data"):
+        prepare(words)

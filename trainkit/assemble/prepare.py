@@ -46,7 +46,7 @@ def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepar
     config = load_config(config_path, list(overrides))
     manual_seed(config.resolved.seed)
     bundle = build_data(config)
-    check_task(config, bundle.task)
+    check_task(config, bundle.task, getattr(bundle, "unavailable_metrics", ()))
     model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes)
     loss_fn = build_loss(config)
     optimizer = scheduler = None

@@ -131,6 +131,11 @@ class TextBundle:
         return {"chars": self.vocab.level == "char"}
 
     @property
+    def unavailable_metrics(self) -> tuple[str, ...]:
+        """Metrics of the task these data cannot give: bits per character of a word vocabulary."""
+        return () if self.vocab.level == "char" else ("bpc",)
+
+    @property
     def console_metrics(self) -> tuple[str, ...]:
         """The metrics the epoch table shows after the loss."""
         return ("ppl", "bpc") if self.vocab.level == "char" else ("ppl",)
