@@ -17,6 +17,7 @@ from trainkit.utils.atomic import atomic_write_json
 from .checkpoint import check_state_fits, find_checkpoint, load_model_weights
 from .evaluate import evaluate
 from ..assemble.prepare import Prepared, model_fingerprint, prepare, prepare_model, resolved_yaml
+from .diagnostics import read_rows, write_diagnostics_plot
 from .report import report_tables, write_plots, write_report
 from .run import Run
 from .trainer import Interrupted, Trainer
@@ -130,6 +131,7 @@ def finish_report(rdir: Path, prep: Prepared, trainer: Trainer):
         report = build_report(rdir, prep, which, split)
         write_report(rdir, report)
     write_plots(rdir, trainer.run.metrics.rows(), report, prep.bundle.task)
+    write_diagnostics_plot(rdir, read_rows(rdir))
     return report
 
 
