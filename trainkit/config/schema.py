@@ -85,6 +85,8 @@ class Switchable(Spec):
     def check(self, value, path, ck):
         if isinstance(value, bool):
             value = {"enabled": value}
+        elif value is not None and not isinstance(value, dict):
+            return ck.error(path, f"expected {self.describe()}, found {found(value)}")
         return self.record.check(value, path, ck)
 
 

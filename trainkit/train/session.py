@@ -18,12 +18,13 @@ from .checkpoint import check_state_fits, find_checkpoint, load_model_weights
 from .evaluate import evaluate
 from ..assemble.prepare import Prepared, model_fingerprint, prepare, prepare_model, resolved_yaml
 from .diagnostics import read_rows, write_diagnostics_plot
+from .html_report import write_html_report
 from .report import report_tables, write_plots, write_report
 from .run import Run
 from .trainer import Interrupted, Trainer
 
-__all__ = ["train", "eval_run", "build_report", "finish_report", "prepare", "prepare_model", "Prepared",
-           "model_fingerprint", "resolved_yaml", "RESUMABLE_KEYS"]
+__all__ = ["train", "eval_run", "build_report", "finish_report", "rebuild_report", "prepare", "prepare_model",
+           "Prepared", "model_fingerprint", "resolved_yaml", "RESUMABLE_KEYS"]
 
 #: Keys ``--set`` may change when resuming a run (the model, data and optimizer must stay as they were).
 RESUMABLE_KEYS = ("train.",)
@@ -132,7 +133,38 @@ def finish_report(rdir: Path, prep: Prepared, trainer: Trainer):
         write_report(rdir, report)
     write_plots(rdir, trainer.run.metrics.rows(), report, prep.bundle.task)
     write_diagnostics_plot(rdir, read_rows(rdir))
+    summary, dot_text = _model_views(prep.config, prep.model, prep.bundle.input_shape)
+    write_html_report(rdir, summary, dot_text)
     return report
+
+
+def _model_views(config, model, input_shape):
+    """The model's summary and layer graph (DOT) for report.html."""
+    from ..views.summary import summarize, to_dot
+
+    summary = summarize(config, model, input_shape)
+    return summary, to_dot(summary)
+
+
+def rebuild_report(run_dir) -> list[Path]:
+    """``trainkit report``: rewrite report.html (and diagnostics.png) from a run directory's files.
+
+    The model is rebuilt from the run's config.yaml for the summary and layer
+    graph; when that is impossible (a custom layer file gone, data needed and
+    absent) the page says why and shows everything else.
+    """
+    run = Run.open(run_dir)
+    summary = dot_text = note = None
+    try:
+        config, model, shape = prepare_model(run.config_path)
+        summary, dot_text = _model_views(config, model, shape)
+    except TrainkitError as exc:
+        note = f"the model could not be rebuilt from config.yaml: {exc}"
+    written = []
+    if write_diagnostics_plot(run.path, read_rows(run.path)):
+        written.append(run.path / "diagnostics.png")
+    written.append(write_html_report(run.path, summary, dot_text, note))
+    return written
 
 
 def _load_weights(rdir: Path, prep: Prepared, checkpoint: str) -> tuple[str, int | None]:

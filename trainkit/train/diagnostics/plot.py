@@ -9,7 +9,10 @@ import numpy as np
 
 from trainkit.utils.atomic import atomic_write_bytes
 
-__all__ = ["PANELS", "panel_matrix", "write_diagnostics_plot"]
+__all__ = ["PANELS", "panel_matrix", "write_diagnostics_plot", "LOG_FLOOR"]
+
+#: Log-scale panels draw values below this (zeros included) as this.
+LOG_FLOOR = 1e-12
 
 #: (key, title, log scale): the panels, in reading order. ``nonfinite`` is the largest of the three shares.
 PANELS = (
@@ -34,7 +37,8 @@ def _value(layer: dict, key: str):
 def panel_matrix(rows: list[dict], key: str, log: bool = False) -> tuple[list[str], list[int], np.ndarray]:
     """``(layer labels, epochs, matrix)`` of one quantity: rows are layers that have it, columns epochs.
 
-    Missing values are NaN; with ``log``, values are log10 (non-positive ones NaN).
+    Missing values are NaN; with ``log``, values are log10, zeros drawn as 1e-12 (an update that
+    rounds away entirely, a layer with no gradient at all: the far end of the scale, not a blank).
     """
     epochs = [r["epoch"] for r in rows]
     labels: list[str] = []
@@ -52,7 +56,7 @@ def panel_matrix(rows: list[dict], key: str, log: bool = False) -> tuple[list[st
             if i is None or not isinstance(v, (int, float)) or not math.isfinite(v):
                 continue
             if log:
-                v = math.log10(v) if v > 0 else math.nan
+                v = math.log10(max(v, LOG_FLOOR)) if v >= 0 else math.nan
             m[i, j] = v
     return labels, epochs, m
 
@@ -93,7 +97,7 @@ def write_diagnostics_plot(run_dir, rows: list[dict]) -> bool:
         title += f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " \
                  + ", ".join(sorted({w['kind'] for w in warnings})) + ")"
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
