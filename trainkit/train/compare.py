@@ -2,8 +2,8 @@
 
 :func:`load_runs` reads each run directory (``run.json``, ``config.yaml``,
 ``metrics.jsonl``, ``report.json`` when present) without building anything;
-:func:`config_differences` names the differing values by dotted keys
-(``optimizer.lr``, ``model.layers[3].linear.out_features``); :func:`final_metrics` takes each run's last epoch, best
+:func:`config_differences` names the differing values by the dotted keys ``--set`` takes
+(``optimizer.lr``, ``model.layers.3.linear.out_features``); :func:`final_metrics` takes each run's last epoch, best
 checkpoint and test result; :func:`write_compare_plot` overlays the loss and
 the main metric (train dashed, val solid, one colour per run). A sweep calls
 the same functions, or reads ``trainkit compare --json``.
@@ -152,7 +152,7 @@ def _differences(values: list, prefix: str, out: list) -> None:
             _differences([v.get(k, _MISSING) for v in values], f"{prefix}.{k}" if prefix else str(k), out)
     elif all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
         for i in range(len(values[0])):
-            _differences([v[i] for v in values], f"{prefix}[{i}]", out)
+            _differences([v[i] for v in values], f"{prefix}.{i}", out)
     else:
         out.append((prefix, values))
 

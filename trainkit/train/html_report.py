@@ -138,7 +138,23 @@ def _epoch_table(rows: list[dict], columns: list[str]) -> str:
     return f'<div class="scroll">{table(columns, body)}</div>'
 
 
-def _test_report(report: dict | None) -> str:
+#: Confusion matrices with more classes than this are drawn as a heatmap (one pixel per cell) instead of a table.
+MAX_TABLE_CLASSES = 30
+
+
+def _heat_block(key: str, title: str, labels: list[str], cols: list, m: np.ndarray, vmin: float, vmax: float,
+                scale: tuple[str, str], x_name: str, first_last: tuple[str, str], cell_w: int, cell_h: int) -> str:
+    ylabels = "".join(f'<span style="height:{cell_h}px;line-height:{cell_h}px">{esc(label)}</span>'
+                      for label in labels)
+    return (f'<figure class="heat-fig"><h3>{esc(title)}</h3><div class="heat"><div class="yl">{ylabels}</div>'
+            f'<img class="tk-heat" data-panel="{esc(key)}" alt="{esc(title)}" src="{heatmap_png(m, vmin, vmax)}" '
+            f'width="{cell_w * len(cols)}" height="{cell_h * len(labels)}">'
+            f'<div class="xl"><span>{esc(x_name)} {esc(first_last[0])}</span><span>{esc(first_last[1])}</span></div>'
+            f'<div class="scale">{esc(scale[0])}<img alt="" src="{color_scale(vmin, vmax)}">{esc(scale[1])}</div>'
+            f'</div></figure>')
+
+
+def _test_report(report: dict | None, heat: dict) -> str:
     if report is None:
         return '<p class="muted">No test report (the data has no test or validation split, or training did not ' \
                'complete).</p>'
@@ -153,6 +169,13 @@ def _test_report(report: dict | None) -> str:
     cm = np.asarray(r.get("confusion_matrix") or [], dtype=np.float64)
     if cm.ndim != 2 or cm.shape != (len(names), len(names)):
         return per_class
+    if len(names) > MAX_TABLE_CLASSES:
+        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        heat["confusion"] = {"title": "count", "labels": names, "x": "predicted", "epochs": names,
+                             "values": cm.astype(int).tolist()}
+        block = _heat_block("confusion", "confusion matrix (rows: true class; colour: share of the row)", names,
+                            names, share, 0.0, 1.0, ("0", "1"), "predicted", (names[0], names[-1]), 6, 12)
+        return f'<div class="charts"><div><h3>per class</h3><div class="scroll">{per_class}</div></div>{block}</div>'
     head = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>"
     body = []
     for name, row in zip(names, cm):
@@ -162,7 +185,7 @@ def _test_report(report: dict | None) -> str:
             a = v / total
             color = "#fff" if a > 0.55 else "#1d2330"
             cells.append(f'<td class="num" style="background:rgba(37,99,235,{a:.3f});color:{color}" '
-                         f'title="{esc(name)}: {int(v)} ({100 * a:.1f}% of the class)">{int(v)}</td>')
+                         f'title="{100 * a:.1f}% of the row">{int(v)}</td>')
         body.append(f"<tr><th>{esc(name)}</th>{''.join(cells)}</tr>")
     matrix = (f'<div class="scroll"><table class="cm"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
               f'</div><p class="muted">Rows: true class; shade: share of the row (recall on the diagonal).</p>')
@@ -184,20 +207,12 @@ def _heatmaps(diag_rows: list[dict]) -> tuple[str, dict]:
         if key in ("dead_fraction", "nonfinite"):
             vmin, vmax = 0.0, 1.0
         cell_w = max(4, min(26, 520 // max(len(epochs), 1)))
-        cell_h = 14
-        uri = heatmap_png(m, vmin, vmax)
-        ylabels = "".join(f'<span style="height:{cell_h}px;line-height:{cell_h}px">{esc(label)}</span>'
-                          for label in labels)
         scale = (f"10^{vmin:.1f}", f"10^{vmax:.1f}") if log else (f"{vmin:.3g}", f"{vmax:.3g}")
-        blocks.append(
-            f'<figure class="heat-fig"><h3>{esc(title)}</h3><div class="heat"><div class="yl">{ylabels}</div>'
-            f'<img class="tk-heat" data-panel="{esc(key)}" alt="{esc(title)} per layer and epoch" src="{uri}" '
-            f'width="{cell_w * len(epochs)}" height="{cell_h * len(labels)}">'
-            f'<div class="xl"><span>epoch {epochs[0]}</span><span>{epochs[-1]}</span></div>'
-            f'<div class="scale">{esc(scale[0])}<img alt="" src="{color_scale(vmin, vmax)}">{esc(scale[1])}</div>'
-            f'</div></figure>')
-        values = [[None if not math.isfinite(v) else float(f"{v:.5g}") for v in row] for row in raw]
-        data[key] = {"title": title.replace(" (log10)", ""), "labels": labels, "epochs": epochs, "values": values}
+        blocks.append(_heat_block(key, title, labels, epochs, m, vmin, vmax, scale, "epoch",
+                                  (str(epochs[0]), str(epochs[-1])), cell_w, 14))
+        values = [[None if not math.isfinite(v) else float(f"{v:.4g}") for v in row] for row in raw]
+        data[key] = {"title": title.replace(" (log10)", ""), "labels": labels, "x": "epoch", "epochs": epochs,
+                     "values": values}
     last = diag_rows[-1]
     cols = ["grad_norm", "weight_norm", "update_ratio", "act_mean", "act_std", "dead_fraction"]
     rows = [[f"{layer.get('name')} ({layer.get('type')})"] + [_num(layer.get(c)) for c in cols]
@@ -262,7 +277,7 @@ def build_html(run_dir, summary=None, dot_text: str | None = None, model_note: s
         ("curves", "Curves", _curves(rows, task) + '<p class="muted">Hover a chart for the epoch\'s values; '
                                                     'train dashed, val solid.</p>'),
         ("epochs", "Per epoch", _epoch_table(rows, columns)),
-        ("test", "Test report", _test_report(report)),
+        ("test", "Test report", _test_report(report, heat_data)),
         ("diagnostics", "Per-layer diagnostics", heat_html or _warnings(diag_rows)),
         ("model", "Model", _model(summary, dot_text, model_note)),
         ("config", "Config", f"<pre>{esc(config) if config is not None else '(no config.yaml)'}</pre>"),

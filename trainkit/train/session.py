@@ -112,6 +112,7 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
         run.fail_quietly("failed", str(exc))
         run.close()
         raise
+    _write_html(run, prep)
     for table in report_tables(report) if report is not None else ():
         run.print(table, always=True)
     return _end(run, f"run directory: {run.path}", 0)
@@ -133,9 +134,18 @@ def finish_report(rdir: Path, prep: Prepared, trainer: Trainer):
         write_report(rdir, report)
     write_plots(rdir, trainer.run.metrics.rows(), report, prep.bundle.task)
     write_diagnostics_plot(rdir, read_rows(rdir))
-    summary, dot_text = _model_views(prep.config, prep.model, prep.bundle.input_shape)
-    write_html_report(rdir, summary, dot_text)
     return report
+
+
+def _write_html(run: Run, prep: Prepared) -> None:
+    """report.html, once run.json says how the run ended; training succeeded, so a failure here only warns."""
+    try:
+        summary, dot_text = _model_views(prep.config, prep.model, prep.bundle.input_shape)
+        write_html_report(run.path, summary, dot_text)
+    except TrainkitError as exc:
+        from rich.markup import escape
+        run.print(f"[yellow]report.html not written:[/] {escape(str(exc))}; rebuild it with: "
+                  f"trainkit report {escape(str(run.path))}", always=True)
 
 
 def _model_views(config, model, input_shape):

@@ -214,7 +214,7 @@ white-space:pre;display:none;z-index:10;line-height:1.35}
 .heat{display:grid;grid-template-columns:max-content auto;gap:0 6px;align-items:start}
 .heat .yl{font-size:11px;color:#4b5563;text-align:right;display:flex;flex-direction:column}
 .heat .yl span{display:block;overflow:hidden;white-space:nowrap}
-.heat img{image-rendering:pixelated;image-rendering:crisp-edges;border:1px solid #d6dae0;display:block}
+.heat-fig{margin:0}.heat img{image-rendering:pixelated;image-rendering:crisp-edges;border:1px solid #d6dae0;display:block}
 .heat .xl{grid-column:2;font-size:11px;color:#4b5563;display:flex;justify-content:space-between}
 .heat .scale{grid-column:2;font-size:11px;color:#4b5563;display:flex;align-items:center;gap:4px;margin-top:3px}
 .heat .scale img{height:8px;width:90px;border:0}
@@ -258,7 +258,7 @@ SCRIPT = r"""
       var box=img.getBoundingClientRect(),j=Math.floor((ev.clientX-box.left)/box.width*p.epochs.length),
           i=Math.floor((ev.clientY-box.top)/box.height*p.labels.length);
       if(i<0||j<0||i>=p.labels.length||j>=p.epochs.length){hide();return;}
-      var v=p.values[i][j]; show(ev,p.labels[i]+'\nepoch '+p.epochs[j]+'\n'+p.title+': '+(v===null?'-':Number(v.toPrecision(4)).toString()));});
+      var v=p.values[i][j]; show(ev,p.labels[i]+'\n'+(p.x||'epoch')+' '+p.epochs[j]+'\n'+p.title+': '+(v===null?'-':Number(v.toPrecision(4)).toString()));});
     img.addEventListener('mouseleave',hide);
   });
 })();
