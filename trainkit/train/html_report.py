@@ -231,7 +231,7 @@ def _model(summary, dot_text: str | None, note: str | None) -> str:
                  "-" if r.macs is None else f"{r.macs:,}"] for r in summary.rows]
         parts.append(f'<p>{summary.params:,} parameters ({summary.trainable:,} trainable); input '
                      f'{esc(" x ".join(map(str, summary.input_shape)))} per sample.</p>'
-                     f'<div class="scroll">{table(["layer", "type", "output shape", "params", "mult-adds"], rows)}'
+                     f'<div class="scroll">{table(["layer", "type", "output shape", "params", "mult-adds"], rows, numeric_from=2)}'
                      f'</div>')
     if dot_text:
         svg = dot_svg(dot_text)

@@ -8,7 +8,9 @@ record, in ``RUN/diagnostics.jsonl`` (one JSON object per epoch):
   (all its parameters together), mean and maximum over the measured steps;
 * ``weight_norm``: the L2 norm of its parameters at the end of the epoch;
 * ``update_ratio`` / ``update_ratio_max``: ``||w_after - w_before|| / ||w_before||``
-  of one optimizer step, mean and maximum over the measured steps;
+  of one optimizer step, mean and maximum over the measured steps (for a
+  tensor of more than 65,536 elements, estimated from an evenly strided
+  sample of that many);
 * ``act_mean``, ``act_std``: of the layer's output on one probe batch;
 * ``dead_fraction`` (ReLU-like activations): the share of output units that
   are zero for every sample of the probe batch;
