@@ -223,9 +223,9 @@ def test_a_bad_setup_triggers_its_warning(tmp_path, name):
     assert (tmp_path / "run" / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("config, epochs", [("digits_mlp.yaml", 20), ("digits_cnn.yaml", 4)])
+@pytest.mark.parametrize("config, epochs", [("digits_mlp.yaml", 20), ("digits_cnn.yaml", 3)])
 def test_the_healthy_digits_runs_trigger_no_warning(tmp_path, config, epochs):
-    # the MLP as shipped; the CNN's 10 epochs (a minute under a loaded CI) cut to 4
+    # the MLP as shipped; the CNN's 10 epochs (a minute under a loaded CI) cut to 3
     tk(tmp_path, "train", ROOT / "configs" / config, "--run-dir", tmp_path / "run", "--quiet",
        "--set", f"train.epochs={epochs}", check=0)
     rows = read_rows(tmp_path / "run")
@@ -286,12 +286,18 @@ def test_interrupt_and_resume_write_the_same_diagnostics(baseline, tmp_path):
     assert rows_without_timing(run) == rows_without_timing(baseline)
 
 
-def test_resume_drops_rows_a_killed_process_wrote_after_its_checkpoint(baseline, tmp_path):
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    """The baseline's config stopped after 2 epochs (to be extended to 3 by --resume)."""
+    tmp = tmp_path_factory.mktemp("diag-two")
+    tk(tmp, "train", _write(tmp), "--run-dir", tmp / "run", "--quiet", "--set", "train.epochs=2", check=0)
+    return tmp / "run"
+
+
+def test_resume_drops_rows_a_killed_process_wrote_after_its_checkpoint(baseline, two_epochs, tmp_path):
     run = tmp_path / "run"
-    tk(tmp_path, "train", _write(tmp_path), "--run-dir", run, "--quiet",
-       "--set", "train.epochs=2", check=0)
-    rows = read_rows(run)
-    stale = dict(rows[-1], epoch=3, step=999)
+    shutil.copytree(two_epochs, run)
+    stale = dict(read_rows(run)[-1], epoch=3, step=999)
     with open(run / "diagnostics.jsonl", "a") as f:  # as if killed after the row, before the checkpoint
         f.write(json.dumps(stale) + "\n" + '{"epoch": 4, "lay')  # and a torn line
     tk(tmp_path, "train", "--resume", run, "--set", "train.epochs=3", "--quiet", check=0)
@@ -299,10 +305,10 @@ def test_resume_drops_rows_a_killed_process_wrote_after_its_checkpoint(baseline,
     assert read_rows(run) == read_rows(baseline)
 
 
-def test_a_row_lost_in_a_power_cut_comes_back_from_the_checkpoint(baseline, tmp_path):
+def test_a_row_lost_in_a_power_cut_comes_back_from_the_checkpoint(baseline, two_epochs, tmp_path):
     """Rows are fsynced in the background; the checkpoint after a row keeps a copy of it."""
     run = tmp_path / "run"
-    tk(tmp_path, "train", _write(tmp_path), "--run-dir", run, "--quiet", "--set", "train.epochs=2", check=0)
+    shutil.copytree(two_epochs, run)
     lines = (run / "diagnostics.jsonl").read_text().splitlines(keepends=True)
     (run / "diagnostics.jsonl").write_text(lines[0])  # epoch 2's row never reached the disk
     tk(tmp_path, "train", "--resume", run, "--set", "train.epochs=3", "--quiet", check=0)
