@@ -67,6 +67,19 @@ def test_tracked_layers_are_parameter_layers_and_activations_with_yaml_names():
     assert layers[0].label == "1 (linear)"
 
 
+def test_heatmap_matrix_log_scale_zeros_and_gaps():
+    from trainkit.train.diagnostics.plot import panel_matrix
+    rows = [{"epoch": 1, "layers": [{"name": "0", "type": "linear", "grad_norm": 0.0},
+                                    {"name": "1", "type": "relu"},
+                                    {"name": "2", "type": "linear", "grad_norm": 1e-17}]},
+            {"epoch": 2, "layers": [{"name": "0", "type": "linear", "grad_norm": 1e-3},
+                                    {"name": "2", "type": "linear", "grad_norm": None}]}]
+    labels, epochs, m = panel_matrix(rows, "grad_norm", log=True)
+    assert labels == ["0 (linear)", "2 (linear)"] and epochs == [1, 2]
+    # a zero sits a decade below the smallest value (not clipped onto it); a missing value stays a gap
+    np.testing.assert_allclose(m, [[-18.0, -3.0], [-17.0, np.nan]])
+
+
 # ---------------------------------------------------------------------- rules
 class _L:
     def __init__(self, name, typ="linear", params=True):

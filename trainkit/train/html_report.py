@@ -22,7 +22,7 @@ from ..registry.tasks import TASKS
 from ..views.html import CSS, SCRIPT, color_scale, dot_svg, esc, heatmap_png, json_for_script, line_chart, table
 from trainkit.utils.atomic import atomic_write_text
 from .diagnostics import read_rows
-from .diagnostics.plot import LOG_FLOOR, PANELS, panel_matrix
+from .diagnostics.plot import PANELS, ZERO_DECADES, panel_matrix
 from .rundir import MetricsLog, open_run
 
 __all__ = ["build_html", "write_html_report", "REPORT_HTML"]
@@ -219,8 +219,8 @@ def _heatmaps(diag_rows: list[dict]) -> tuple[str, dict]:
             for layer in last.get("layers", [])]
     detail = (f'<h3>per layer, epoch {esc(last.get("epoch"))}</h3><div class="scroll">'
               f'{table(["layer"] + cols, rows)}</div>')
-    note = (f'<p class="muted">Log-scale panels draw zeros at 10^{math.log10(LOG_FLOOR):.0f}; grey: not measured. '
-            f'Hover a cell for its value.</p>')
+    note = (f'<p class="muted">Log-scale panels draw an exact zero {ZERO_DECADES} decade below the smallest value; '
+            f'grey: not measured. Hover a cell for its value.</p>')
     return f'<div class="heats">{"".join(blocks)}</div>{note}{detail}', data
 
 

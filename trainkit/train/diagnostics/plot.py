@@ -9,10 +9,10 @@ import numpy as np
 
 from trainkit.utils.atomic import atomic_write_bytes
 
-__all__ = ["PANELS", "panel_matrix", "write_diagnostics_plot", "LOG_FLOOR"]
+__all__ = ["PANELS", "panel_matrix", "write_diagnostics_plot", "ZERO_DECADES"]
 
-#: Log-scale panels draw values below this (zeros included) as this.
-LOG_FLOOR = 1e-12
+#: Log-scale panels draw an exact zero this many decades below the panel's smallest positive value.
+ZERO_DECADES = 1
 
 #: (key, title, log scale): the panels, in reading order. ``nonfinite`` is the largest of the three shares.
 PANELS = (
@@ -37,8 +37,9 @@ def _value(layer: dict, key: str):
 def panel_matrix(rows: list[dict], key: str, log: bool = False) -> tuple[list[str], list[int], np.ndarray]:
     """``(layer labels, epochs, matrix)`` of one quantity: rows are layers that have it, columns epochs.
 
-    Missing values are NaN; with ``log``, values are log10, zeros drawn as 1e-12 (an update that
-    rounds away entirely, a layer with no gradient at all: the far end of the scale, not a blank).
+    Missing values are NaN; with ``log``, values are log10 and an exact zero (an update that rounds away
+    entirely, a layer with no gradient at all) sits :data:`ZERO_DECADES` below the smallest positive
+    value: the far end of the scale, not a blank.
     """
     epochs = [r["epoch"] for r in rows]
     labels: list[str] = []
@@ -55,9 +56,12 @@ def panel_matrix(rows: list[dict], key: str, log: bool = False) -> tuple[list[st
             i = index.get(f"{layer.get('name')} ({layer.get('type')})")
             if i is None or not isinstance(v, (int, float)) or not math.isfinite(v):
                 continue
-            if log:
-                v = math.log10(max(v, LOG_FLOOR)) if v >= 0 else math.nan
             m[i, j] = v
+    if log:
+        positive = m[m > 0]
+        zero = math.log10(positive.min()) - ZERO_DECADES if positive.size else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = np.where(m > 0, np.log10(np.where(m > 0, m, 1.0)), np.where(m == 0, zero, np.nan))
     return labels, epochs, m
 
 
