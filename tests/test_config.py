@@ -25,8 +25,10 @@ def test_defaults_are_filled_in():
     assert c.data["optimizer"] == {"type": "sgd", "lr": 0.1, "momentum": 0.0, "dampening": 0.0,
                                    "weight_decay": 0.0, "nesterov": False}
     assert c.data["scheduler"] is None
+    diagnostics = c.data["train"].pop("diagnostics")
     assert c.data["train"] == {"epochs": 10, "early_stopping": None, "grad_clip": None,
                                "eval_every": 1, "checkpoint_every": 1, "log_every": 50, "max_memory": None}
+    assert diagnostics["enabled"] is True and diagnostics["every"] == 10 and diagnostics["update_ratio"] == 0.1
     assert list(c.data) == ["name", "seed", "data", "model", "loss", "optimizer", "scheduler", "train"]
 
 

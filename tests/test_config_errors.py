@@ -10,6 +10,7 @@ import os
 import pytest
 import yaml
 
+from trainkit.config.schema import TRAIN
 from trainkit.config import ConfigError, load_config
 from trainkit.config.yamlsafe import MAX_ALIAS_NODES, MAX_FILE_BYTES
 from trainkit.registry import DATASETS, LOSSES, OPTIMIZERS, SCHEDULERS, TRANSFORMS
@@ -42,7 +43,9 @@ def error(text: str | bytes, overrides=(), name: str = "c.yaml") -> str:
 def test_unknown_key_suggests_the_closest():
     assert error(MIN + "train:\n  epoch: 3\n") == (
         "c.yaml:5:3: train.epoch: unknown key 'epoch'; did you mean 'epochs'? (allowed here: "
-        "epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory)")
+        + ", ".join(TRAIN.fields) + ")")
+    assert list(TRAIN.fields)[:6] == ["epochs", "early_stopping", "grad_clip", "eval_every", "checkpoint_every",
+                                      "log_every"]
 
 
 def test_unknown_top_level_key():
@@ -212,7 +215,7 @@ def test_bad_overrides_are_located_at_the_set():
                       "model.layers.5.linear.out_features=2", "loss.x=1", "seed=[1,"])
     assert msg.splitlines() == [
         "--set train.epoch=3: train.epoch: unknown key 'epoch'; did you mean 'epochs'? (allowed "
-        "here: epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory)",
+        "here: " + ", ".join(TRAIN.fields) + ")",
         "--set optimizer.lr=-1: optimizer.lr: must be > 0, found -1",
         "--set optimizer: expected KEY.PATH=VALUE, e.g. --set optimizer.lr=0.01",
         "--set model.layers.5.linear.out_features=2: model.layers.5: index 5 is out of range: "
@@ -247,7 +250,7 @@ def test_all_problems_reported_at_once():
         "c.yaml:3:24: optimizer.lr: must be > 0, found -1",
         "c.yaml:4:9: train.epochs: must be >= 1, found 0",
         "c.yaml:4:20: train.epoch: unknown key 'epoch'; did you mean 'epochs'? (allowed here: "
-        "epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory)",
+        + ", ".join(TRAIN.fields) + ")",
     ]
 
 

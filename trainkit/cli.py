@@ -400,5 +400,54 @@ def graph(
         err_console.print(shown(line), highlight=False)
 
 
+@app.command()
+@user_errors
+def compare(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also draw the curves to this "
+                                          "PNG (or .svg/.pdf) file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the differences and final metrics as JSON."),
+):
+    """Compare runs: their configs' differences, final metrics, and (with -o) their curves overlaid.
+
+    Examples:
+
+    \b
+      trainkit compare runs/*-digits_cnn
+      trainkit compare runs/A runs/B -o compare.png
+    """
+    import json
+
+    from .train.compare import compare_json, compare_tables, load_runs, write_compare_plot
+
+    if output is not None and output.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise TrainkitError(f"-o {output}: the picture must be a .png, .svg or .pdf file")
+    runs = load_runs(run_dirs)
+    if as_json:
+        typer.echo(json.dumps(compare_json(runs), indent=2, default=str))
+    else:
+        for table in compare_tables(runs):
+            _wide().print(table)
+    if output is not None:
+        write_compare_plot(runs, output)
+        err_console.print(f"wrote {output}", highlight=False, markup=False)
+
+
+@app.command()
+@user_errors
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by trainkit train.")):
+    """Rebuild a run's one-file HTML report (RUN/report.html) and diagnostics.png from its files.
+
+    Examples:
+
+    \b
+      trainkit report runs/20261127-101500-digits_cnn
+    """
+    from .train.session import rebuild_report
+
+    for path in rebuild_report(run_dir):
+        console.print(f"wrote {path}", highlight=False, markup=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -21,7 +21,7 @@ from pathlib import Path
 import trainkit.data  # noqa: F401  (declares the data sets and transforms)
 import trainkit.nn  # noqa: F401  (declares the layers and losses)
 import trainkit.optim  # noqa: F401  (declares the optimizers and schedulers)
-from trainkit.config.schema import EARLY_STOPPING, INTERVAL, TRAIN
+from trainkit.config.schema import DIAGNOSTICS, EARLY_STOPPING, INTERVAL, TRAIN
 from trainkit.data.schema import COMMON, specific_keys, takers
 from trainkit.registry import DATASETS, LAYERS, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, TRANSFORMS
 from trainkit.registry.core import first_line
@@ -53,6 +53,8 @@ def default_text(default) -> str:
         return "required"
     if callable(default):
         default = default()
+    if isinstance(default, dict):  # a sub-record's defaults have their own table
+        return "its keys' defaults"
     return f"`{value_text(default)}`"
 
 
@@ -168,7 +170,7 @@ def scheduler_notes() -> str:
 
 
 def record_table(record) -> str:
-    """A record's keys (the ``train`` section, ``early_stopping``)."""
+    """A record's keys (the ``train`` section, ``early_stopping``, ``diagnostics``)."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, f in record.fields.items():
         rows.append(f"| `{key}` | {_cell(f.spec.describe())} | {default_text(f.default)} | {_cell(f.doc)} |")
@@ -198,6 +200,7 @@ PAGES = {
                   "scheduler-interval": scheduler_notes,
                   "schedulers": lambda: component_table(SCHEDULERS, with_class=True),
                   "train": lambda: record_table(TRAIN), "early-stopping": lambda: record_table(EARLY_STOPPING),
+                  "diagnostics": lambda: record_table(DIAGNOSTICS),
                   "metrics": metrics_table},
 }
 

@@ -22,7 +22,8 @@ from trainkit.registry import LOSSES, OPTIMIZERS, SCHEDULERS
 
 from .model_spec import ModelNode, expand_model
 
-__all__ = ["RunConfig", "ComponentSpec", "SchedulerSpec", "TrainSpec", "EarlyStoppingSpec", "ModelSpec"]
+__all__ = ["RunConfig", "ComponentSpec", "SchedulerSpec", "TrainSpec", "EarlyStoppingSpec", "DiagnosticsSpec",
+           "ModelSpec"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,23 @@ class EarlyStoppingSpec:
 
 
 @dataclass(frozen=True)
+class DiagnosticsSpec:
+    """``train.diagnostics``: what the per-layer diagnostics measure and when they warn (defaults and meanings:
+    :data:`trainkit.config.schema.DIAGNOSTICS`)."""
+
+    enabled: bool
+    every: int
+    activations: bool
+    warnings: bool
+    vanishing: float
+    exploding: float
+    dead_units: float
+    update_ratio: float
+    stuck_epochs: int
+    overfit_epochs: int
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     """The ``train`` section."""
 
@@ -90,6 +108,7 @@ class TrainSpec:
     eval_every: int
     checkpoint_every: int
     log_every: int
+    diagnostics: DiagnosticsSpec
     max_memory: int | None = None
 
     @classmethod
@@ -97,7 +116,8 @@ class TrainSpec:
         """The typed form of a validated ``train`` mapping."""
         es = data["early_stopping"]
         return cls(data["epochs"], EarlyStoppingSpec(**es) if es else None, data["grad_clip"], data["eval_every"],
-                   data["checkpoint_every"], data["log_every"], data.get("max_memory"))
+                   data["checkpoint_every"], data["log_every"], DiagnosticsSpec(**data["diagnostics"]),
+                   data.get("max_memory"))
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import trainkit.optim  # noqa: F401  (declares the optimizers and schedulers)
 from trainkit.data.schema import check_data
 from trainkit.nn import loss as _losses  # noqa: F401  (declares the losses)
-from trainkit.registry import (DATASETS, INVALID, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, Checker, Field,
-                               Float, Int, Nullable, Record, Registry, Spec, Str, find_metric, found, metric_names,
-                               unknown_key)
+from trainkit.registry import (DATASETS, INVALID, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, Bool, Checker,
+                               Field, Float, Int, Nullable, Record, Registry, Spec, Str, find_metric, found,
+                               metric_names, unknown_key)
 
 from .layers import validate_layer as registry_layer_check
 from .sizes import ByteSize
 from .model_spec import LayerValidator, check_model
 
-__all__ = ["validate", "TOP_LEVEL", "TRAIN", "EARLY_STOPPING", "INTERVAL", "static_task", "default_loss"]
+__all__ = ["validate", "TOP_LEVEL", "TRAIN", "EARLY_STOPPING", "DIAGNOSTICS", "INTERVAL", "static_task", "default_loss"]
 
 #: The default of ``validate(..., validate_layer=)``: check layers against their declarations.
 DECLARED = object()
@@ -74,6 +74,45 @@ EARLY_STOPPING = Record({
                   "min or max; null: from the metric (max for accuracy and r2, min otherwise)"),
 }, "early_stopping mapping")
 
+@dataclass
+class Switchable(Spec):
+    """A record that ``true``/``false`` also switches on or off (``diagnostics: false``)."""
+
+    record: Record
+
+    def describe(self) -> str:
+        return f"true, false or {self.record.describe()}"
+
+    def check(self, value, path, ck):
+        if isinstance(value, bool):
+            value = {"enabled": value}
+        elif value is not None and not isinstance(value, dict):
+            return ck.error(path, f"expected {self.describe()}, found {found(value)}")
+        return self.record.check(value, path, ck)
+
+
+DIAGNOSTICS = Record({
+    "enabled": Field(Bool(), True, "measure per-layer statistics while training (diagnostics.jsonl, "
+                                   "diagnostics.png) and warn about unhealthy layers"),
+    "every": Field(Int(lo=1), 10, "measure gradient norms and update/weight ratios every N optimizer steps "
+                                  "(and on the first)"),
+    "activations": Field(Bool(), True, "activation statistics from one batch per epoch, through forward hooks"),
+    "warnings": Field(Bool(), True, "print advice when a layer looks unhealthy (each warning once)"),
+    "vanishing": Field(Float(lo=0, lo_open=True, hi=1), 1e-4,
+                       "warn when a layer's gradient norm is below this fraction of the largest layer's"),
+    "exploding": Field(Float(lo=1, lo_open=True), 1e3,
+                       "warn when a layer's gradient norm grows to this many times its first measured value"),
+    "dead_units": Field(Float(lo=0, lo_open=True, hi=1), 0.9,
+                        "warn when more than this share of the units after a ReLU-like activation never fire"),
+    "update_ratio": Field(Float(lo=0, lo_open=True), 0.1,
+                          "warn when an optimizer step changes a layer's weights by more than this fraction of "
+                          "their norm"),
+    "stuck_epochs": Field(Int(lo=1), 2, "warn when a classifier's train loss stays within 2% of ln(classes) "
+                                        "for this many epochs"),
+    "overfit_epochs": Field(Int(lo=1), 3, "warn when the val loss rises while the train loss falls for this many "
+                                          "evaluations in a row"),
+}, "diagnostics mapping")
+
 TRAIN = Record({
     "epochs": Field(Int(lo=1), 10, "passes over the training set"),
     "early_stopping": Field(Nullable(EARLY_STOPPING), None, "null: train all epochs"),
@@ -87,6 +126,8 @@ TRAIN = Record({
                         "optimizer state and a batch's activations, and generated data, estimated from the "
                         "config (8GiB, 500MB or bytes); null: 80% of this machine's memory (its cgroup limit "
                         "if lower)"),
+    "diagnostics": Field(Switchable(DIAGNOSTICS), lambda: DIAGNOSTICS.check(None, (), Checker()),
+                         "per-layer diagnostics and advice; false turns them off"),
 }, "train mapping")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -16,14 +16,16 @@ from trainkit.utils.atomic import atomic_write_json
 from .checkpoint import check_state_fits, find_checkpoint, load_checkpoint, load_model_weights, recover_checkpoint
 from .evaluate import evaluate
 from ..assemble.prepare import Prepared, model_fingerprint, prepare, prepare_model, resolved_yaml
+from .diagnostics import read_rows, write_diagnostics_plot
+from .html_report import write_html_report
 from .report import report_tables, write_plots, write_report
 from .run import Run
 from .trainer import Interrupted, Trainer
 from .trust import check_code, record_code
 from trainkit.utils.text import shown
 
-__all__ = ["train", "eval_run", "build_report", "finish_report", "prepare", "prepare_model", "Prepared",
-           "model_fingerprint", "resolved_yaml", "RESUMABLE_KEYS"]
+__all__ = ["train", "eval_run", "build_report", "finish_report", "rebuild_report", "prepare", "prepare_model",
+           "Prepared", "model_fingerprint", "resolved_yaml", "RESUMABLE_KEYS"]
 
 #: Keys ``--set`` may change when resuming a run (the model, data and optimizer must stay as they were).
 RESUMABLE_KEYS = ("train.",)
@@ -210,6 +212,7 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
         run.fail_quietly("failed", str(exc) if isinstance(exc, TrainkitError) else f"{type(exc).__name__}: {exc}")
         run.close()
         raise
+    _write_html(run, prep)
     for table in report_tables(report) if report is not None else ():
         run.print(table, always=True)
     return _end(run, f"run directory: {shown(run.path)}", 0)
@@ -232,7 +235,48 @@ def finish_report(rdir: Path, prep: Prepared, trainer: Trainer):
         report = build_report(rdir, prep, which, split)
         write_report(rdir, report)
     write_plots(rdir, trainer.run.metrics.rows(), report, prep.bundle.task)
+    write_diagnostics_plot(rdir, read_rows(rdir))
     return report
+
+
+def _write_html(run: Run, prep: Prepared) -> None:
+    """report.html, once run.json says how the run ended; training succeeded, so a failure here only warns."""
+    try:
+        summary, dot_text = _model_views(prep.config, prep.model, prep.bundle.input_shape)
+        write_html_report(run.path, summary, dot_text)
+    except TrainkitError as exc:
+        from rich.markup import escape
+        run.print(f"[yellow]report.html not written:[/] {escape(str(exc))}; rebuild it with: "
+                  f"trainkit report {escape(str(run.path))}", always=True)
+
+
+def _model_views(config, model, input_shape):
+    """The model's summary and layer graph (DOT) for report.html."""
+    from ..views.summary import summarize, to_dot
+
+    summary = summarize(config, model, input_shape)
+    return summary, to_dot(summary)
+
+
+def rebuild_report(run_dir) -> list[Path]:
+    """``trainkit report``: rewrite report.html (and diagnostics.png) from a run directory's files.
+
+    The model is rebuilt from the run's config.yaml for the summary and layer
+    graph; when that is impossible (a custom layer file gone, data needed and
+    absent) the page says why and shows everything else.
+    """
+    run = Run.open(run_dir)
+    summary = dot_text = note = None
+    try:
+        config, model, shape = prepare_model(run.config_path)
+        summary, dot_text = _model_views(config, model, shape)
+    except TrainkitError as exc:
+        note = f"the model could not be rebuilt from config.yaml: {exc}"
+    written = []
+    if write_diagnostics_plot(run.path, read_rows(run.path)):
+        written.append(run.path / "diagnostics.png")
+    written.append(write_html_report(run.path, summary, dot_text, note))
+    return written
 
 
 def _load_weights(rdir: Path, prep: Prepared, checkpoint: str) -> tuple[str, int | None]:

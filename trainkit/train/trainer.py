@@ -26,6 +26,7 @@ from ..errors import CheckpointError, DivergedError
 from ..nn.utils import clip_grad_norm_
 from ..registry.tasks import TASKS, find_metric
 from .carry import carry_hidden
+from .callbacks import default_callbacks
 from .checkpoint import check_state_fits, load_checkpoint, save_checkpoint
 from .evaluate import align_target, evaluate
 from .metrics import make_meter
@@ -79,6 +80,7 @@ class Trainer:
         #: The checkpoint in ``checkpoints/last`` that is known to be good (finite, written by this
         #: run): "epoch 3", "epoch 3 (mid-epoch 4)", or None before the first one.
         self.good_checkpoint: str | None = None
+        self.callbacks = default_callbacks(self)  # see train/callbacks.py; their state rides in checkpoints
 
     @property
     def run_dir(self) -> Path:
@@ -105,6 +107,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": {"global": tkrandom.get_rng_state(), "train_loader": self.train_loader.state_dict()},
             "config_hash": self.config_hash,
+            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
         }
         return model_state, arrays, meta
 
@@ -153,6 +156,9 @@ class Trainer:
             st.epoch, st.step, st.best = int(meta["epoch"]), int(meta["step"]), meta.get("best")
             st.es_best, st.es_wait = meta["early_stopping"]["best"], int(meta["early_stopping"]["wait"])
             st.in_epoch = meta.get("in_epoch")
+            states = meta.get("callbacks") or {}
+            for cb in self.callbacks:
+                cb.load_state_dict(states.get(cb.name))
         except CheckpointError as exc:  # the optimizer's own refusal: say which file it came from
             raise CheckpointError(f"{Path(directory) / 'state.safetensors'}: {exc}") from None
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -187,6 +193,8 @@ class Trainer:
         epochs = self.spec.epochs
         st = self.state
         self.log.epoch_header(self.task, self.eval_split, getattr(self.bundle, "console_metrics", None))
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
         while st.epoch < epochs and not self._es_triggered():  # an early-stopped run stays stopped
             epoch = st.epoch + 1
             row, meters = self._train_epoch(epoch)
@@ -195,6 +203,8 @@ class Trainer:
                 self.log.print(f"early stopping: {self.spec.early_stopping.metric} has not improved "
                                f"for {st.es_wait} epochs")
                 break
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
         return st
 
     def _train_epoch(self, epoch: int):
@@ -207,6 +217,7 @@ class Trainer:
             st.in_epoch = None
         grad_clip = self.spec.grad_clip
         params = [p for p in model.parameters() if p.requires_grad]
+        callbacks = self.callbacks
         model.train()
         n_batches = len(self.train_loader)
         t0 = time.perf_counter()
@@ -220,12 +231,16 @@ class Trainer:
                     raise DivergedError(self._diverged_message(epoch, value))
                 opt.zero_grad()
                 loss.backward()
+                for cb in callbacks:
+                    cb.on_after_backward(self)
                 if grad_clip:
                     clip_grad_norm_(params, grad_clip)
                 opt.step()
                 st.step += 1
                 if self.scheduler is not None:
                     self.scheduler.after_step()
+                for cb in callbacks:
+                    cb.on_train_batch_end(self)
                 meter.update(value, out._array, y._array)
                 bar.advance(meter.loss, x.shape[0])
                 if self._stop_signal is not None and self.train_loader.state_dict()["batches_done"]:
@@ -290,13 +305,15 @@ class Trainer:
         self.run.metrics.append(row)  # the row goes in before the checkpoint that covers it
         improved = self._update_best(epoch, values)
         self._update_early_stopping(values)
+        self.log.epoch_row(row, self.task, improved)
+        for cb in self.callbacks:  # before the checkpoint, which carries their state
+            cb.on_epoch_end(self, epoch, row)
         if improved:
             self.save("best")
         stopping = self._stop_signal is not None
         if epoch % spec.checkpoint_every == 0 or epoch == spec.epochs or stopping or self._es_triggered():
             self.save("last")
         self.run.update(epochs_done=epoch, best_metric=st.best)
-        self.log.epoch_row(row, self.task, improved)
         st.history.append(row)
         if stopping:
             raise Interrupted(f"interrupted after epoch {epoch}")

@@ -186,12 +186,14 @@ def _cut_torn_tail(f) -> None:
     f.truncate(0)
 
 
-def append_line(path: str | os.PathLike, text: str) -> None:
+def append_line(path: str | os.PathLike, text: str, *, sync: bool = True) -> None:
     """Append ``text`` plus ``\\n`` to ``path`` durably; a kill loses at most this line.
 
-    The line is written with one ``write`` call and fsynced before returning.
-    A torn final line left by an earlier kill (no trailing ``\\n``) is cut off
-    first, so it cannot merge with this one. ``text`` must not contain a newline.
+    The line is written with one ``write`` call and fsynced before returning
+    (``sync=False``: not fsynced; a process kill loses nothing written, a power
+    cut may, and the caller then syncs or keeps a copy itself). A torn final
+    line left by an earlier kill (no trailing ``\\n``) is cut off first, so it
+    cannot merge with this one. ``text`` must not contain a newline.
 
     Raises:
         ValueError: ``text`` contains a newline (a bug in the caller).
@@ -207,16 +209,16 @@ def append_line(path: str | os.PathLike, text: str) -> None:
         with open(path, "ab", opener=open_no_follow) as f:
             if f.tell() > 0:
                 with open(path, "r+b", opener=open_no_follow) as g:
-                    _cut_torn_tail(g)
+                    _cut_torn_tail(g)  # made durable with the new line: fsync syncs the inode, both handles
                     g.flush()
-                    os.fsync(g.fileno())
                 f.seek(0, os.SEEK_END)
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
     except OSError as exc:
         raise StorageError(path, exc, action="append to") from exc
-    if new:
+    if new and sync:
         fsync_dir(path.parent)
 
 
