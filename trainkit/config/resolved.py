@@ -90,13 +90,14 @@ class TrainSpec:
     eval_every: int
     checkpoint_every: int
     log_every: int
+    sync_batchnorm: bool = False
 
     @classmethod
     def from_resolved(cls, data: Mapping) -> "TrainSpec":
         """The typed form of a validated ``train`` mapping."""
         es = data["early_stopping"]
         return cls(data["epochs"], EarlyStoppingSpec(**es) if es else None, data["grad_clip"], data["eval_every"],
-                   data["checkpoint_every"], data["log_every"])
+                   data["checkpoint_every"], data["log_every"], data.get("sync_batchnorm", False))
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import trainkit.optim  # noqa: F401  (declares the optimizers and schedulers)
 from trainkit.data.schema import check_data
 from trainkit.nn import loss as _losses  # noqa: F401  (declares the losses)
-from trainkit.registry import (DATASETS, INVALID, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, Checker, Field,
-                               Float, Int, Nullable, Record, Registry, Spec, Str, find_metric, found, metric_names,
+from trainkit.registry import (DATASETS, INVALID, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, Bool, Checker,
+                               Field, Float, Int, Nullable, Record, Registry, Spec, Str, find_metric, found, metric_names,
                                unknown_key)
 
 from .layers import validate_layer as registry_layer_check
@@ -81,6 +81,9 @@ TRAIN = Record({
     "eval_every": Field(Int(lo=1), 1, "evaluate on the validation set every N epochs"),
     "checkpoint_every": Field(Int(lo=1), 1, "write a checkpoint every N epochs"),
     "log_every": Field(Int(lo=1), 50, "log training loss every N optimizer steps"),
+    "sync_batchnorm": Field(Bool(), False,
+                            "data-parallel runs (mpiexec, --procs): batch norm over the global batch instead of "
+                            "each rank's share (no effect in one process)"),
 }, "train mapping")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -70,8 +70,14 @@ def _start(run: Run, prep: Prepared, config_path, command: list[str]) -> None:
 
 
 def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None, quiet=False, console=None,
-          command=None) -> int:
-    """``trainkit train``: returns the exit code (0 done, 3 diverged, 130 interrupted)."""
+          command=None, parallel=None) -> int:
+    """``trainkit train``: returns the exit code (0 done, 3 diverged, 130 interrupted).
+
+    ``parallel``: on rank 0 of a data-parallel job, the job's side of the story
+    (:class:`trainkit.distributed.session.Rank0`): the other ranks prepare the
+    validated config, the trainer is its data-parallel one, and the started or
+    resumed state goes to every rank before training.
+    """
     from rich.console import Console
     console = console or Console()
     command = list(command if command is not None else sys.argv)
@@ -79,14 +85,19 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
         run, prep, checkpoint = _open_for_resume(resume, overrides)
     else:
         prep = prepare(config_path, overrides)
+    if parallel is not None:
+        parallel.prepared(prep)
+    if resume is None:
         run = Run.create(runs_dir, prep.config.name, exact=run_dir)
     run.open_log(console, quiet)
-    trainer = Trainer(prep, run)
+    trainer = Trainer(prep, run) if parallel is None else parallel.trainer(prep, run)
     try:
         if resume is not None:
             _resume(run, prep, trainer, checkpoint, command)
         else:
             _start(run, prep, config_path, command)
+        if parallel is not None:
+            parallel.started(run, trainer)
         _show_summary(run, prep)
         trainer.fit()
     except Interrupted:

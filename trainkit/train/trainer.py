@@ -108,6 +108,16 @@ class Trainer:
     def restore(self, directory: Path) -> dict:
         """Load a full training state from a checkpoint directory (for --resume)."""
         model_state, arrays, meta = load_checkpoint(directory)
+        self.load_payload(model_state, arrays, meta, Path(directory))
+        return meta
+
+    def load_payload(self, model_state: dict, arrays: dict, meta: dict, source: Path) -> None:
+        """Apply a training state (a checkpoint's three parts; ``source`` names it in errors).
+
+        :meth:`restore` reads them from a checkpoint; a data-parallel rank gets
+        them from rank 0 (:mod:`trainkit.distributed`), which read the checkpoint.
+        """
+        directory = source
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{directory}: not a trainkit training checkpoint (format {meta.get('format')!r})")
         expected = {k: (tuple(v.shape), v.dtype) for k, v in self.model.state_dict().items()}
@@ -128,7 +138,6 @@ class Trainer:
             raise CheckpointError(f"{Path(directory) / 'state.safetensors'}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{directory}: training state is incomplete or does not fit this run ({exc})") from None
-        return meta
 
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum, frame):
@@ -167,7 +176,7 @@ class Trainer:
         return st
 
     def _train_epoch(self, epoch: int):
-        st, model, opt = self.state, self.model, self.optimizer
+        st, model = self.state, self.model
         meter = make_meter(self.task, self.num_classes)
         t_before = 0.0
         if st.in_epoch is not None:  # resuming an interrupted epoch
@@ -181,27 +190,45 @@ class Trainer:
         t0 = time.perf_counter()
         with self.log.progress(epoch, n_batches, self.spec.log_every) as bar:
             for x, y in self.train_loader:
-                out = model(x)
-                y = align_target(out, y)
-                loss = self.loss_fn(out, y)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise DivergedError(self._diverged_message(epoch, value))
-                opt.zero_grad()
-                loss.backward()
-                if grad_clip:
-                    clip_grad_norm_(params, grad_clip)
-                opt.step()
+                value, out, y = self._train_step(x, y, epoch, params, grad_clip)
                 st.step += 1
                 if self.scheduler is not None:
                     self.scheduler.after_step()
-                meter.update(value, out._array, y._array)
-                bar.advance(meter.loss, x.shape[0])
-                if self._stop_signal is not None and self.train_loader.state_dict()["batches_done"]:
+                meter.update(value, out, y)
+                bar.advance(meter.loss, self._images_in(x))
+                if self._stop_requested() and self.train_loader.state_dict()["batches_done"]:
                     self._interrupt(epoch, meter, t_before + time.perf_counter() - t0)
         seconds = t_before + time.perf_counter() - t0
         row = {"epoch": epoch, **meter.epoch_metrics("train")}
         return row, {"train": meter, "seconds": seconds}
+
+    def _train_step(self, x, y, epoch: int, params: list, grad_clip) -> tuple:
+        """One optimizer step on a batch: ``(loss value, outputs, targets)``, the arrays the meter counts."""
+        out = self.model(x)
+        y = align_target(out, y)
+        loss = self.loss_fn(out, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise DivergedError(self._diverged_message(epoch, value))
+        opt = self.optimizer
+        opt.zero_grad()
+        loss.backward()
+        if grad_clip:
+            clip_grad_norm_(params, grad_clip)
+        opt.step()
+        return value, out._array, y._array
+
+    def _images_in(self, x) -> int:
+        """Samples a step trained on (the progress bar's images/s)."""
+        return x.shape[0]
+
+    def _stop_requested(self) -> bool:
+        """Whether a signal asked training to stop (a data-parallel run stops when any rank was asked)."""
+        return self._stop_signal is not None
+
+    def _evaluate(self, loader):
+        """The metrics of the model on ``loader`` (the validation pass after an epoch)."""
+        return evaluate(self.model, loader, self.loss_fn, self.task, self.num_classes)
 
     def _interrupt(self, epoch, meter, seconds):
         self.save("last", in_epoch={"meter": meter.state(), "seconds": seconds})
@@ -224,7 +251,7 @@ class Trainer:
         row.update({f"val_{m.column}": None for m in TASKS[self.task].logged()})
         values = meters["train"].values("train")  # every metric of the task, logged or not
         if evaluate_now:
-            vm = evaluate(self.model, self.eval_loader, self.loss_fn, self.task, self.num_classes)
+            vm = self._evaluate(self.eval_loader)
             row.update(vm.epoch_metrics("val"))
             values.update(vm.values("val"))
         seconds = meters["seconds"]
@@ -242,7 +269,7 @@ class Trainer:
         self._update_early_stopping(values)
         if improved:
             self.save("best")
-        stopping = self._stop_signal is not None
+        stopping = self._stop_requested()
         if epoch % spec.checkpoint_every == 0 or epoch == spec.epochs or stopping or self._es_triggered():
             self.save("last")
         self.run.update(epochs_done=epoch, best_metric=st.best)
