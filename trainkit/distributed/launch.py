@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import TrainkitError
 from .communicator import MPI_EXTRA_HINT, MPIUnavailable, mpi_world_size
-from .session import LAUNCH_INFO_ENV
+from .session import LAUNCH_COMMAND_ENV, LAUNCH_INFO_ENV
 
 __all__ = ["launch", "find_mpiexec", "rank_command"]
 
@@ -91,7 +91,7 @@ def launch(procs: int, *, config=None, overrides=(), run_dir=None, runs_dir=None
     mpiexec = find_mpiexec()
     fd, info_path = tempfile.mkstemp(prefix="trainkit-launch-", suffix=".json")
     os.close(fd)
-    env = dict(os.environ, **{LAUNCH_INFO_ENV: info_path})
+    env = dict(os.environ, **{LAUNCH_INFO_ENV: info_path, LAUNCH_COMMAND_ENV: json.dumps(sys.argv)})
     cmd = [mpiexec, "-n", str(procs)] + rank_command(config, overrides, run_dir, runs_dir, resume, quiet)
     signals = []
 

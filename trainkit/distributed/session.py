@@ -26,6 +26,7 @@ as usual, with any number of ranks.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -48,6 +49,8 @@ __all__ = ["train", "Rank0"]
 
 #: Where a ``--procs`` launcher wants rank 0 to note the run directory (for a post-mortem status).
 LAUNCH_INFO_ENV = "TRAINKIT_LAUNCH_INFO"
+#: The command line the user typed (``--procs`` included), JSON, for ``run.json``.
+LAUNCH_COMMAND_ENV = "TRAINKIT_LAUNCH_COMMAND"
 
 
 class _NoMetrics:
@@ -215,6 +218,11 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
             comm.report_failure(f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrainkitError) else str(exc))
             raise
     parallel = Rank0(comm)
+    if command is None and os.environ.get(LAUNCH_COMMAND_ENV):
+        try:
+            command = [str(a) for a in json.loads(os.environ[LAUNCH_COMMAND_ENV])]
+        except (ValueError, TypeError):
+            command = None
     try:
         code = train_session(config_path, overrides, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet,
                              console=console, command=command, parallel=parallel)
