@@ -44,7 +44,10 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except TrainkitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            from rich.markup import escape
+
+            # escaped: messages carry user text (paths, keys) and names like trainkit[mpi]
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

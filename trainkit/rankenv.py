@@ -20,9 +20,9 @@ import sys
 #: The variables BLAS builds read for their thread count (OpenMP, OpenBLAS, MKL).
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-#: What :func:`apply` decided: None outside a multi-rank job, else a dict with ``threads``
-#: (an int, or None when unknown), ``source`` ('trainkit', 'user' or 'numpy-already-loaded'),
-#: ``cores`` and ``local_ranks``.
+#: What :func:`apply` decided: None outside an MPI job, else a dict with ``threads`` (an int, or
+#: None for BLAS's default or unknown), ``source`` ('trainkit', 'user', 'default' for a rank alone on
+#: its machine, or 'numpy-already-loaded'), ``cores`` and ``local_ranks``.
 DECISION: dict | None = None
 
 
@@ -57,7 +57,7 @@ def apply(environ=None) -> dict | None:
     global DECISION
     env = os.environ if environ is None else environ
     local = local_ranks(env)
-    if local is None or local <= 1:
+    if local is None:
         return None
     n_cores = cores()
     decision = {"cores": n_cores, "local_ranks": local}
@@ -65,6 +65,8 @@ def apply(environ=None) -> dict | None:
     if user:
         value = env[user[0]]
         decision.update(threads=int(value) if value.isdigit() else None, source="user", variable=user[0])
+    elif local == 1:  # alone on its machine: BLAS's own default (a thread per core)
+        decision.update(threads=None, source="default")
     elif "numpy" in sys.modules:
         # Too late for the environment: BLAS has read it already (trainkit imported after numpy).
         decision.update(threads=None, source="numpy-already-loaded")
@@ -87,5 +89,7 @@ def describe(decision: dict | None) -> str:
                 f"{local} ranks on this machine; set OMP_NUM_THREADS to choose)")
     if decision["source"] == "user":
         return f"{decision['threads'] or decision.get('variable')} BLAS thread(s) per rank ({decision['variable']})"
+    if decision["source"] == "default":
+        return f"BLAS threads per rank: numpy's default (one rank per machine, {cores_} cores here)"
     return ("BLAS threads per rank: numpy's default (numpy was loaded before trainkit; set "
             f"OMP_NUM_THREADS={max(1, cores_ // local)} for {local} ranks on {cores_} cores)")

@@ -247,19 +247,25 @@ class Communicator:
         self._wait(self.comm.Iallgatherv(data, [out, counts, displs, self.MPI.BYTE]), patient=True)
         return [pickle.loads(out[d:d + c].tobytes()) for d, c in zip(displs, counts)]
 
+    def stop_listening(self) -> None:
+        """Rank 0: withdraw the pending receive of failure reports (before the job ends); raises
+        :class:`RankFailed` if a report arrived since the last collective."""
+        if self._err_req is None:
+            return
+        status = self.MPI.Status()
+        self._err_req.Cancel()
+        self._err_req.Wait(status)
+        if not status.Is_cancelled():
+            self._raise_reported(status)
+        self._err_req = None
+
     def finish(self) -> None:
         """The end of a job: every rank meets here; rank 0 ends the job if a rank never comes."""
         req = self.ctrl.Ibarrier()
         if self.rank != 0:
             self._wait(req, patient=True)
             return
-        if self._err_req is not None:
-            status = self.MPI.Status()
-            self._err_req.Cancel()
-            self._err_req.Wait(status)
-            if not status.Is_cancelled():  # a report arrived after the last collective
-                self._raise_reported(status)
-            self._err_req = None
+        self.stop_listening()
         deadline = time.monotonic() + FINISH_WAIT_S
         while not req.Test():
             if time.monotonic() > deadline:  # a rank is stuck in a collective rank 0 left early

@@ -82,7 +82,8 @@ class _FollowerRun:
 
 
 def _rank_info(comm) -> dict:
-    return {"rank": comm.rank, "host": comm.host, "pid": os.getpid(), "threads": rankenv.DECISION}
+    return {"rank": comm.rank, "host": comm.host, "pid": os.getpid(), "threads": rankenv.DECISION,
+            "first_on_machine": comm.local_rank == 0}
 
 
 def _has_batchnorm(model) -> bool:
@@ -129,10 +130,11 @@ class Rank0:
         self.phase = "training"
         infos = comm.gather_obj(_rank_info(comm))
         hosts = sorted({i["host"] for i in infos})
+        n_machines = sum(1 for i in infos if i["first_on_machine"])  # MPI's view: ranks sharing memory
         batch = trainer.train_loader.batch_size
         per = batch / comm.size
         per_text = f"{batch // comm.size}" if per == int(per) else f"{batch // comm.size}-{batch // comm.size + 1}"
-        machines = f"{len(hosts)} machine{'s' if len(hosts) > 1 else ''}"
+        machines = f"{n_machines} machine{'s' if n_machines > 1 else ''}"
         run.print(f"data parallel: {comm.size} ranks on {machines} ({', '.join(hosts)}); global batch "
                   f"{batch} = {per_text} per rank; {rankenv.describe(infos[0]['threads'])}", highlight=False)
         if _has_batchnorm(trainer.model):
@@ -140,7 +142,8 @@ class Rank0:
                                         else "per rank, over each rank's share of the batch (train.sync_batchnorm: "
                                              "true normalises over the global batch, as one process)"),
                       highlight=False)
-        run.update(distributed={"ranks": comm.size, "hosts": hosts, "pids": [i["pid"] for i in infos],
+        run.update(distributed={"ranks": comm.size, "machines": n_machines, "hosts": hosts,
+                                "pids": [i["pid"] for i in infos],
                                 "threads": [(i["threads"] or {}).get("threads") for i in infos],
                                 "sync_batchnorm": trainer.synced_norm})
         where = os.environ.get(LAUNCH_INFO_ENV)
@@ -161,7 +164,11 @@ def _prepare_from_text(text: str, name: str):
     with tempfile.TemporaryDirectory(prefix="trainkit-rank-") as tmp:
         path = Path(tmp) / f"{name or 'config'}.yaml"
         path.write_text(text, encoding="utf-8")
-        return prepare(path)
+        try:
+            return prepare(path)
+        except TrainkitError as exc:
+            # The file is a private copy: point at what the user can look at.
+            raise TrainkitError(str(exc).replace(str(path), f"the config as rank 0 resolved it ({path.name})")) from None
 
 
 def _follow(comm: Communicator) -> int:
@@ -229,6 +236,7 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
     except BaseException as exc:  # noqa: BLE001
         if parallel.phase != "training":
             parallel.refuse()
+            comm.stop_listening()
             raise
         # The other ranks may be inside a collective rank 0 left: record, say why, end the job.
         if isinstance(exc, RankFailed) and exc.kind == "interrupted" and parallel.run is not None:

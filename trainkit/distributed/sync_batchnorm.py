@@ -90,7 +90,10 @@ class _SyncBatchNormOp(Op):
         self.comm.allreduce_(sums, account=False)
         s1 = sums[:c].astype(xhat.dtype).reshape(shape)
         s2 = sums[c:].astype(xhat.dtype).reshape(shape)
-        gx = (gxhat - (s1 + xhat * s2) / xhat.dtype.type(self.n)) * self.invstd.reshape(shape)
+        if self.padding:  # placeholder rows are not in the batch: no gradient reaches them
+            gx = np.zeros_like(gxhat)
+        else:
+            gx = (gxhat - (s1 + xhat * s2) / xhat.dtype.type(self.n)) * self.invstd.reshape(shape)
         return (gx, gw, gb)[: 1 + nparams]
 
 
