@@ -168,7 +168,8 @@ def _prepare_from_text(text: str, name: str):
             return prepare(path)
         except TrainkitError as exc:
             # The file is a private copy: point at what the user can look at.
-            raise TrainkitError(str(exc).replace(str(path), f"the config as rank 0 resolved it ({path.name})")) from None
+            where = f"the config as rank 0 resolved it ({path.name})"
+            raise TrainkitError(str(exc).replace(str(path), where)) from None
 
 
 def _follow(comm: Communicator) -> int:

@@ -181,7 +181,8 @@ class DistributedTrainer(Trainer):
         comm = self.comm
         share = comm.allreduce_seconds / self.step_seconds if self.step_seconds else None
         return {"allreduce_calls": comm.allreduce_calls, "allreduce_s": round(comm.allreduce_seconds, 4),
-                "step_s": round(self.step_seconds, 4), "allreduce_share": round(share, 5) if share is not None else None,
+                "step_s": round(self.step_seconds, 4),
+                "allreduce_share": round(share, 5) if share is not None else None,
                 "floats_per_call": int(self.reducer.offsets[-1])}
 
     def _record_traffic(self) -> None:
