@@ -117,11 +117,10 @@ class Trainer:
         :meth:`restore` reads them from a checkpoint; a data-parallel rank gets
         them from rank 0 (:mod:`trainkit.distributed`), which read the checkpoint.
         """
-        directory = source
         if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{directory}: not a trainkit training checkpoint (format {meta.get('format')!r})")
+            raise CheckpointError(f"{source}: not a trainkit training checkpoint (format {meta.get('format')!r})")
         expected = {k: (tuple(v.shape), v.dtype) for k, v in self.model.state_dict().items()}
-        check_state_fits(model_state, expected, source=Path(directory) / "model.safetensors")
+        check_state_fits(model_state, expected, source=Path(source) / "model.safetensors")
         try:
             self.model.load_state_dict({k: model_state[k] for k in expected})
             opt_arrays = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
@@ -135,9 +134,9 @@ class Trainer:
             st.es_best, st.es_wait = meta["early_stopping"]["best"], int(meta["early_stopping"]["wait"])
             st.in_epoch = meta.get("in_epoch")
         except CheckpointError as exc:  # the optimizer's own refusal: say which file it came from
-            raise CheckpointError(f"{Path(directory) / 'state.safetensors'}: {exc}") from None
+            raise CheckpointError(f"{Path(source) / 'state.safetensors'}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{directory}: training state is incomplete or does not fit this run ({exc})") from None
+            raise CheckpointError(f"{source}: training state is incomplete or does not fit this run ({exc})") from None
 
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum, frame):
