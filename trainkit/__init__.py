@@ -5,6 +5,10 @@ The top-level namespace mirrors ``torch`` for the subset trainkit covers, so
 """
 __version__ = "0.1.0"
 
+from . import rankenv as _rankenv
+
+_rankenv.apply()  # before numpy loads: an MPI rank sharing its machine gets cores/ranks BLAS threads
+
 from .autograd.allocator import tune_allocator as _tune_allocator
 
 _tune_allocator()  # see trainkit/autograd/allocator.py: stable reuse of per-step temporaries

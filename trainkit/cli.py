@@ -167,8 +167,14 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final report."),
     trust_code: bool = typer.Option(False, "--trust-code", help="With --resume: import the custom layers the "
                                     "run's config names even if they are not the code it was trained with."),
+    procs: Optional[int] = typer.Option(None, "--procs", min=1, help="Train data-parallel on N processes of this "
+                                        "machine (started through MPI's mpiexec; needs trainkit[mpi])."),
 ):
     """Train a model described by a YAML config and write a run directory.
+
+    Under an MPI launcher (mpiexec -n N trainkit train CONFIG) or with --procs N
+    the run is data-parallel: each rank trains on its share of every batch and
+    the results are a single process's.
 
     Examples:
 
@@ -177,7 +183,10 @@ def train(
       trainkit train configs/cifar_cnn.yaml --set data.root=../shared/data --set data.download=false
       trainkit train --resume runs/20261127-101500-cifar_cnn
       trainkit train --resume runs/20261127-101500-cifar_cnn --set train.epochs=20
+      trainkit train configs/cifar_cnn.yaml --procs 2
+      mpiexec -n 4 trainkit train configs/cifar_cnn.yaml
     """
+    from .distributed import mpi_world_size
     from .train.session import train as run_train
 
     if config is None and resume is None:
@@ -186,6 +195,13 @@ def train(
         raise TrainkitError("--resume continues an existing run directory; it cannot be combined with --run-dir/--runs-dir")
     if run_dir is not None and runs_dir is not None:
         raise TrainkitError("give either --run-dir or --runs-dir, not both")
+    if procs is not None and procs > 1:
+        from .distributed.launch import launch
+
+        raise typer.Exit(launch(procs, config=config, overrides=set_, run_dir=run_dir, runs_dir=runs_dir,
+                                resume=resume, quiet=quiet, trust_code=trust_code))
+    if mpi_world_size() > 1:
+        from .distributed.session import train as run_train  # noqa: F811 - one rank of an MPI job
     code = run_train(config, set_, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet, console=_wide(),
                      trust_code=trust_code)
     raise typer.Exit(code)

@@ -160,3 +160,42 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Restore a state returned by :func:`get_rng_state`."""
     _generator.bit_generator.state = state
+
+
+# -- data parallelism: a rank's share of a global batch ------------------------------------------
+# A data-parallel rank (trainkit.distributed) runs the model on rows [start, stop) of a global
+# batch of ``total`` rows. Inside ``batch_share`` the random draws made per batch row (dropout
+# masks) are drawn for the whole global batch and sliced, so every rank's generator advances as a
+# single process's does and the rank's mask is the one a single process gives those rows: results
+# and checkpoints do not depend on the number of ranks.
+_share: tuple[int, int, int] | None = None
+
+
+class batch_share:
+    """Context manager: draws made for ``stop - start`` batch rows are those of rows
+    ``[start, stop)`` of a ``total``-row batch (see :func:`uniform_for_batch`)."""
+
+    def __init__(self, total: int, start: int, stop: int):
+        if not 0 <= start <= stop <= total:
+            raise ValueError(f"batch_share: rows [{start}, {stop}) are not inside a batch of {total}")
+        self.share = (int(total), int(start), int(stop))
+
+    def __enter__(self):
+        global _share
+        self._prev, _share = _share, self.share
+        return self
+
+    def __exit__(self, *exc):
+        global _share
+        _share = self._prev
+        return False
+
+
+def uniform_for_batch(rng: np.random.Generator, shape: tuple, dtype=np.float32) -> np.ndarray:
+    """``rng.random(shape)``; inside :class:`batch_share`, when ``shape[0]`` is the share's row
+    count, the rows of the share taken from one draw for the whole batch."""
+    share = _share
+    if share is not None and len(shape) and shape[0] == share[2] - share[1] and share[0] != shape[0]:
+        total, start, stop = share
+        return rng.random((total,) + tuple(shape[1:]), dtype=dtype)[start:stop]
+    return rng.random(shape, dtype=dtype)

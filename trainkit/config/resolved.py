@@ -110,6 +110,7 @@ class TrainSpec:
     log_every: int
     diagnostics: DiagnosticsSpec
     max_memory: int | None = None
+    sync_batchnorm: bool = False
 
     @classmethod
     def from_resolved(cls, data: Mapping) -> "TrainSpec":
@@ -117,7 +118,7 @@ class TrainSpec:
         es = data["early_stopping"]
         return cls(data["epochs"], EarlyStoppingSpec(**es) if es else None, data["grad_clip"], data["eval_every"],
                    data["checkpoint_every"], data["log_every"], DiagnosticsSpec(**data["diagnostics"]),
-                   data.get("max_memory"))
+                   data.get("max_memory"), data.get("sync_batchnorm", False))
 
 
 @dataclass(frozen=True)

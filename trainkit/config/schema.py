@@ -128,6 +128,9 @@ TRAIN = Record({
                         "if lower)"),
     "diagnostics": Field(Switchable(DIAGNOSTICS), lambda: DIAGNOSTICS.check(None, (), Checker()),
                          "per-layer diagnostics and advice; false turns them off"),
+    "sync_batchnorm": Field(Bool(), False,
+                            "data-parallel runs (mpiexec, --procs): batch norm over the global batch instead of "
+                            "each rank's share (no effect in one process)"),
 }, "train mapping")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

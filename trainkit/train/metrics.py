@@ -42,6 +42,8 @@ class ClassificationMeter(_Meter):
     def update(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
         """Add a batch: ``loss`` is the batch's mean loss, ``outputs`` the logits (N, C)."""
         b = targets.shape[0]
+        if b == 0:  # a data-parallel rank that held no sample of this batch
+            return
         self.loss_sum += float(loss) * b
         self.n += b
         pred = outputs.argmax(axis=1) if outputs.ndim > 1 and outputs.shape[1] > 1 else (outputs.reshape(-1) > 0)
@@ -100,7 +102,10 @@ class RegressionMeter(_Meter):
         self.syy = 0.0
 
     def update(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
+        """Add a batch: ``loss`` is the batch's mean loss."""
         b = targets.shape[0]
+        if b == 0:  # a data-parallel rank that held no sample of this batch
+            return
         self.loss_sum += float(loss) * b
         self.n += b
         o = outputs.astype(np.float64).reshape(b, -1)

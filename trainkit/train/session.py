@@ -167,11 +167,16 @@ def _start(run: Run, prep: Prepared, config_path, command: list[str]) -> None:
 
 
 def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None, quiet=False, console=None,
-          command=None, trust_code: bool = False) -> int:
+          command=None, trust_code: bool = False, parallel=None) -> int:
     """``trainkit train``: returns the exit code (0 done, 3 diverged, 130 interrupted).
 
     ``trust_code`` (``--trust-code``) lets a resumed run's config import custom layers that
     are not the recorded code (see :mod:`.trust`).
+
+    ``parallel``: on rank 0 of a data-parallel job, the job's side of the story
+    (:class:`trainkit.distributed.session.Rank0`): the other ranks prepare the
+    validated config, the trainer is its data-parallel one, and the started or
+    resumed state goes to every rank before training.
     """
     from rich.console import Console
     console = console or Console()
@@ -180,13 +185,16 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
         run, prep, checkpoint = _open_for_resume(resume, overrides, trust_code)
     else:
         prep = prepare(config_path, overrides)
+    if parallel is not None:
+        parallel.prepared(prep)
+    if resume is None:
         run = Run.create(runs_dir, prep.config.name, exact=run_dir)
     try:
         run.open_log(console, quiet)
     except BaseException:
         run.close()
         raise
-    trainer = Trainer(prep, run)
+    trainer = Trainer(prep, run) if parallel is None else parallel.trainer(prep, run)
     resume_hint = f"trainkit train --resume {shown(run.path)}"
     try:
         finished = False
@@ -194,6 +202,8 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
             finished = _resume(run, prep, trainer, checkpoint, command)
         else:
             _start(run, prep, config_path, command)
+        if parallel is not None:
+            parallel.started(run, trainer)
         if not finished:
             _show_summary(run, prep)
             trainer.fit()

@@ -131,17 +131,26 @@ class Trainer:
     def restore(self, directory: Path) -> dict:
         """Load a full training state from a checkpoint directory (for --resume)."""
         model_state, arrays, meta = load_checkpoint(directory)
+        self.load_payload(model_state, arrays, meta, Path(directory))
+        return meta
+
+    def load_payload(self, model_state: dict, arrays: dict, meta: dict, source: Path) -> None:
+        """Apply a training state (a checkpoint's three parts; ``source`` names it in errors).
+
+        :meth:`restore` reads them from a checkpoint; a data-parallel rank gets
+        them from rank 0 (:mod:`trainkit.distributed`), which read the checkpoint.
+        """
         if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{directory}: not a trainkit training checkpoint (format {meta.get('format')!r})")
+            raise CheckpointError(f"{source}: not a trainkit training checkpoint (format {meta.get('format')!r})")
         expected = {k: (tuple(v.shape), v.dtype) for k, v in self.model.state_dict().items()}
-        check_state_fits(model_state, expected, source=Path(directory) / "model.safetensors")
+        check_state_fits(model_state, expected, source=Path(source) / "model.safetensors")
         for name, tensors in (("model.safetensors", model_state), ("state.safetensors", arrays)):
             bad = nonfinite(tensors)
             if bad:
-                raise CheckpointError(f"{Path(directory) / name}: {', '.join(bad[:5])} hold NaN or infinite values; "
+                raise CheckpointError(f"{Path(source) / name}: {', '.join(bad[:5])} hold NaN or infinite values; "
                                       "a diverged state cannot be resumed")
-        check_loop_state(meta, Path(directory), steps_per_epoch=len(self.train_loader),
-                         fresh_meter=make_meter(self.task, self.num_classes).state(),
+        check_loop_state(meta, Path(source), steps_per_epoch=len(self.train_loader),
+                         fresh_meter=make_meter(self.task, self.num_classes, self.meter_options).state(),
                          optimizer_groups=self.optimizer.state_json()["param_groups"],
                          scheduler_state=self.scheduler.state_dict() if self.scheduler is not None else None)
         try:
@@ -160,12 +169,11 @@ class Trainer:
             for cb in self.callbacks:
                 cb.load_state_dict(states.get(cb.name))
         except CheckpointError as exc:  # the optimizer's own refusal: say which file it came from
-            raise CheckpointError(f"{Path(directory) / 'state.safetensors'}: {exc}") from None
+            raise CheckpointError(f"{Path(source) / 'state.safetensors'}: {exc}") from None
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise CheckpointError(f"{directory}: training state is incomplete or does not fit this run ({exc})") from None
+            raise CheckpointError(f"{source}: training state is incomplete or does not fit this run ({exc})") from None
         st = self.state
         self.good_checkpoint = f"epoch {st.epoch}" + (f" (mid-epoch {st.epoch + 1})" if st.in_epoch else "")
-        return meta
 
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum, frame):
@@ -208,7 +216,7 @@ class Trainer:
         return st
 
     def _train_epoch(self, epoch: int):
-        st, model, opt = self.state, self.model, self.optimizer
+        st, model = self.state, self.model
         meter = make_meter(self.task, self.num_classes, self.meter_options)
         t_before = 0.0
         if st.in_epoch is not None:  # resuming an interrupted epoch
@@ -223,31 +231,53 @@ class Trainer:
         t0 = time.perf_counter()
         with carry_hidden(model, self.train_loader), self.log.progress(epoch, n_batches, self.spec.log_every) as bar:
             for x, y in self.train_loader:
-                out = model(x)
-                y = align_target(out, y)
-                loss = self.loss_fn(out, y)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise DivergedError(self._diverged_message(epoch, value))
-                opt.zero_grad()
-                loss.backward()
-                for cb in callbacks:
-                    cb.on_after_backward(self)
-                if grad_clip:
-                    clip_grad_norm_(params, grad_clip)
-                opt.step()
+                value, out, y = self._train_step(x, y, epoch, params, grad_clip)
                 st.step += 1
                 if self.scheduler is not None:
                     self.scheduler.after_step()
                 for cb in callbacks:
                     cb.on_train_batch_end(self)
-                meter.update(value, out._array, y._array)
-                bar.advance(meter.loss, x.shape[0])
-                if self._stop_signal is not None and self.train_loader.state_dict()["batches_done"]:
+                meter.update(value, out, y)
+                bar.advance(meter.loss, self._images_in(x))
+                if self._stop_requested() and self.train_loader.state_dict()["batches_done"]:
                     self._interrupt(epoch, meter, t_before + time.perf_counter() - t0)
         seconds = t_before + time.perf_counter() - t0
         row = {"epoch": epoch, **meter.epoch_metrics("train")}
         return row, {"train": meter, "seconds": seconds}
+
+    def _train_step(self, x, y, epoch: int, params: list, grad_clip) -> tuple:
+        """One optimizer step on a batch: ``(loss value, outputs, targets)``, the arrays the meter counts."""
+        out = self.model(x)
+        y = align_target(out, y)
+        loss = self.loss_fn(out, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise DivergedError(self._diverged_message(epoch, value))
+        opt = self.optimizer
+        opt.zero_grad()
+        loss.backward()
+        self._after_backward()
+        if grad_clip:
+            clip_grad_norm_(params, grad_clip)
+        opt.step()
+        return value, out._array, y._array
+
+    def _after_backward(self) -> None:
+        """The callbacks' look at the step's gradients (before clipping and the update)."""
+        for cb in self.callbacks:
+            cb.on_after_backward(self)
+
+    def _images_in(self, x) -> int:
+        """Samples a step trained on (the progress bar's images/s)."""
+        return x.shape[0]
+
+    def _stop_requested(self) -> bool:
+        """Whether a signal asked training to stop (a data-parallel run stops when any rank was asked)."""
+        return self._stop_signal is not None
+
+    def _evaluate(self, loader):
+        """The metrics of the model on ``loader`` (the validation pass after an epoch)."""
+        return evaluate(self.model, loader, self.loss_fn, self.task, self.num_classes, self.meter_options)
 
     def _interrupt(self, epoch, meter, seconds):
         self.save("last", in_epoch={"meter": meter.state(), "seconds": seconds})
@@ -289,7 +319,7 @@ class Trainer:
         row.update({f"val_{m.column}": None for m in TASKS[self.task].logged()})
         values = meters["train"].values("train")  # every metric of the task, logged or not
         if evaluate_now:
-            vm = evaluate(self.model, self.eval_loader, self.loss_fn, self.task, self.num_classes, self.meter_options)
+            vm = self._evaluate(self.eval_loader)
             row.update(vm.epoch_metrics("val"))
             values.update(vm.values("val"))
         seconds = meters["seconds"]
@@ -310,7 +340,7 @@ class Trainer:
             cb.on_epoch_end(self, epoch, row)
         if improved:
             self.save("best")
-        stopping = self._stop_signal is not None
+        stopping = self._stop_requested()
         if epoch % spec.checkpoint_every == 0 or epoch == spec.epochs or stopping or self._es_triggered():
             self.save("last")
         self.run.update(epochs_done=epoch, best_metric=st.best)

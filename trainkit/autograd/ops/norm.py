@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..function import Op
+from ..random import uniform_for_batch
 from ..threads import parallel_for, split
 from .jit import kernels
 
@@ -187,7 +188,7 @@ class Dropout(Op):
         self.p, self.rng = p, generator
 
     def forward(self, x):
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        keep = uniform_for_batch(self.rng, x.shape, np.float32) >= self.p
         self.scale = (keep * np.asarray(1.0 / (1.0 - self.p), x.dtype)).astype(x.dtype, copy=False)
         return x * self.scale
 
