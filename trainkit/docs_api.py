@@ -167,7 +167,14 @@ NOTES: dict[str, str] = {
 }
 
 
+#: Names trainkit uses for something other than torch's API of that name (trainkit.distributed is data
+#: parallelism on MPI, imported on demand): never counted as covering torch's.
+_OTHER_API = {("trainkit", "distributed")}
+
+
 def _resolve(module_name: str, dotted: str):
+    if (module_name, dotted) in _OTHER_API:
+        return None
     if module_name == "Tensor":
         from trainkit.autograd.tensor import Tensor
 

@@ -51,6 +51,11 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias=None, stride=1, padding
     if op[0] >= max(s[0], d[0]) or op[1] >= max(s[1], d[1]):
         raise RuntimeError("output padding must be smaller than either stride or dilation, but got "
                            f"output_padding={list(op)}, stride={list(s)}, dilation={list(d)}")
+    p, k = _conv.pair(padding), weight.shape[2:]
+    out = [(x.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op[i] + 1 for i in range(2)]
+    if min(out) < 1:  # torch refuses an empty output
+        raise RuntimeError(f"Given input size per channel: ({x.shape[2]} x {x.shape[3]}). Calculated output size "
+                           f"per channel: ({out[0]} x {out[1]}). Output size is too small")
     args = (x, weight) if bias is None else (x, weight, bias)
     y = _general.ConvTranspose2d.apply(*args, stride=s, padding=_conv.pair(padding), output_padding=op, dilation=d,
                                        groups=groups)
