@@ -26,7 +26,8 @@ def test_defaults_are_filled_in():
                                    "weight_decay": 0.0, "nesterov": False}
     assert c.data["scheduler"] is None
     assert c.data["train"] == {"epochs": 10, "early_stopping": None, "grad_clip": None,
-                               "eval_every": 1, "checkpoint_every": 1, "log_every": 50, "max_memory": None}
+                               "eval_every": 1, "checkpoint_every": 1, "log_every": 50, "max_memory": None,
+                               "tensorboard": False, "tensorboard_histograms": False}
     assert list(c.data) == ["name", "seed", "data", "model", "loss", "optimizer", "scheduler", "train"]
 
 

@@ -42,7 +42,8 @@ def error(text: str | bytes, overrides=(), name: str = "c.yaml") -> str:
 def test_unknown_key_suggests_the_closest():
     assert error(MIN + "train:\n  epoch: 3\n") == (
         "c.yaml:5:3: train.epoch: unknown key 'epoch'; did you mean 'epochs'? (allowed here: "
-        "epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory)")
+        "epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory, tensorboard, "
+            "tensorboard_histograms)")
 
 
 def test_unknown_top_level_key():
@@ -212,7 +213,8 @@ def test_bad_overrides_are_located_at_the_set():
                       "model.layers.5.linear.out_features=2", "loss.x=1", "seed=[1,"])
     assert msg.splitlines() == [
         "--set train.epoch=3: train.epoch: unknown key 'epoch'; did you mean 'epochs'? (allowed "
-        "here: epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory)",
+        "here: epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory, "
+        "tensorboard, tensorboard_histograms)",
         "--set optimizer.lr=-1: optimizer.lr: must be > 0, found -1",
         "--set optimizer: expected KEY.PATH=VALUE, e.g. --set optimizer.lr=0.01",
         "--set model.layers.5.linear.out_features=2: model.layers.5: index 5 is out of range: "
@@ -247,7 +249,8 @@ def test_all_problems_reported_at_once():
         "c.yaml:3:24: optimizer.lr: must be > 0, found -1",
         "c.yaml:4:9: train.epochs: must be >= 1, found 0",
         "c.yaml:4:20: train.epoch: unknown key 'epoch'; did you mean 'epochs'? (allowed here: "
-        "epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory)",
+        "epochs, early_stopping, grad_clip, eval_every, checkpoint_every, log_every, max_memory, tensorboard, "
+        "tensorboard_histograms)",
     ]
 
 

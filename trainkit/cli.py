@@ -167,6 +167,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final report."),
     trust_code: bool = typer.Option(False, "--trust-code", help="With --resume: import the custom layers the "
                                     "run's config names even if they are not the code it was trained with."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard event files under "
+                                     "RUN/tensorboard/ (same as --set train.tensorboard=true)."),
 ):
     """Train a model described by a YAML config and write a run directory.
 
@@ -177,6 +179,7 @@ def train(
       trainkit train configs/cifar_cnn.yaml --set data.root=../shared/data --set data.download=false
       trainkit train --resume runs/20261127-101500-cifar_cnn
       trainkit train --resume runs/20261127-101500-cifar_cnn --set train.epochs=20
+      trainkit train configs/digits_mlp.yaml --tensorboard    # then: tensorboard --logdir runs
     """
     from .train.session import train as run_train
 
@@ -186,6 +189,8 @@ def train(
         raise TrainkitError("--resume continues an existing run directory; it cannot be combined with --run-dir/--runs-dir")
     if run_dir is not None and runs_dir is not None:
         raise TrainkitError("give either --run-dir or --runs-dir, not both")
+    if tensorboard:
+        set_ = [*set_, "train.tensorboard=true"]
     code = run_train(config, set_, run_dir=run_dir, runs_dir=runs_dir, resume=resume, quiet=quiet, console=_wide(),
                      trust_code=trust_code)
     raise typer.Exit(code)
@@ -311,6 +316,8 @@ def runs(runs_dir: Optional[Path] = typer.Argument(None, help="Runs folder (defa
     _wide().print(table)
     if not rows:
         console.print("no runs yet: start one with  trainkit train configs/digits_cnn.yaml")
+    else:  # runs trained with --tensorboard hold event files; TensorBoard finds them below the folder
+        console.print(f"curves of all runs:  tensorboard --logdir {shown(runs_dir or 'runs')}", highlight=False)
 
 
 @app.command()

@@ -91,13 +91,16 @@ class TrainSpec:
     checkpoint_every: int
     log_every: int
     max_memory: int | None = None
+    tensorboard: bool = False
+    tensorboard_histograms: bool = False
 
     @classmethod
     def from_resolved(cls, data: Mapping) -> "TrainSpec":
         """The typed form of a validated ``train`` mapping."""
         es = data["early_stopping"]
         return cls(data["epochs"], EarlyStoppingSpec(**es) if es else None, data["grad_clip"], data["eval_every"],
-                   data["checkpoint_every"], data["log_every"], data.get("max_memory"))
+                   data["checkpoint_every"], data["log_every"], data.get("max_memory"),
+                   bool(data.get("tensorboard", False)), bool(data.get("tensorboard_histograms", False)))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import trainkit.optim  # noqa: F401  (declares the optimizers and schedulers)
 from trainkit.data.schema import check_data
 from trainkit.nn import loss as _losses  # noqa: F401  (declares the losses)
-from trainkit.registry import (DATASETS, INVALID, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, Checker, Field,
+from trainkit.registry import (Bool, DATASETS, INVALID, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, Checker, Field,
                                Float, Int, Nullable, Record, Registry, Spec, Str, find_metric, found, metric_names,
                                unknown_key)
 
@@ -87,6 +87,11 @@ TRAIN = Record({
                         "optimizer state and a batch's activations, and generated data, estimated from the "
                         "config (8GiB, 500MB or bytes); null: 80% of this machine's memory (its cgroup limit "
                         "if lower)"),
+    "tensorboard": Field(Bool(), False, "write TensorBoard event files under RUN/tensorboard/ (per-epoch metrics, "
+                         "learning rate, images/s, the loss every log_every steps, the config, hparams); "
+                         "needs pip install 'trainkit[tensorboard]'; --tensorboard sets it"),
+    "tensorboard_histograms": Field(Bool(), False, "with tensorboard: also a histogram of every parameter and "
+                                    "its gradient each epoch"),
 }, "train mapping")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -76,6 +76,10 @@ class Trainer:
         #: The checkpoint in ``checkpoints/last`` that is known to be good (finite, written by this
         #: run): "epoch 3", "epoch 3 (mid-epoch 4)", or None before the first one.
         self.good_checkpoint: str | None = None
+        #: Observers of the loop (:class:`~trainkit.train.callbacks.Callback`): TensorBoard, a sweep's pruner.
+        self.callbacks: list = []
+        #: Set by a callback to end training after the current epoch (Keras' ``stop_training``).
+        self.should_stop = False
 
     @property
     def run_dir(self) -> Path:
@@ -175,8 +179,15 @@ class Trainer:
             except ValueError:  # not the main thread
                 pass
         try:
-            return self._fit()
+            for cb in self.callbacks:
+                cb.on_fit_start(self)
+            state = self._fit()
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+            return state
         finally:
+            for cb in self.callbacks:
+                cb.close()
             for sig, h in handlers.items():
                 signal.signal(sig, h)
 
@@ -188,6 +199,8 @@ class Trainer:
             epoch = st.epoch + 1
             row, meters = self._train_epoch(epoch)
             self._end_epoch(epoch, row, meters)
+            if self.should_stop:
+                break
             if self._es_triggered():
                 self.log.print(f"early stopping: {self.spec.early_stopping.metric} has not improved "
                                f"for {st.es_wait} epochs")
@@ -224,6 +237,8 @@ class Trainer:
                 if self.scheduler is not None:
                     self.scheduler.after_step()
                 meter.update(value, out._array, y._array)
+                for cb in self.callbacks:
+                    cb.on_step_end(self, value)
                 bar.advance(meter.loss, x.shape[0])
                 if self._stop_signal is not None and self.train_loader.state_dict()["batches_done"]:
                     self._interrupt(epoch, meter, t_before + time.perf_counter() - t0)
@@ -286,6 +301,8 @@ class Trainer:
         st.epoch = epoch
         self.run.metrics.append(row)  # the row goes in before the checkpoint that covers it
         improved = self._update_best(epoch, values)
+        for cb in self.callbacks:  # also before the checkpoint: a resume repeats what it did not cover
+            cb.on_epoch_end(self, row, values)
         self._update_early_stopping(values)
         if improved:
             self.save("best")
