@@ -322,6 +322,52 @@ def runs(runs_dir: Optional[Path] = typer.Argument(None, help="Runs folder (defa
 
 @app.command()
 @user_errors
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="A config with a sweep: section (omit with --resume)."),
+    trials: Optional[int] = typer.Option(None, "--trials", help="Trials in the sweep (default: sweep.trials); "
+                                         "with --resume, a larger number adds trials."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Trials run at once, each in its own process with "
+                             "cpus/jobs threads."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this sweep directory: unfinished "
+                                          "trials resume, finished ones are never repeated."),
+    sweep_dir: Optional[Path] = typer.Option(None, "--sweep-dir", help="Use exactly this (new or empty) folder."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Create the sweep folder under this folder "
+                                            "(default: $TRAINKIT_RUNS or ./runs)."),
+):
+    """Search hyper-parameters: train one run per trial of the config's sweep: section.
+
+    Each trial is a run directory inside the sweep directory; at the end: a
+    table of trials, trials.csv, best.yaml (ready for trainkit train) and
+    sweep.png (the metric against each parameter).
+
+    Examples:
+
+    \b
+      trainkit sweep configs/digits_mlp_sweep.yaml --trials 8
+      trainkit sweep configs/digits_mlp_sweep.yaml --jobs 2
+      trainkit sweep --resume runs/20261127-101500-digits_mlp-sweep --trials 12
+    """
+    from .sweep import run_sweep
+    from .sweep.results import trials_table, write_results
+
+    if (config is None) == (resume is None):
+        raise TrainkitError("give a CONFIG with a sweep: section, or --resume SWEEP_DIR (not both)")
+    if resume is not None and (sweep_dir is not None or runs_dir is not None):
+        raise TrainkitError("--resume continues an existing sweep directory; it cannot be combined with "
+                            "--sweep-dir/--runs-dir")
+    out = _wide()
+    path, done, code, spec = run_sweep(config, trials=trials, jobs=jobs, resume=resume, sweep_dir=sweep_dir,
+                                 runs_dir=runs_dir, log=lambda text: out.print(shown(text), highlight=False))
+    out.print(trials_table(done, spec, f"sweep {path.name}"))
+    for line in write_results(path, done, spec):
+        out.print(shown(line), highlight=False)
+    if code == 130:
+        out.print(f"[yellow]interrupted.[/] Continue with:  trainkit sweep --resume {shown(path)}")
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
 def summary(
     config: Path = typer.Argument(..., help="The YAML config."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key (key.path=value)."),
