@@ -35,7 +35,8 @@ def pruner_of(spec: dict):
     p = spec.get("pruner")
     if not p:
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=p["startup_trials"], n_warmup_steps=p["warmup_epochs"])
+    return optuna.pruners.MedianPruner(n_startup_trials=p["startup_trials"], n_warmup_steps=p["warmup_epochs"] + 1)
+    # Optuna prunes from step n_warmup_steps on; epochs 1..warmup_epochs are never pruned
 
 
 def open_optuna(sweep_dir: Path, spec: dict, sampler=None):
