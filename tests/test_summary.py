@@ -19,7 +19,7 @@ from trainkit.errors import TrainkitError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = ["cifar_cnn", "cifar_resnet", "digits_cnn", "digits_mlp", "iris_mlp", "diabetes_regression",
-           "linear_regression", "mnist_cnn", "image_folder_example"]
+           "linear_regression", "mnist_cnn", "image_folder_example", "digits_mlp_sweep"]
 
 
 def summary_of(name: str):
