@@ -28,7 +28,8 @@ def test_defaults_are_filled_in():
     diagnostics = c.data["train"].pop("diagnostics")
     assert c.data["train"] == {"epochs": 10, "early_stopping": None, "grad_clip": None,
                                "eval_every": 1, "checkpoint_every": 1, "log_every": 50, "max_memory": None,
-                               "sync_batchnorm": False}
+                               "sync_batchnorm": False,
+                               "tensorboard": False, "tensorboard_histograms": False}
     assert diagnostics["enabled"] is True and diagnostics["every"] == 10 and diagnostics["update_ratio"] == 0.1
     assert list(c.data) == ["name", "seed", "data", "model", "loss", "optimizer", "scheduler", "train"]
 

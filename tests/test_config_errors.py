@@ -51,7 +51,7 @@ def test_unknown_key_suggests_the_closest():
 def test_unknown_top_level_key():
     assert error(MIN + "optimiser: {}\n") == (
         "c.yaml:4:1: optimiser: unknown key 'optimiser'; did you mean 'optimizer'? (allowed here: "
-        "name, seed, data, model, loss, optimizer, scheduler, train)")
+        "name, seed, data, model, loss, optimizer, scheduler, train, sweep)")
 
 
 def test_wrong_type():

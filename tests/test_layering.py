@@ -37,11 +37,12 @@ ALLOWED = {
     # Data parallelism (issue 15) wraps the trainer: above train, below the CLI.
     "distributed": {"errors", "autograd", "registry", "nn", "data", "utils", "config", "assemble", "train",
                     "rankenv"},
+    "sweep": {"errors", "registry", "utils", "config", "train"},
     "testing": {"errors", "autograd", "registry", "nn", "optim", "data", "config", "assemble"},
     "docs": {"errors", "autograd", "registry", "nn", "optim", "data", "config", "assemble"},
     "docs_api": {"errors", "autograd", "registry", "nn", "optim", "data"},
     "cli": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "viz", "config", "assemble", "views", "train",
-            "testing", "docs", "distributed", "<root>"},
+            "testing", "docs", "distributed", "sweep", "<root>"},
     "run_api": {"errors", "train"},
     "__main__": {"cli"},
     # rankenv: standard library only; it runs first, before numpy loads (BLAS threads of MPI ranks).

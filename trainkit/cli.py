@@ -169,6 +169,8 @@ def train(
                                     "run's config names even if they are not the code it was trained with."),
     procs: Optional[int] = typer.Option(None, "--procs", min=1, help="Train data-parallel on N processes of this "
                                         "machine (started through MPI's mpiexec; needs trainkit[mpi])."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard event files under "
+                                     "RUN/tensorboard/ (same as --set train.tensorboard=true)."),
 ):
     """Train a model described by a YAML config and write a run directory.
 
@@ -185,6 +187,7 @@ def train(
       trainkit train --resume runs/20261127-101500-cifar_cnn --set train.epochs=20
       trainkit train configs/cifar_cnn.yaml --procs 2
       mpiexec -n 4 trainkit train configs/cifar_cnn.yaml
+      trainkit train configs/digits_mlp.yaml --tensorboard    # then: tensorboard --logdir runs
     """
     from .distributed import mpi_world_size
     from .train.session import train as run_train
@@ -195,6 +198,8 @@ def train(
         raise TrainkitError("--resume continues an existing run directory; it cannot be combined with --run-dir/--runs-dir")
     if run_dir is not None and runs_dir is not None:
         raise TrainkitError("give either --run-dir or --runs-dir, not both")
+    if tensorboard:
+        set_ = [*set_, "train.tensorboard=true"]
     if procs is not None and procs > 1:
         from .distributed.launch import launch
 
@@ -356,6 +361,54 @@ def runs(runs_dir: Optional[Path] = typer.Argument(None, help="Runs folder (defa
     _wide().print(table)
     if not rows:
         console.print("no runs yet: start one with  trainkit train configs/digits_cnn.yaml")
+    else:  # runs trained with --tensorboard hold event files; TensorBoard finds them below the folder
+        console.print(f"curves of all runs:  tensorboard --logdir {shown(runs_dir or 'runs')}", highlight=False)
+
+
+@app.command()
+@user_errors
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="A config with a sweep: section (omit with --resume)."),
+    trials: Optional[int] = typer.Option(None, "--trials", help="Trials in the sweep (default: sweep.trials); "
+                                         "with --resume, a larger number adds trials."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Trials run at once, each in its own process with "
+                             "cpus/jobs threads."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this sweep directory: unfinished "
+                                          "trials resume, finished ones are never repeated."),
+    sweep_dir: Optional[Path] = typer.Option(None, "--sweep-dir", help="Use exactly this (new or empty) folder."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Create the sweep folder under this folder "
+                                            "(default: $TRAINKIT_RUNS or ./runs)."),
+):
+    """Search hyper-parameters: train one run per trial of the config's sweep: section.
+
+    Each trial is a run directory inside the sweep directory; at the end: a
+    table of trials, trials.csv, best.yaml (ready for trainkit train) and
+    sweep.png (the metric against each parameter).
+
+    Examples:
+
+    \b
+      trainkit sweep configs/digits_mlp_sweep.yaml --trials 8
+      trainkit sweep configs/digits_mlp_sweep.yaml --jobs 2
+      trainkit sweep --resume runs/20261127-101500-digits_mlp-sweep --trials 12
+    """
+    from .sweep import run_sweep
+    from .sweep.results import trials_table, write_results
+
+    if (config is None) == (resume is None):
+        raise TrainkitError("give a CONFIG with a sweep: section, or --resume SWEEP_DIR (not both)")
+    if resume is not None and (sweep_dir is not None or runs_dir is not None):
+        raise TrainkitError("--resume continues an existing sweep directory; it cannot be combined with "
+                            "--sweep-dir/--runs-dir")
+    out = _wide()
+    path, done, code, spec = run_sweep(config, trials=trials, jobs=jobs, resume=resume, sweep_dir=sweep_dir,
+                                 runs_dir=runs_dir, log=lambda text: out.print(shown(text), highlight=False))
+    out.print(trials_table(done, spec, f"sweep {path.name}"))
+    for line in write_results(path, done, spec):
+        out.print(shown(line), highlight=False)
+    if code == 130:
+        out.print(f"[yellow]interrupted.[/] Continue with:  trainkit sweep --resume {shown(path)}")
+    raise typer.Exit(code)
 
 
 @app.command()

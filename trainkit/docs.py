@@ -22,6 +22,7 @@ import trainkit.data  # noqa: F401  (declares the data sets and transforms)
 import trainkit.nn  # noqa: F401  (declares the layers and losses)
 import trainkit.optim  # noqa: F401  (declares the optimizers and schedulers)
 from trainkit.config.schema import DIAGNOSTICS, EARLY_STOPPING, INTERVAL, TRAIN
+from trainkit.config.sweep import PARAMETER, PRUNER, SWEEP
 from trainkit.data.schema import COMMON, specific_keys, takers
 from trainkit.registry import DATASETS, LAYERS, LOSSES, OPTIMIZERS, REQUIRED, SCHEDULERS, TASKS, TRANSFORMS
 from trainkit.registry.core import first_line
@@ -201,7 +202,8 @@ PAGES = {
                   "schedulers": lambda: component_table(SCHEDULERS, with_class=True),
                   "train": lambda: record_table(TRAIN), "early-stopping": lambda: record_table(EARLY_STOPPING),
                   "diagnostics": lambda: record_table(DIAGNOSTICS),
-                  "metrics": metrics_table},
+                  "metrics": metrics_table, "sweep": lambda: record_table(SWEEP),
+                  "sweep-parameter": lambda: record_table(PARAMETER), "sweep-pruner": lambda: record_table(PRUNER)},
 }
 
 

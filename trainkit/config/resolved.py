@@ -111,6 +111,8 @@ class TrainSpec:
     diagnostics: DiagnosticsSpec
     max_memory: int | None = None
     sync_batchnorm: bool = False
+    tensorboard: bool = False
+    tensorboard_histograms: bool = False
 
     @classmethod
     def from_resolved(cls, data: Mapping) -> "TrainSpec":
@@ -118,7 +120,8 @@ class TrainSpec:
         es = data["early_stopping"]
         return cls(data["epochs"], EarlyStoppingSpec(**es) if es else None, data["grad_clip"], data["eval_every"],
                    data["checkpoint_every"], data["log_every"], DiagnosticsSpec(**data["diagnostics"]),
-                   data.get("max_memory"), data.get("sync_batchnorm", False))
+                   data.get("max_memory"), data.get("sync_batchnorm", False),
+                   bool(data.get("tensorboard", False)), bool(data.get("tensorboard_histograms", False)))
 
 
 @dataclass(frozen=True)

@@ -131,12 +131,19 @@ TRAIN = Record({
     "sync_batchnorm": Field(Bool(), False,
                             "data-parallel runs (mpiexec, --procs): batch norm over the global batch instead of "
                             "each rank's share (no effect in one process)"),
+    "tensorboard": Field(Bool(), False, "write TensorBoard event files under RUN/tensorboard/ (per-epoch metrics, "
+                         "learning rate, images/s, the loss every log_every steps, the config, hparams); "
+                         "needs pip install 'trainkit[tensorboard]'; --tensorboard sets it"),
+    "tensorboard_histograms": Field(Bool(), False, "with tensorboard: also a histogram of every parameter and "
+                                    "its gradient each epoch"),
 }, "train mapping")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Largest run seed: the generators take 64-bit seeds (as torch.manual_seed does).
 MAX_SEED = 2 ** 64 - 1
 TOP_LEVEL = ("name", "seed", "data", "model", "loss", "optimizer", "scheduler", "train")
+#: Sections kept in the resolved config only when written (``trainkit sweep`` reads ``sweep``).
+OPTIONAL_SECTIONS = ("sweep",)
 
 
 def static_task(data) -> str | None:
@@ -184,8 +191,8 @@ def validate(raw: dict, default_name: str, validate_layer: LayerValidator | None
         ck.error((), f"a config must be a mapping of keys ({', '.join(TOP_LEVEL)}), found {found(raw)}")
         return {}, ck.problems
     for key in raw:
-        if key not in TOP_LEVEL:
-            ck.error((key,), unknown_key(key, TOP_LEVEL))
+        if key not in TOP_LEVEL + OPTIONAL_SECTIONS:
+            ck.error((key,), unknown_key(key, TOP_LEVEL + OPTIONAL_SECTIONS))
     out: dict = {}
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not _NAME.match(name):
@@ -220,7 +227,13 @@ def validate(raw: dict, default_name: str, validate_layer: LayerValidator | None
         check_metric(train["early_stopping"], ("train", "early_stopping"), ck, task)
     out["scheduler"] = _check_scheduler(raw.get("scheduler"), ("scheduler",), ck, train, task, parent=None)
     _check_momentum_cycling(out["scheduler"], out["optimizer"], ("scheduler",), ck)
-    return {k: out[k] for k in TOP_LEVEL}, ck.problems
+    resolved = {k: out[k] for k in TOP_LEVEL}
+    if "sweep" in raw:
+        from .sweep import check_sweep
+
+        resolved["sweep"] = check_sweep(raw["sweep"], raw, ck, task,
+                                        lambda trial: validate(trial, default_name, validate_layer))
+    return resolved, ck.problems
 
 
 def _check_momentum_cycling(sched, opt, path, ck) -> None:

@@ -19,6 +19,7 @@ from ..assemble.prepare import Prepared, model_fingerprint, prepare, prepare_mod
 from .diagnostics import read_rows, write_diagnostics_plot
 from .html_report import write_html_report
 from .report import report_tables, write_plots, write_report
+from .callbacks import run_callbacks
 from .run import Run
 from .trainer import Interrupted, Trainer
 from .trust import check_code, record_code
@@ -167,8 +168,11 @@ def _start(run: Run, prep: Prepared, config_path, command: list[str]) -> None:
 
 
 def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None, quiet=False, console=None,
-          command=None, trust_code: bool = False, parallel=None) -> int:
+          command=None, trust_code: bool = False, parallel=None, callbacks=()) -> int:
     """``trainkit train``: returns the exit code (0 done, 3 diverged, 130 interrupted).
+
+    ``callbacks``: more :class:`~.callbacks.Callback` objects for the trainer, after the ones the
+    config asks for (``train.tensorboard``).
 
     ``trust_code`` (``--trust-code``) lets a resumed run's config import custom layers that
     are not the recorded code (see :mod:`.trust`).
@@ -185,16 +189,20 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
         run, prep, checkpoint = _open_for_resume(resume, overrides, trust_code)
     else:
         prep = prepare(config_path, overrides)
+        observers = run_callbacks(prep)  # a missing optional package is refused before the run exists
     if parallel is not None:
         parallel.prepared(prep)
     if resume is None:
         run = Run.create(runs_dir, prep.config.name, exact=run_dir)
     try:
+        if resume is not None:
+            observers = run_callbacks(prep)
         run.open_log(console, quiet)
     except BaseException:
         run.close()
         raise
     trainer = Trainer(prep, run) if parallel is None else parallel.trainer(prep, run)
+    trainer.callbacks = trainer.callbacks + observers + list(callbacks)
     resume_hint = f"trainkit train --resume {shown(run.path)}"
     try:
         finished = False

@@ -81,6 +81,8 @@ class Trainer:
         #: run): "epoch 3", "epoch 3 (mid-epoch 4)", or None before the first one.
         self.good_checkpoint: str | None = None
         self.callbacks = default_callbacks(self)  # see train/callbacks.py; their state rides in checkpoints
+        #: Set by a callback to end training after the current epoch (Keras' ``stop_training``).
+        self.should_stop = False
 
     @property
     def run_dir(self) -> Path:
@@ -192,8 +194,15 @@ class Trainer:
             except ValueError:  # not the main thread
                 pass
         try:
-            return self._fit()
+            for cb in self.callbacks:
+                cb.on_fit_start(self)
+            state = self._fit()
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+            return state
         finally:
+            for cb in self.callbacks:
+                cb.close()
             for sig, h in handlers.items():
                 signal.signal(sig, h)
 
@@ -207,6 +216,8 @@ class Trainer:
             epoch = st.epoch + 1
             row, meters = self._train_epoch(epoch)
             self._end_epoch(epoch, row, meters)
+            if self.should_stop:
+                break
             if self._es_triggered():
                 self.log.print(f"early stopping: {self.spec.early_stopping.metric} has not improved "
                                f"for {st.es_wait} epochs")
@@ -236,7 +247,7 @@ class Trainer:
                 if self.scheduler is not None:
                     self.scheduler.after_step()
                 for cb in callbacks:
-                    cb.on_train_batch_end(self)
+                    cb.on_train_batch_end(self, value)
                 meter.update(value, out, y)
                 bar.advance(meter.loss, self._images_in(x))
                 if self._stop_requested() and self.train_loader.state_dict()["batches_done"]:
@@ -336,8 +347,8 @@ class Trainer:
         improved = self._update_best(epoch, values)
         self._update_early_stopping(values)
         self.log.epoch_row(row, self.task, improved)
-        for cb in self.callbacks:  # before the checkpoint, which carries their state
-            cb.on_epoch_end(self, epoch, row)
+        for cb in self.callbacks:  # before the checkpoint, which carries their state (a resume repeats the rest)
+            cb.on_epoch_end(self, epoch, row, values)
         if improved:
             self.save("best")
         stopping = self._stop_requested()

@@ -160,7 +160,7 @@ class Diagnostics(Callback):
             acc["grad_nonfinite"][i] = max(acc["grad_nonfinite"][i], self._step_bad[i])
         self._before = before
 
-    def on_train_batch_end(self, trainer) -> None:
+    def on_train_batch_end(self, trainer, loss: float) -> None:
         before, self._before = self._before, None
         if before is None:
             return
@@ -184,7 +184,7 @@ class Diagnostics(Callback):
         self._first = first
         self._say(trainer, advice)
 
-    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
+    def on_epoch_end(self, trainer, epoch: int, row: dict, values: dict) -> None:
         arrays = {"weights": {}, "grads": {}, "activations": {}} if self._sinks else None
         acts = self._probe(trainer, arrays) if self.spec.activations else {}
         records = [self._record(i, acts.get(i, {}), arrays) for i in range(len(self.layers))]
