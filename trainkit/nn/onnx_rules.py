@@ -120,11 +120,19 @@ def _adaptive(layer, g, x, op_type: str, global_type: str):
         else (layer.output_size, layer.output_size)
     if (oh, ow) == (1, 1):
         return g.op(global_type, x)
-    if h % oh or w % ow:
-        raise NotExportable(f"adaptive pooling from {h}x{w} to {oh}x{ow}: ONNX has no adaptive pooling, and "
-                            "the windows are only regular when the input size is a multiple of the output size")
-    kh, kw = h // oh, w // ow
-    return g.op(op_type, x, kernel_shape=[kh, kw], strides=[kh, kw])
+    if h % oh == 0 and w % ow == 0:
+        kh, kw = h // oh, w // ow
+        return g.op(op_type, x, kernel_shape=[kh, kw], strides=[kh, kw])
+    # PyTorch's irregular windows [floor(i*H/o), ceil((i+1)*H/o)): rows then columns (mean and max are separable)
+    reduce = "ReduceMean" if op_type == "AveragePool" else "ReduceMax"
+    for axis, size, out in ((2, h, oh), (3, w, ow)):
+        parts = []
+        for i in range(out):
+            lo, hi = (i * size) // out, -((-(i + 1) * size) // out)
+            part = g.op("Slice", x, g.ints([lo]), g.ints([hi]), g.ints([axis]))
+            parts.append(g.reduce(reduce, part, [axis], True))
+        x = parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=axis)
+    return x
 
 
 def adaptive_avgpool(layer, g, x):

@@ -135,15 +135,33 @@ def build_model_proto(model, args, *, input_names=None, output_names=None, dynam
 
 
 def _check_layers(model) -> None:
-    """Every layer with no submodules (and every custom layer) needs an export rule; name the first without."""
-    for path, m in model.named_modules():
-        if rule_of(m) is not None or m is model:
-            continue
-        if not list(m.children()):
-            kind = f"{type(m).__module__}:{type(m).__qualname__}"
-            raise OnnxExportError(f"layer '{path}' ({kind}) has no ONNX export rule; declare one: "
-                                  "@register_layer(name, onnx=rule) or a to_onnx(self, g, *inputs) method "
-                                  "(see docs/export.md); nothing was written")
+    """Every layer of a config's model needs an export rule of its own; the first without one is named.
+
+    Containers (Sequential, ModuleList, ModuleDict, a config's graph) are looked into;
+    any other module without a rule (a custom ``module:Class`` layer) is refused,
+    whatever layers it holds inside: its forward is its own code.
+    """
+    from ..nn.container import ModuleDict, ModuleList, Sequential
+    from ..nn.graph import GraphModule
+
+    def check(path, m):
+        if rule_of(m) is not None:
+            return
+        if isinstance(m, (Sequential, ModuleList, ModuleDict, GraphModule)):
+            for name, child in m.named_children():
+                check(f"{path}.{name}" if path else name, child)
+            return
+        kind = type(m).__qualname__
+        try:
+            import inspect
+            kind += f" from {inspect.getfile(type(m))}"
+        except (TypeError, OSError):
+            kind += f" from {type(m).__module__}"
+        raise OnnxExportError(f"layer '{path or type(m).__name__}' ({kind}) has no ONNX export rule; declare one "
+                              "with a to_onnx(self, g, *inputs) method or @register_layer(name, onnx=rule) "
+                              "(docs/export.md); nothing was written")
+
+    check("", model)
 
 
 def _named(value, names, g):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.ops import activation as A
+from ..autograd.ops import conv as C
 from ..autograd.ops import elementwise as E
 from ..autograd.ops import layer_norm as LN
 from ..autograd.ops import math as M
 from ..autograd.ops import matmul as MM
 from ..autograd.ops import norm as N
+from ..autograd.ops import pool as P
 from ..autograd.ops import reduce as R
 from ..autograd.ops import shape as S
 from .errors import OnnxExportError
@@ -177,6 +179,28 @@ def _rsqrt(op, g, x):
     return g.op("Reciprocal", g.op("Sqrt", x))
 
 
+def _conv2d(op, g, x, w, b=None):
+    (sh, sw), (ph, pw) = op.stride, op.padding
+    return g.op("Conv", x, w, *([b] if b is not None else []), strides=[sh, sw], pads=[ph, pw, ph, pw])
+
+
+def _maxpool(op, g, x):
+    k, s, p = getattr(op, "k", (2, 2)), getattr(op, "s", (2, 2)), getattr(op, "p", (0, 0))
+    return g.op("MaxPool", x, kernel_shape=list(k), strides=list(s), pads=list(p) + list(p))
+
+
+def _avgpool(op, g, x):
+    return g.op("AveragePool", x, kernel_shape=list(op.k), strides=list(op.s), pads=list(op.p) + list(op.p),
+                count_include_pad=int(bool(op.count_include_pad)))
+
+
+def _adaptive_avgpool(op, g, x):
+    from types import SimpleNamespace
+
+    from ..nn.onnx_rules import adaptive_avgpool
+    return adaptive_avgpool(SimpleNamespace(output_size=list(op.out)), g, x)
+
+
 OP_RULES = {
     E.Add: _binary("Add"), E.Sub: _binary("Sub"), E.Mul: _binary("Mul"), E.Div: _binary("Div"), E.Pow: _pow,
     E.Maximum: _binary("Max"), E.Minimum: _binary("Min"),
@@ -190,6 +214,8 @@ OP_RULES = {
     S.Reshape: _reshape, S.Permute: _permute, S.Expand: _expand, S.GetItem: _getitem, S.Cat: _cat, S.Stack: _stack,
     R.Sum: _reduce("ReduceSum"), R.Mean: _reduce("ReduceMean"), R.Softmax: _softmax("Softmax"),
     R.LogSoftmax: _softmax("LogSoftmax"),
+    C.Conv2d: _conv2d, P.MaxPool2x2: _maxpool, P.MaxPool2d: _maxpool, P.AvgPool2d: _avgpool,
+    P.AdaptiveAvgPool2d: _adaptive_avgpool,
     N.BatchNorm: _batchnorm, N.Dropout: _dropout, LN.LayerNorm: _layer_norm,
 }
 
