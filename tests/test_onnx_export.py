@@ -178,6 +178,31 @@ def test_activation_rules_on_wide_ranges(name, scale, seed):
     check_layer(m, x, batches=(1,))
 
 
+@FAST
+@given(batch_first=st.booleans(), causal=st.booleans(), norm_first=st.booleans(), heads=st.sampled_from([1, 2, 4]),
+       mask=st.sampled_from([None, "bool", "float"]), seed=st.integers(0, 99))
+def test_transformer_rules_randomized(batch_first, causal, norm_first, heads, mask, seed):
+    rng = np.random.default_rng(seed)
+    layer = nn.TransformerEncoderLayer(8, heads, 16, dropout=0.0, batch_first=batch_first, norm_first=norm_first,
+                                       activation=["relu", "gelu"][seed % 2])
+    layer.eval()
+    n, t = 2, 5
+    x = rng.standard_normal((n, t, 8) if batch_first else (t, n, 8)).astype(np.float32)
+    kw = {}
+    if mask == "bool":
+        kw["src_mask"] = tk.tensor((rng.random((t, t)) < 0.3) & ~np.eye(t, dtype=bool))
+    elif mask == "float":
+        kw["src_mask"] = tk.tensor(rng.standard_normal((t, t)).astype(np.float32))
+    if causal and mask is None:
+        kw["is_causal"] = True
+        kw["src_mask"] = nn.Transformer.generate_square_subsequent_mask(t)
+    sess, _ = run_onnx(layer, (tk.tensor(x), kw))
+    with tk.no_grad():
+        want = layer(tk.tensor(x), **kw).numpy()
+    feeds = [x] + ([kw["src_mask"].numpy()] if "src_mask" in kw else [])  # a mask argument is a graph input
+    close(sess.run(None, {i.name: v for i, v in zip(sess.get_inputs(), feeds)})[0], want)
+
+
 # ----------------------------------------------------------------------------- Module programs
 class Net(nn.Module):
     """A forward of its own between layers: view, slicing, +, F.relu, mean, log_softmax (engine ops)."""

@@ -23,7 +23,8 @@ from ..errors import TrainkitError
 
 __all__ = ["linear", "conv", "conv_transpose", "maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "global_avgpool",
            "batchnorm", "identity", "flatten", "unflatten", "activation", "add", "mul", "concat", "layernorm",
-           "groupnorm", "instancenorm", "upsample", "embedding", "recurrent", "NotExportable", "softmax_dim"]
+           "groupnorm", "instancenorm", "upsample", "embedding", "recurrent", "attention", "encoder_layer",
+           "decoder_layer", "encoder_stack", "decoder_stack", "NotExportable", "softmax_dim"]
 
 
 class NotExportable(TrainkitError):
@@ -55,7 +56,7 @@ def _pads(layer, g, x, k: int) -> list:
 # ----------------------------------------------------------------------------- linear, convolution, pooling
 def linear(layer, g, x):
     """Linear as ``Gemm`` on (N, in) input, else ``MatMul`` by the transposed weight plus the bias."""
-    if g.rank(x) == 2:
+    if g.known(x) and g.rank(x) == 2:
         ins = [x, g.tensor(layer.weight, "weight")] + ([g.tensor(layer.bias, "bias")] if layer.bias is not None else [])
         return g.op("Gemm", *ins, transB=1)
     y = g.op("MatMul", x, g.constant(layer.weight.detach().numpy().T, name="weight_t"))
@@ -408,3 +409,150 @@ def recurrent(layer, g, x, hx=None):
         c_n = cs[0] if len(cs) == 1 else g.op("Concat", *cs, axis=0)
         return out, (h_n, c_n)
     return out, h_n
+
+
+# ----------------------------------------------------------------------------- attention and transformer blocks
+def _mask_const(g, mask_name, causal: bool, length: int, source: int):
+    """The additive (L, S) mask: a given float/bool mask (True = masked) and/or the causal upper triangle."""
+    out = None
+    if mask_name is not None:
+        if g.dtype(mask_name) == np.bool_:
+            out = g.op("Where", mask_name, g.constant(np.float32(-np.inf)), g.constant(np.float32(0.0)))
+        else:
+            out = mask_name
+    if causal:
+        tri = g.constant(np.where(~np.tri(length, source, dtype=bool), -np.inf, 0.0).astype(np.float32),
+                         name="causal_mask")
+        out = tri if out is None else g.op("Add", out, tri)
+    return out
+
+
+def _project(g, x, w: np.ndarray, b):
+    y = g.op("MatMul", x, g.constant(np.ascontiguousarray(w.T), name="proj_t"))
+    return g.op("Add", y, g.constant(b, name="proj_b")) if b is not None else y
+
+
+def attention(layer, g, query, key=None, value=None, key_padding_mask=None, need_weights=True, attn_mask=None,
+              average_attn_weights=True, is_causal=False):
+    """MultiheadAttention as MatMul/Softmax nodes; reshapes copy the batch and sequence sizes, so both stay dynamic."""
+    if key_padding_mask is not None:
+        raise NotExportable("multihead attention with key_padding_mask has no export rule")
+    if getattr(layer, "bias_k", None) is not None or getattr(layer, "add_zero_attn", False):
+        raise NotExportable("multihead attention with add_bias_kv/add_zero_attn has no export rule")
+    key = query if key is None else key
+    value = key if value is None else value
+    if g.known(query) and g.rank(query) != 3:
+        raise NotExportable("export takes batched (3-D) input for multihead attention")
+    tr = not layer.batch_first
+    length, source = g.shape(query)[0 if tr else 1], g.shape(key)[0 if tr else 1]
+    if tr:  # work on (N, L, E)
+        query, key, value = (g.op("Transpose", t, perm=[1, 0, 2]) for t in (query, key, value))
+    e, h = layer.embed_dim, layer.num_heads
+    hd = e // h
+    if layer._qkv_same_embed_dim:
+        w = layer.in_proj_weight.detach().numpy()
+        wq, wk, wv = w[:e], w[e:2 * e], w[2 * e:]
+    else:
+        wq, wk, wv = (getattr(layer, f"{n}_proj_weight").detach().numpy() for n in "qkv")
+    b = layer.in_proj_bias.detach().numpy() if layer.in_proj_bias is not None else None
+    bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e:2 * e], b[2 * e:])
+    heads = g.ints([0, 0, h, hd], "heads")
+    q = g.op("Transpose", g.op("Reshape", _project(g, query, wq, bq), heads), perm=[0, 2, 1, 3])
+    k = g.op("Transpose", g.op("Reshape", _project(g, key, wk, bk), heads), perm=[0, 2, 3, 1])
+    v = g.op("Transpose", g.op("Reshape", _project(g, value, wv, bv), heads), perm=[0, 2, 1, 3])
+    scores = g.op("Mul", g.op("MatMul", q, k), g.constant(np.float32(1.0 / math.sqrt(hd))))
+    causal = bool(getattr(layer, "causal", False)) or (bool(is_causal) and attn_mask is None)
+    mask = _mask_const(g, attn_mask, causal, length, source)
+    if mask is not None:
+        scores = g.op("Add", scores, mask)
+    p = g.op("Softmax", scores, axis=-1)
+    o = g.op("Reshape", g.op("Transpose", g.op("MatMul", p, v), perm=[0, 2, 1, 3]), g.ints([0, 0, e], "embed"))
+    ob = layer.out_proj.bias.detach().numpy() if layer.out_proj.bias is not None else None
+    out = _project(g, o, layer.out_proj.weight.detach().numpy(), ob)
+    if tr:
+        out = g.op("Transpose", out, perm=[1, 0, 2])
+    weights = None
+    if need_weights:
+        weights = g.reduce("ReduceMean", p, [1], False) if average_attn_weights else p
+    return out, weights
+
+
+def _act(g, fn, x):
+    rule = getattr(fn, "__name__", None)
+    if rule == "relu":
+        return g.op("Relu", x)
+    if rule == "gelu":
+        return _gelu(g, x, "none")
+    from ..registry import LAYERS
+    decl = LAYERS.of(type(fn))
+    if decl is not None and decl.onnx is not None:
+        return decl.onnx(fn, g, x)
+    raise NotExportable(f"transformer activation {fn!r} has no export rule")
+
+
+def _ff(layer, g, x):
+    x = g.like(x, x) if g.known(x) else x
+    return linear(layer.linear2, g, _act(g, layer.activation, linear(layer.linear1, g, x)))
+
+
+def encoder_layer(layer, g, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+    """TransformerEncoderLayer (pre- or post-norm) from the attention, LayerNorm and Linear rules."""
+    if src_key_padding_mask is not None:
+        raise NotExportable("src_key_padding_mask has no export rule")
+    causal = bool(layer.causal) or bool(is_causal) and src_mask is None
+
+    def sa(x):
+        return attention(layer.self_attn, g, g.like(x, src), None, None, attn_mask=src_mask, need_weights=False,
+                         is_causal=causal)[0]
+    x = src
+    if layer.norm_first:
+        x = g.op("Add", x, sa(layernorm(layer.norm1, g, x)))
+        return g.op("Add", x, _ff(layer, g, layernorm(layer.norm2, g, x)))
+    x = layernorm(layer.norm1, g, g.op("Add", x, sa(x)))
+    return layernorm(layer.norm2, g, g.op("Add", x, _ff(layer, g, x)))
+
+
+def decoder_layer(layer, g, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                  memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+    """TransformerDecoderLayer: self-attention, cross-attention over ``memory``, feed-forward."""
+    if tgt_key_padding_mask is not None or memory_key_padding_mask is not None:
+        raise NotExportable("key padding masks have no export rule")
+    causal = bool(layer.causal) or bool(tgt_is_causal) and tgt_mask is None
+
+    def sa(x):
+        return attention(layer.self_attn, g, g.like(x, tgt), None, None, attn_mask=tgt_mask, need_weights=False,
+                         is_causal=causal)[0]
+
+    def ca(x):
+        return attention(layer.multihead_attn, g, g.like(x, tgt), memory, memory, attn_mask=memory_mask,
+                         need_weights=False, is_causal=memory_is_causal)[0]
+
+    x = tgt
+    if layer.norm_first:
+        x = g.op("Add", x, sa(layernorm(layer.norm1, g, x)))
+        x = g.op("Add", x, ca(layernorm(layer.norm2, g, x)))
+        return g.op("Add", x, _ff(layer, g, layernorm(layer.norm3, g, x)))
+    x = layernorm(layer.norm1, g, g.op("Add", x, sa(x)))
+    x = layernorm(layer.norm2, g, g.op("Add", x, ca(x)))
+    return layernorm(layer.norm3, g, g.op("Add", x, _ff(layer, g, x)))
+
+
+def encoder_stack(layer, g, src, mask=None, src_key_padding_mask=None, is_causal=None):
+    """transformer_encoder: its layers in turn, then its final norm."""
+    x = src
+    for blk in layer.layers:
+        x = g.like(x, src)
+        x = encoder_layer(blk, g, x, mask, src_key_padding_mask,
+                          bool(is_causal) or bool(getattr(layer, "causal", False)))
+    return layernorm(layer.norm, g, x) if layer.norm is not None else x
+
+
+def decoder_stack(layer, g, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                  memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+    """transformer_decoder: its layers in turn, then its final norm."""
+    x = tgt
+    for blk in layer.layers:
+        x = g.like(x, tgt)
+        x = decoder_layer(blk, g, x, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
+                          bool(tgt_is_causal) or bool(getattr(layer, "causal", False)), memory_is_causal)
+    return layernorm(layer.norm, g, x) if layer.norm is not None else x

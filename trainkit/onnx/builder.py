@@ -69,6 +69,15 @@ class OnnxGraph:
         self._shapes[name] = tuple(int(s) for s in a.shape)
         self._dtypes[name] = np.dtype(a.dtype)
 
+    def like(self, name: str, other: str) -> str:
+        """Record that ``name`` (a node output) has ``other``'s shape and dtype; returns ``name``."""
+        self._shapes[name], self._dtypes[name] = self._shapes[other], self._dtypes[other]
+        return name
+
+    def known(self, name: str) -> bool:
+        """Whether the shape of ``name`` is known (traced values, and what :meth:`like` recorded)."""
+        return name in self._shapes
+
     def shape(self, name: str) -> tuple:
         """The shape ``name`` had in the traced forward pass (its batch size is the example's)."""
         return self._shapes[name]

@@ -178,7 +178,10 @@ def _named(value, names, g):
 
 
 def _flat_names(value) -> list:
-    if isinstance(value, str) or value is None:
+    """Names in a rule's result, in order; None marks a place where the layer returned no tensor."""
+    if value is None:
+        return []
+    if isinstance(value, str):
         return [value]
     if isinstance(value, (tuple, list)):
         return [n for v in value for n in _flat_names(v)]
