@@ -77,7 +77,7 @@ def test_download_defaults_to_true_everywhere_and_keys_come_from_the_declaration
     with pytest.raises(ConfigError) as info:
         build({"dataset": "mnist", "path": "x"})
     assert str(info.value) == ("<config>: data.path: key 'path' does not apply to dataset 'mnist' "
-                               "(it is for csv, npz)")
+                               "(it is for csv, npz, text)")
 
 
 def test_data_spec_is_immutable_and_transforms_keep_their_order():

@@ -29,6 +29,12 @@ CONFIGS = {
         optimizer: {type: sgd, lr: 0.05}
         train: {epochs: 4, early_stopping: {metric: METRIC, patience: 1, min_delta: 1.0e9}}
         """,
+    "language_model": """\
+        data: {dataset: tinyshakespeare, block_size: 16, batch_size: 8, steps_per_epoch: 4, eval_batch_size: 1024}
+        model: {layers: [{embedding: {num_embeddings: 65, embedding_dim: 8}}, {linear: {out_features: 65}}]}
+        optimizer: {type: adam, lr: 0.01}
+        train: {epochs: 4, early_stopping: {metric: METRIC, patience: 1, min_delta: 1.0e9}}
+        """,
 }
 
 CASES = [(task, name) for task in TASKS for name in metric_names(task)]

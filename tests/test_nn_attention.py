@@ -341,3 +341,26 @@ def test_a_yaml_gpt_block_stack_builds_and_is_causal(tmp_path):
     y2 = model(tk.tensor(x2)).detach().numpy()
     np.testing.assert_allclose(y[:, :4], y2[:, :4], rtol=1e-5, atol=1e-6)
     assert not np.allclose(y[:, 4:], y2[:, 4:])
+
+
+def test_functional_multi_head_attention_forward_matches_torch():
+    rng = np.random.default_rng(7)
+    e, heads, length, n = 6, 2, 4, 3
+    w_in, b_in = rng.standard_normal((3 * e, e)), rng.standard_normal(3 * e)
+    w_out, b_out = rng.standard_normal((e, e)), rng.standard_normal(e)
+    x = rng.standard_normal((length, n, e))
+    kpm = _bool_mask(rng, (n, length))
+
+    def ours(x, w_in, b_in, w_out, b_out):
+        return F.multi_head_attention_forward(x, x, x, e, heads, w_in, b_in, None, None, False, 0.0, w_out, b_out,
+                                              key_padding_mask=tk.tensor(kpm), need_weights=False)
+
+    def theirs(x, w_in, b_in, w_out, b_out):
+        return tnn.functional.multi_head_attention_forward(x, x, x, e, heads, w_in, b_in, None, None, False, 0.0,
+                                                           w_out, b_out, key_padding_mask=torch.tensor(kpm),
+                                                           need_weights=False)
+
+    check_against_torch(ours, theirs, [x, w_in, b_in, w_out, b_out], rtol=1e-6, atol=1e-9)
+    with pytest.raises(NotImplementedError, match="bias_k"):
+        F.multi_head_attention_forward(tk.tensor(x), tk.tensor(x), tk.tensor(x), e, heads, tk.tensor(w_in), None,
+                                       tk.zeros(1, 1, e), tk.zeros(1, 1, e), False, 0.0, tk.tensor(w_out), None)

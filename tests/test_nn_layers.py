@@ -94,8 +94,13 @@ def test_gradcheck_through_every_layer_and_loss(case):
     inputs = case.make_inputs(np.random.default_rng(0))
     assert all(t.dtype == np.float64 for t in inputs if t.requires_grad)
     # The (float) input and every parameter are checked (parameters are passed as inputs); token ids are not.
-    checked_inputs = 0 if case.name == "Embedding" else 1
-    assert sum(t.requires_grad for t in inputs) == checked_inputs + len(list(case.module.parameters()))
+    n_params = len(list(case.module.parameters()))
+    if case.kind == "layer":  # every float input (token ids are not checked)
+        checked_inputs = sum(t.is_floating_point() for t in inputs[:len(inputs) - n_params])
+        assert checked_inputs == (0 if case.name in ("Embedding", "TokenPositionEmbedding") else 2 if case.name == "Transformer" else 1)
+    else:  # a loss: its input, not its target
+        checked_inputs = 1
+    assert sum(t.requires_grad for t in inputs) == checked_inputs + n_params
     assert gradcheck(case.fn, inputs, fast_mode=case.fast)
 
 

@@ -129,7 +129,9 @@ def test_code_named_by_a_run_dir_must_be_the_code_it_trained_with(runner, tmp_pa
     (tmp_path / "layers.py").write_text(LAYERS + "\n# edited\n")
     for marker in tmp_path.glob("imported-*"):
         marker.unlink()
-    for args in (["eval", run], ["train", "--resume", run, "--set", "train.epochs=2"]):
+    (tmp_path / "rows.csv").write_text("a,b,c,d\n1,2,3,4\n")
+    for args in (["eval", run], ["train", "--resume", run, "--set", "train.epochs=2"],
+                 ["predict", run, tmp_path / "rows.csv"], ["generate", run]):
         refused(cli(runner, tmp_path, *args), "layers.py", "has changed since the run trained with it",
                 "--trust-code")
     assert not list(tmp_path.glob("imported-*"))

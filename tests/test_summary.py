@@ -19,7 +19,8 @@ from trainkit.errors import TrainkitError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = ["cifar_cnn", "cifar_resnet", "digits_cnn", "digits_mlp", "iris_mlp", "diabetes_regression",
-           "linear_regression", "mnist_cnn", "image_folder_example"]
+           "linear_regression", "mnist_cnn", "image_folder_example", "shakespeare_char_gpt",
+           "shakespeare_char_lstm", "cifar_vit"]
 
 
 def summary_of(name: str):

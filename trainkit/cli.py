@@ -1,4 +1,4 @@
-"""The ``trainkit`` command line: thin wrappers over the library (train, eval, runs, summary, gradcheck)."""
+"""The ``trainkit`` command line: thin wrappers over the library (train, eval, generate, runs, summary, gradcheck)."""
 from __future__ import annotations
 
 import functools
@@ -279,6 +279,35 @@ def predict(
                           highlight=False, soft_wrap=True)
     if output is not None and not as_json:
         err_console.print(f"wrote {output}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def generate(
+    run_dir: Path = typer.Argument(..., help="A language-model run directory written by trainkit train."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, last, or a path to a checkpoint."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to continue (default: a line end)."),
+    tokens: int = typer.Option(500, "--tokens", help="How many tokens to sample."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Divide the logits by this "
+                                      "(< 1: safer, > 1: wilder; 0: always the most likely token)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the K most likely tokens only."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws: the same seed gives the same text."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Import the custom layers the run's config "
+                                    "names even if they are not the files the run recorded."),
+):
+    """Print text sampled from a language-model run (prompt, then the sampled tokens).
+
+    Examples:
+
+    \b
+      trainkit generate runs/20261129-101500-shakespeare_char_gpt
+      trainkit generate runs/20261129-101500-shakespeare_char_gpt --prompt "ROMEO:" --tokens 300 --top-k 20 --seed 1
+    """
+    from .train.generate import generate_text
+
+    text = generate_text(run_dir, checkpoint=checkpoint, prompt=prompt, tokens=tokens, temperature=temperature,
+                         top_k=top_k, seed=seed, trust_code=trust_code)
+    typer.echo(text)
 
 
 @app.command()

@@ -29,11 +29,13 @@ def static_input_shape(config) -> tuple[int, ...] | None:
     return config.resolved.data.static_shape()
 
 
-def check_task(config, task: str) -> None:
+def check_task(config, task: str, unavailable: tuple[str, ...] = ()) -> None:
     """Refuse metric names that the data's task does not have (when only the data could tell the task).
 
     The first pass checks them when the config decides the task (a CSV with
     ``task: null`` leaves it to the data); the problem is placed in the file.
+    ``unavailable`` names metrics of the task these data cannot give (``bpc`` of
+    a word vocabulary), which are refused too.
     """
     from trainkit.registry import find_metric, metric_names
 
@@ -49,6 +51,10 @@ def check_task(config, task: str) -> None:
         if find_metric(name, task) is None:
             problems.append((path, f"unknown metric '{name}' for this {task} data (known for {task}: "
                                    f"{', '.join(metric_names(task))})"))
+        elif find_metric(name, task)[1].name in unavailable:
+            others = [n for n in metric_names(task) if find_metric(n, task)[1].name not in unavailable]
+            problems.append((path, f"'{name}' cannot be measured on these data ({find_metric(name, task)[1].doc}); "
+                                   f"watch another metric ({', '.join(others)})"))
     if problems:
         raise config.error(problems)
 

@@ -27,7 +27,7 @@ from trainkit.config.resolved import SchedulerSpec
 from trainkit.data.schema import thaw
 from trainkit.nn.module import Module
 
-__all__ = ["build_loss", "build_optimizer", "build_scheduler", "Schedule"]
+__all__ = ["build_loss", "build_optimizer", "build_scheduler", "Schedule", "PerTokenLoss"]
 
 
 def _tuples_where_tuples(cls, args: dict) -> dict:
@@ -37,10 +37,30 @@ def _tuples_where_tuples(cls, args: dict) -> dict:
             for k, v in args.items()}
 
 
+class PerTokenLoss(Module):
+    """A loss over classes applied at every position of a sequence: the loss of a language model.
+
+    The model's logits ``(N, T, V)`` and the targets ``(N, T)`` are flattened to
+    ``(N*T, V)`` and ``(N*T,)`` for the wrapped loss, as nanoGPT and PyTorch's
+    word_language_model do, so a ``mean`` reduction is the mean loss per token.
+    """
+
+    def __init__(self, loss: Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, input, target):  # noqa: A002 - PyTorch's argument name
+        return self.loss(input.reshape(-1, input.shape[-1]), target.reshape(-1))
+
+
 def build_loss(config) -> Module:
-    """The loss module of the config (e.g. ``CrossEntropyLoss(label_smoothing=0.1)``)."""
+    """The loss module of the config (e.g. ``CrossEntropyLoss(label_smoothing=0.1)``).
+
+    For a language model it is applied per token (:class:`PerTokenLoss`).
+    """
     spec = config.resolved.loss
-    return spec.declaration.cls(**thaw(spec.args))
+    loss = spec.declaration.cls(**thaw(spec.args))
+    return PerTokenLoss(loss) if config.resolved.task == "language_model" else loss
 
 
 def build_optimizer(config, model: Module):

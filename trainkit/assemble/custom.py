@@ -107,22 +107,24 @@ def absolutize_layer_paths(config) -> dict:
     model = data.get("model")
     if not isinstance(model, dict):
         return data
+    done = set()
     for node in model_nodes(model):
         m = _IMPORT.match(node.type.strip()) if is_import_path(node.type) else None
-        if not m:
+        if not m or node.path in done:  # a repeated block's layer is written once
             continue
+        done.add(node.path)
         mod_text = m.group("mod")
         if not (mod_text.endswith(".py") or "/" in mod_text) or Path(mod_text).is_absolute():
             continue
         src_file = config.source(node.path)[0] or config.file
         base = Path(src_file).parent if src_file and not src_file.startswith("<") else Path(".")
         new = f"{(base / mod_text).resolve()}:{m.group('cls')}"
+        owner = data
+        for key in node.path[:-1]:  # the list holding the item, inside repeat blocks too
+            owner = owner[key]
+        item = owner[node.path[-1]]
         if "layers" in model:
-            item = model["layers"][int(node.name)]
-            if isinstance(item, str):
-                model["layers"][int(node.name)] = new
-            else:
-                model["layers"][int(node.name)] = {new: item[node.type]}
+            owner[node.path[-1]] = new if isinstance(item, str) else {new: item[node.type]}
         else:
-            model["graph"][node.path[2]]["type"] = new
+            item["type"] = new
     return data

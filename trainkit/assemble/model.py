@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from trainkit.config.layers import check_layer_args, is_import_path, merge_names, unknown_layer
-from trainkit.config.model_spec import ModelNode, type_path
-from trainkit.nn.container import Sequential
+from trainkit.config.model_spec import ModelNode, split_ref, type_path
+from trainkit.nn.container import ModuleDict, Sequential
 from trainkit.nn.graph import INPUT, GraphModule
 from trainkit.nn.module import Module
 from trainkit.registry import LAYERS, LOSSES, Checker, LayerDeclaration, Shape, ShapeProblem, fmt
@@ -78,7 +78,7 @@ class ModelPlan:
 
     def shape_of(self, ref: str) -> Shape:
         """The shape of a node, or of one output of a multi-output node (``lstm.h_n``)."""
-        name, _, out = ref.partition(".")
+        name, out = split_ref(ref, {n.name for n in self.nodes})
         node = self.node(name)
         return node.outputs[out] if out else node.out_shape
 
@@ -137,48 +137,57 @@ def plan_model(config, input_shape, modules: dict[str, Module] | None = None) ->
     ck = Checker()
     shapes: dict[str, Shape | None] = {INPUT: tuple(int(s) for s in input_shape)}
     planned: list[PlannedNode] = []
-    reserved = set(dir(GraphModule))
+    reserved = set(dir(GraphModule)) | set(dir(ModuleDict))  # a repeated block's nodes live in a ModuleDict
     for node in spec.nodes:
         shapes[node.name] = None
-        if not sequential and node.name in reserved:
-            ck.error(node.path + ("name",), f"node name '{node.name}' is taken by a Module attribute; "
+        taken = [p for p in node.name.split(".") if p in reserved]
+        if not sequential and taken:
+            ck.error(node.path + ("name",), f"node name '{taken[0]}' is taken by a Module attribute; "
                                             "choose another")
             continue
-        decl = _declaration(node, _base_dir(config, node), ck)
-        if decl is None:
-            continue
-        args = check_layer_args(decl, node.type, dict(node.args), node.args_path, ck)
-        if args is None:
-            continue
-        n_in = len(node.inputs)
-        if decl.merges and (n_in < 2 if decl.inputs == "many" else n_in != decl.inputs):
-            where = node.path + ("inputs",) if not sequential else type_path(node)
-            what = "merges two or more inputs" if decl.inputs == "many" else f"takes {decl.inputs} inputs"
-            ck.error(where, f"{node.type} {what}, found {n_in}"
-                     + ("; merge nodes belong to the graph form (model.graph)" if sequential else ""))
-            continue
-        if not decl.merges and n_in != 1:
-            ck.error(node.path + ("inputs",), f"{node.type} takes one input, found {n_in}; "
-                     f"combine them first with an {merge_names()} node")
-            continue
-        in_shapes = [_input_shape(ref, shapes, planned, node, ck) for ref in node.inputs]
-        if any(s is None for s in in_shapes):
-            continue  # an earlier layer failed (already reported), or an unknown output (reported here)
-        if decl.trial:
-            result = _plan_by_trial(node, decl, args, in_shapes, ck, (modules or {}).get(node.name))
-        else:
-            result = _plan_by_rule(node, decl, args, in_shapes, ck, sequential)
-        if result is None:
-            continue
-        shapes[node.name] = result.out_shape
-        planned.append(result)
+        before = len(ck.problems)
+        _plan_node(node, config, ck, shapes, planned, modules, sequential)
+        if "." in node.name and len(ck.problems) > before:  # a copy in a repeat: say which
+            ck.problems[before:] = [(p, f"{node.name}: {m}") for p, m in ck.problems[before:]]
     if ck.problems:
-        raise config.error(ck.problems)
+        raise config.error(list(dict.fromkeys(ck.problems)))
     return ModelPlan(planned, spec.output, sequential, shapes[INPUT])
 
 
+def _plan_node(node: ModelNode, config, ck: Checker, shapes: dict, planned: list, modules, sequential: bool) -> None:
+    """Check one layer against its inputs' shapes; on success record its shape and append it to ``planned``."""
+    decl = _declaration(node, _base_dir(config, node), ck)
+    if decl is None:
+        return
+    args = check_layer_args(decl, node.type, dict(node.args), node.args_path, ck)
+    if args is None:
+        return
+    n_in = len(node.inputs)
+    if decl.merges and (n_in < 2 if decl.inputs == "many" else n_in != decl.inputs):
+        where = node.path + ("inputs",) if not sequential else type_path(node)
+        what = "merges two or more inputs" if decl.inputs == "many" else f"takes {decl.inputs} inputs"
+        ck.error(where, f"{node.type} {what}, found {n_in}"
+                 + ("; merge nodes belong to the graph form (model.graph)" if sequential else ""))
+        return
+    if not decl.merges and n_in != 1:
+        ck.error(node.path + ("inputs",), f"{node.type} takes one input, found {n_in}; "
+                 f"combine them first with an {merge_names()} node")
+        return
+    in_shapes = [_input_shape(ref, shapes, planned, node, ck) for ref in node.inputs]
+    if any(s is None for s in in_shapes):
+        return  # an earlier layer failed (already reported), or an unknown output (reported here)
+    if decl.trial:
+        result = _plan_by_trial(node, decl, args, in_shapes, ck, (modules or {}).get(node.name))
+    else:
+        result = _plan_by_rule(node, decl, args, in_shapes, ck, sequential)
+    if result is None:
+        return
+    shapes[node.name] = result.out_shape
+    planned.append(result)
+
+
 def _input_shape(ref: str, shapes: dict, planned: list[PlannedNode], node: ModelNode, ck: Checker):
-    name, _, out = ref.partition(".")
+    name, out = split_ref(ref, shapes)
     if not out:
         return shapes.get(name)
     if shapes.get(name) is None:
@@ -284,20 +293,48 @@ def total_macs(plan: ModelPlan) -> int | None:
 
 
 def output_problem(config, plan: ModelPlan, num_classes: int | None) -> None:
-    """Raise a located ConfigError when a classifier's output does not match ``num_classes``."""
+    """Raise a located ConfigError when a classifier's output does not match ``num_classes``.
+
+    For a language model ``num_classes`` is the vocabulary size: the model must
+    output ``(time, vocabulary)`` per sample, and a token embedding reading the
+    input must have a row for every token.
+    """
     loss = LOSSES[config.resolved.loss.type]
     if num_classes is None or loss.target != "classes":
+        return
+    if config.resolved.task == "language_model":
+        _language_model_problems(config, plan, num_classes)
         return
     out = plan.output_shape
     if len(out) == 1 and out[0] == num_classes:
         return
-    node = plan.node(plan.output.partition(".")[0])
+    raise config.error([_last_layer_problem(plan, f"the model outputs {fmt(out)} per sample but the dataset has "
+                                                  f"{num_classes} classes", num_classes)])
+
+
+def _last_layer_problem(plan: ModelPlan, message: str, wanted: int) -> tuple:
+    node = plan.node(split_ref(plan.output, {n.name for n in plan.nodes})[0])
     key = next((k for k in ("out_features", "out_channels") if k in node.kwargs), None)
     written = {k for k in node.kwargs if node.declaration is None or k != node.declaration.input_arg}
     where = node.args_path + ((key,) if key and key in written else ())
-    raise config.error([(where, f"the model outputs {fmt(out)} per sample but the dataset has "
-                                f"{num_classes} classes; the last layer ('{node.name}') should "
-                                f"output {num_classes}")])
+    return where, f"{message}; the last layer ('{node.name}') should output {wanted}"
+
+
+def _language_model_problems(config, plan: ModelPlan, vocab: int) -> None:
+    problems = []
+    for n in plan.nodes:
+        rows = n.kwargs.get("num_embeddings")
+        if INPUT in n.inputs and isinstance(rows, int) and rows < vocab:
+            problems.append((n.args_path + ("num_embeddings",),
+                             f"num_embeddings is {rows} but the vocabulary has {vocab} tokens; token ids go "
+                             f"up to {vocab - 1}: set num_embeddings: {vocab}"))
+    out, time = plan.output_shape, plan.input_shape[0]
+    if len(out) != 2 or out[0] != time or out[1] != vocab:
+        problems.append(_last_layer_problem(
+            plan, f"a language model outputs (time, vocabulary) = {time}x{vocab} per sample (a logit per token "
+                  f"at every position), but this model outputs {fmt(out)}", vocab))
+    if problems:
+        raise config.error(problems)
 
 
 def build_model(config, input_shape, num_classes: int | None = None, before_build=None) -> Module:
@@ -327,6 +364,25 @@ def build_model_and_plan(config, input_shape, num_classes: int | None = None, be
     built = instantiate(plan)
     multi = {n.name: n.declaration.outputs for n in plan.nodes if n.declaration is not None and n.declaration.outputs}
     if plan.sequential and not multi:
-        return Sequential(*[m for _, m, _ in built]), plan
+        return _nested_sequential([(name.split("."), m) for name, m, _ in built]), plan
     output = plan.output
     return GraphModule(built, output, multi), plan
+
+
+def _nested_sequential(items: list[tuple[list[str], Module]], depth: int = 0) -> Sequential:
+    """A ``Sequential`` of the modules, copies of a repeated block (``2.3.0``) nested as PyTorch nests
+    Sequentials, so the keys are the names (``2.3.0.weight``)."""
+    out: list[Module] = []
+    i = 0
+    while i < len(items):
+        parts, module = items[i]
+        if len(parts) == depth + 1:
+            out.append(module)
+            i += 1
+            continue
+        j = i
+        while j < len(items) and len(items[j][0]) > depth + 1 and items[j][0][depth] == parts[depth]:
+            j += 1
+        out.append(_nested_sequential(items[i:j], depth + 1))
+        i = j
+    return Sequential(*out)

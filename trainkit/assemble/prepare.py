@@ -55,7 +55,7 @@ def prepare(config_path, overrides=(), *, with_optimizer: bool = True) -> Prepar
     _within_budget(config, data_problem(config))
     manual_seed(config.resolved.seed)
     bundle = build_data(config)
-    check_task(config, bundle.task)
+    check_task(config, bundle.task, getattr(bundle, "unavailable_metrics", ()))
     model = build_model(config, bundle.input_shape, num_classes=bundle.num_classes,
                         before_build=lambda plan: _within_budget(config, model_problem(config, plan,
                                                                                        bundle.batch_size)))

@@ -12,6 +12,20 @@ several nodes (a ``repeat:`` of N identical blocks, whose modules nest as
 ``blocks.3.attn``) expand there, and everything after it (shapes, summary,
 gradcheck, did-you-mean) sees plain nodes. An input ``"lstm.h_n"`` names one
 output of a multi-output node (node names have no dots).
+
+``repeat:`` (:data:`REPEAT`) stacks N copies of a block, each with its own
+weights. In the graph form a node ``{name: blocks, repeat: 4, graph: [...]}``
+holds the block's nodes (``input`` inside it is the block's input: the node's
+input for the first copy, the previous copy's output after that; ``output``
+names the block's output, by default its last node; a block may also read
+nodes defined before it), or ``{name: blocks, repeat: 4, type: T, ...args}``
+repeats one layer. Later nodes read the last copy's output as ``blocks``. The
+copies expand to nodes named ``blocks.0.attn`` ... ``blocks.3.attn`` whose
+modules nest as PyTorch's do, so state-dict keys are ``blocks.3.attn.in_proj_weight``.
+In the layers form an item ``repeat: {times: 4, layers: [...]}`` expands to
+nested ``nn.Sequential`` containers (keys ``2.3.0.weight``; ``2.3.weight`` for a
+one-layer block). An expanded node keeps the YAML position of the block node it
+copies, so every problem is reported inside the block.
 """
 from __future__ import annotations
 
@@ -28,6 +42,10 @@ LayerValidator = Callable[[str, dict, tuple], list[Union[tuple, str]]]
 
 #: Keys of a graph node that are not layer arguments.
 NODE_KEYS = ("name", "type", "inputs")
+#: The key of the repeat construct (a graph node's key; a layers item's name).
+REPEAT = "repeat"
+#: Most copies a repeat makes: every copy becomes layers, so a count is bounded before expanding it.
+MAX_REPEAT = 1024
 # Node names become parameter-name prefixes ("stem.weight"), so no dots.
 _NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -57,26 +75,94 @@ def type_path(node: ModelNode) -> tuple:
     return node.path + ("type",) if node.path[1] == "graph" else node.args_path
 
 
+def split_ref(ref: str, nodes) -> tuple[str, str]:
+    """``(node, output)`` for an input reference: a node (``blocks.3.attn``) or one output of one (``lstm.h_n``).
+
+    ``nodes`` holds the (expanded) node names: a reference that is one names the
+    node; otherwise its last dot separates the output's name (``""`` if none).
+    """
+    if ref in nodes:
+        return ref, ""
+    node, _, out = ref.rpartition(".")
+    return (node, out) if node else (ref, "")
+
+
 def model_nodes(model: dict) -> list[ModelNode]:
-    """The layers of a *resolved* model section, in execution order."""
-    specs: list[ModelNode] = []
+    """The layers of a *resolved* model section, in execution order (``repeat:`` blocks expanded)."""
+    return expand_model(model)[0]
+
+
+def expand_model(model: dict) -> tuple[list[ModelNode], str]:
+    """The layers of a *resolved* model section in execution order, and the reference of its output."""
     if "layers" in model:
-        for i, item in enumerate(model["layers"]):
-            path = ("model", "layers", i)
-            if isinstance(item, str):
-                typ, args, apath = item, {}, path
-            else:
-                typ, args = next(iter(item.items()))
-                apath = path + (typ,)
-            inputs = [specs[-1].name] if specs else [INPUT]
-            specs.append(ModelNode(str(i), typ, dict(args or {}), inputs, path, apath))
-        return specs
-    for i, node in enumerate(model["graph"]):
-        path = ("model", "graph", i)
-        args = {k: v for k, v in node.items() if k not in NODE_KEYS}
-        inputs = [node["inputs"]] if isinstance(node["inputs"], str) else list(node["inputs"])
-        specs.append(ModelNode(node["name"], node["type"], args, inputs, path, path))
+        nodes = _expand_layers(model["layers"], ("model", "layers"), "", INPUT)
+        return nodes, nodes[-1].name
+    nodes, scope = _expand_graph(model["graph"], ("model", "graph"), "", INPUT, {})
+    output = model.get("output") or model["graph"][-1]["name"]
+    return nodes, _resolve(output, INPUT, scope)
+
+
+def _expand_layers(items: list, path: tuple, prefix: str, previous: str, bare: bool = False) -> list[ModelNode]:
+    """Layers-form items as nodes named ``prefix + index`` (``bare``: a one-item block is named ``prefix``)."""
+    specs: list[ModelNode] = []
+    for i, item in enumerate(items):
+        ipath = path + (i,)
+        name = prefix.rstrip(".") if bare else f"{prefix}{i}"
+        if isinstance(item, str):
+            typ, args, apath = item, {}, ipath
+        else:
+            typ, args = next(iter(item.items()))
+            apath = ipath + (typ,)
+        if typ == REPEAT:
+            block = args["layers"]
+            for k in range(args["times"]):
+                sub = _expand_layers(block, ipath + (REPEAT, "layers"), f"{name}.{k}.", previous, len(block) == 1)
+                specs += sub
+                previous = sub[-1].name
+            continue
+        specs.append(ModelNode(name, typ, dict(args or {}), [previous], ipath, apath))
+        previous = name
     return specs
+
+
+def _node_inputs(node: dict) -> list[str]:
+    return [node["inputs"]] if isinstance(node["inputs"], str) else list(node["inputs"])
+
+
+def _resolve(ref: str, input_ref: str, scope: dict) -> str:
+    """A YAML input reference (``attn``, ``lstm.h_n``, ``input``) as the expanded node's reference."""
+    base, dot, out = ref.partition(".")
+    return (input_ref if base == INPUT else scope[base]) + dot + out
+
+
+def _expand_graph(items: list, path: tuple, prefix: str, input_ref: str, outer: dict
+                  ) -> tuple[list[ModelNode], dict[str, str]]:
+    """Graph-form nodes with ``prefix`` on their names; returns them and ``{YAML name: reference}``."""
+    local: dict[str, str] = {}
+    specs: list[ModelNode] = []
+    for i, node in enumerate(items):
+        npath = path + (i,)
+        scope = {**outer, **local}
+        refs = [_resolve(r, input_ref, scope) for r in _node_inputs(node)]
+        name = prefix + node["name"]
+        if REPEAT not in node:
+            args = {k: v for k, v in node.items() if k not in NODE_KEYS}
+            specs.append(ModelNode(name, node["type"], args, refs, npath, npath))
+            local[node["name"]] = name
+            continue
+        current = refs[0]
+        for k in range(node[REPEAT]):
+            copy = f"{name}.{k}"
+            if "graph" in node:
+                sub, sub_scope = _expand_graph(node["graph"], npath + ("graph",), copy + ".", current, scope)
+                specs += sub
+                current = _resolve(node["output"], current, sub_scope)
+            else:
+                args = {key: v for key, v in node.items() if key not in NODE_KEYS + (REPEAT,)}
+                specs.append(ModelNode(copy, node["type"], args, [current], npath, npath))
+                current = copy
+        local[node["name"]] = current
+    return specs, local
 
 
 def check_model(value, path: tuple, ck: Checker, validate_layer: LayerValidator | None = None):
@@ -99,7 +185,11 @@ def check_model(value, path: tuple, ck: Checker, validate_layer: LayerValidator 
     else:
         out = _check_graph(value, path, ck)
     if validate_layer is not None and INVALID not in out.values():
+        checked = set()
         for spec in model_nodes(out):
+            if spec.args_path in checked:  # a repeated block's layers: once, at their place in the block
+                continue
+            checked.add(spec.args_path)
             for p in validate_layer(spec.type, spec.args, spec.args_path) or []:
                 if isinstance(p, str):
                     ck.error(spec.args_path, p)
@@ -127,6 +217,10 @@ def _check_layers(items, path, ck):
             ck.error(ipath, "write a layer as 'name: {args}' (e.g. '- linear: {out_features: 10}'); "
                             "'type:' items belong to the graph form")
             ok = False
+        elif isinstance(item, dict) and len(item) == 1 and next(iter(item)) == REPEAT:
+            block = _check_repeat_item(item[REPEAT], ipath + (REPEAT,), ck)
+            ok = block is not INVALID and ok
+            out.append({REPEAT: block})
         elif isinstance(item, dict) and len(item) == 1:
             typ, args = next(iter(item.items()))
             if not _layer_type(typ, ipath, ck):
@@ -147,15 +241,75 @@ def _check_layers(items, path, ck):
     return out if ok else INVALID
 
 
+def _check_count(value, path, ck) -> int | object:
+    """A repeat count: an integer in 1..MAX_REPEAT."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT:
+        return ck.error(path, f"expected the number of copies, an integer from 1 to {MAX_REPEAT}, "
+                              f"found {found(value)}")
+    return value
+
+
+def _check_repeat_item(value, path, ck):
+    """A layers-form ``repeat: {times: N, layers: [...]}``."""
+    if not isinstance(value, dict):
+        return ck.error(path, f"expected a mapping {{times: N, layers: [...]}}, found {found(value)}")
+    ok = True
+    for key in value:
+        if key not in ("times", "layers"):
+            ck.error(path + (key,), unknown_key(key, ("times", "layers")))
+            ok = False
+    for key in ("times", "layers"):
+        if key not in value:
+            ck.error(path, f"repeat is missing required key '{key}' (repeat: {{times: N, layers: [...]}})")
+            ok = False
+    if not ok:
+        return INVALID
+    times = _check_count(value["times"], path + ("times",), ck)
+    layers = _check_layers(value["layers"], path + ("layers",), ck)
+    return INVALID if INVALID in (times, layers) else {"times": times, "layers": layers}
+
+
 def _check_graph(value, path, ck):
-    nodes = value["graph"]
-    gpath = path + ("graph",)
+    checked, output, _ = _check_nodes(value["graph"], path + ("graph",), value.get("output"), path + ("output",),
+                                      ck, {})
+    return {"graph": checked, "output": output}
+
+
+def _check_repeat_node(node: dict, npath: tuple, ck: Checker, visible: dict) -> tuple[dict | None, set]:
+    """A graph-form repeat node's own keys and block; returns (its keys to keep, or None; outer names it reads)."""
+    count = _check_count(node[REPEAT], npath + (REPEAT,), ck)
+    if "graph" in node and "type" in node:
+        ck.error(npath, "a repeat node repeats either a block ('graph: [...]') or one layer ('type: ...'), "
+                        "not both")
+        return None, set()
+    if "graph" not in node:
+        if "output" in node:
+            ck.error(npath + ("output",), "'output' names a node of a repeated block ('graph: [...]')")
+        if "type" not in node:
+            ck.error(npath, "a repeat node needs 'graph' (the block of nodes to repeat) or 'type' (one layer)")
+            return None, set()
+        keep = {k: v for k, v in node.items() if k not in ("name", "inputs", "output")}
+        return (keep if count is not INVALID else None), set()
+    for key in node:
+        if key not in ("name", REPEAT, "inputs", "graph", "output"):
+            ck.error(npath + (key,), unknown_key(key, ("name", REPEAT, "inputs", "graph", "output")))
+    block, output, reads = _check_nodes(node["graph"], npath + ("graph",), node.get("output"), npath + ("output",),
+                                        ck, visible)
+    if INVALID in (block, count) or output is INVALID:
+        return None, reads
+    return {REPEAT: count, "graph": block, "output": output}, reads
+
+
+def _check_nodes(nodes, gpath: tuple, output, opath: tuple, ck: Checker, outer: dict):
+    """The nodes of a graph (or of a repeated block, where ``input`` is the block's input and ``outer``
+    holds the names of the enclosing graph it may read). Returns (checked nodes or INVALID, the output
+    name, the outer names read)."""
     if not isinstance(nodes, list) or not nodes:
-        return {"graph": ck.error(gpath, f"expected a non-empty list of nodes "
-                                        f"{{name, type, inputs, ...args}}, found {found(nodes)}"),
-                "output": None}
+        return (ck.error(gpath, f"expected a non-empty list of nodes {{name, type, inputs, ...args}}, "
+                                f"found {found(nodes)}"), output, set())
     out_nodes: list = []
     where: dict[str, int] = {}   # node name -> index of its first definition
+    reads: set = set()           # names of the enclosing graph read here
     ok = True
     for i, node in enumerate(nodes):
         npath = gpath + (i,)
@@ -164,7 +318,7 @@ def _check_graph(value, path, ck):
             ok = False
             continue
         name, typ = node.get("name"), node.get("type")
-        for key in ("name", "type"):
+        for key in ("name",) + (() if REPEAT in node else ("type",)):
             if key not in node:
                 ck.error(npath, f"node is missing required key '{key}'")
                 ok = False
@@ -191,21 +345,39 @@ def _check_graph(value, path, ck):
                                           f"found {found(inputs)}")
             ok = False
             names = []
-        out_nodes.append({"name": name, "type": typ, "inputs": inputs,
-                          **{k: v for k, v in node.items() if k not in NODE_KEYS}})
-        out_nodes[-1]["_names"] = names
+        entry = {"name": name, "inputs": inputs}
+        if REPEAT in node:
+            if len(names) > 1:
+                ck.error(npath + ("inputs",), f"a repeat node reads one input, found {len(names)}")
+                ok = False
+            visible = {**outer, **{n: -1 for n in where if n != name}}
+            keep, used = _check_repeat_node(node, npath, ck, visible)
+            reads |= {r for r in used if r not in where}
+            entry["_block_reads"] = {r for r in used if r in where}
+            if keep is None:
+                ok = False
+            else:
+                entry.update(keep)
+        else:
+            entry.update({"type": typ, **{k: v for k, v in node.items() if k not in NODE_KEYS}})
+        entry["_names"] = names
+        out_nodes.append(entry)
     if not ok:
-        return {"graph": INVALID, "output": value.get("output")}
+        return INVALID, output, reads
     # References: earlier names are fine; later ones are an ordering mistake or a cycle.
+    known = list(where) + [n for n in outer if n not in where]
     for i, node in enumerate(out_nodes):
         ipath = gpath + (i, "inputs")
         for ref in node["_names"]:
             ref = ref.split(".", 1)[0]  # "lstm.h_n": one output of node lstm (checked by the builder)
             if ref == INPUT:
                 continue
+            if ref not in where and ref in outer:
+                reads.add(ref)
+                continue
             if ref not in where:
-                ck.error(ipath, f"unknown input '{ref}'{suggest(ref, list(where) + [INPUT])} "
-                                f"(known: input, {', '.join(where)})")
+                ck.error(ipath, f"unknown input '{ref}'{suggest(ref, known + [INPUT])} "
+                                f"(known: input, {', '.join(known)})")
                 ok = False
             elif where[ref] >= i:
                 cycle = _find_cycle(out_nodes, where, i)
@@ -215,13 +387,15 @@ def _check_graph(value, path, ck):
                     ck.error(ipath, f"input '{ref}' is defined later (node {where[ref]}); "
                                     "list nodes after the nodes they read")
                 ok = False
-    output = value.get("output", out_nodes[-1]["name"])
+    if output is None:
+        output = out_nodes[-1]["name"]
     if not isinstance(output, str) or output.split(".", 1)[0] not in where:
-        ck.error(path + ("output",), f"output must name a node{suggest(output, where)} "
-                                     f"(nodes: {', '.join(where)}), found {found(output)}")
+        ck.error(opath, f"output must name a node{suggest(output, where)} "
+                        f"(nodes: {', '.join(where)}), found {found(output)}")
         ok = False
     if ok:
         used = {ref.split(".", 1)[0] for n in out_nodes for ref in n["_names"]} | {output.split(".", 1)[0]}
+        used |= {r for n in out_nodes for r in n.get("_block_reads", ())}
         for i, node in enumerate(out_nodes):
             if node["name"] not in used:
                 ck.error(gpath + (i, "name"), f"node '{node['name']}' is never used (it is not an "
@@ -229,7 +403,8 @@ def _check_graph(value, path, ck):
                 ok = False
     for node in out_nodes:
         del node["_names"]
-    return {"graph": out_nodes if ok else INVALID, "output": output}
+        node.pop("_block_reads", None)
+    return (out_nodes if ok else INVALID), output, reads
 
 
 def _find_cycle(nodes, where, start) -> list[str] | None:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from trainkit.data.schema import DataSpec, freeze
 from trainkit.registry import LOSSES, OPTIMIZERS, SCHEDULERS
 
-from .model_spec import ModelNode, model_nodes
+from .model_spec import ModelNode, expand_model
 
 __all__ = ["RunConfig", "ComponentSpec", "SchedulerSpec", "TrainSpec", "EarlyStoppingSpec", "ModelSpec"]
 
@@ -111,8 +111,8 @@ class ModelSpec:
     @classmethod
     def from_resolved(cls, data: Mapping) -> "ModelSpec":
         """The typed form of a validated ``model`` mapping."""
-        nodes = tuple(model_nodes(data))
-        return cls(nodes, data.get("output") or nodes[-1].name, "layers" in data)
+        nodes, output = expand_model(data)
+        return cls(tuple(nodes), output, "layers" in data)
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,10 @@ def validate(raw: dict, default_name: str, validate_layer: LayerValidator | None
     else:
         out["model"] = check_model(raw["model"], ("model",), ck, validate_layer)
     out["loss"] = LOSS.check(raw.get("loss", default_loss(task)), ("loss",), ck)
+    if task == "language_model" and isinstance(out["loss"], dict) and LOSSES[out["loss"]["type"]].target != "classes":
+        fitting = ", ".join(n for n, d in LOSSES.items() if d.target == "classes")
+        ck.error(("loss",), f"a language model predicts token ids: its loss compares logits with class indices "
+                            f"({fitting}), not {out['loss']['type']}")
     if "optimizer" not in raw:
         ck.error((), "missing required key 'optimizer' (e.g. {type: sgd, lr: 0.01})")
         out["optimizer"] = INVALID

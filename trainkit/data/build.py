@@ -190,6 +190,9 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
         if ck.problems:
             raise ConfigError(_problems(ck.problems, locate))
         spec = DataSpec.from_resolved(resolved)
+    own_bundle = getattr(spec.declaration.cls, "build_bundle", None)
+    if own_bundle is not None:  # text data sets: token streams, their own splits and batching
+        return own_bundle(spec, seed, locate)
     args = thaw(spec.args)
     name = spec.dataset
     loaded = spec.declaration.load(args)

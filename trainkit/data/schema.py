@@ -38,7 +38,8 @@ COMMON: dict[str, Field] = {
                         "train-time transforms, in order (see below)"),
     "drop_last": Field(Bool(), False, "drop the last incomplete training batch"),
     "limit": Field(Nullable(Int(lo=1)), None,
-                   "use only the first N samples of each part (train, val, test), for smoke runs: "
+                   "use only the first N samples of each part (train, val, test; text: N windows of block_size "
+                   "tokens, and at most N windows an epoch), for smoke runs: "
                    "--set data.limit=200; null: all"),
 }
 

@@ -26,6 +26,8 @@ from trainkit.nn.merge import Add, Concat, Mul
 from trainkit.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
 from trainkit.nn.upsampling import Upsample
 from trainkit.nn.sparse import Embedding
+from trainkit.nn.embedding_position import PositionalEmbedding, TokenPositionEmbedding
+from trainkit.nn.vit import ClassToken, PatchEmbedding, SequencePool
 from trainkit.nn.rnn import GRU, LSTM, RNN, RNNBase
 from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from trainkit.nn.attention import MultiheadAttention
@@ -48,7 +50,8 @@ __all__ = [
     "Dropout2d", "Dropout3d",
     "Linear", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "Dropout",
-    "Embedding", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+    "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "PatchEmbedding", "ClassToken",
+    "SequencePool", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
     "TransformerDecoder", "Transformer", "TransformerEncoderStack", "TransformerDecoderStack",
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Mul", "Concat",

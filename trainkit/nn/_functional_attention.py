@@ -155,14 +155,36 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     if bias_k is not None or bias_v is not None or add_zero_attn or static_k is not None or static_v is not None:
         raise NotImplementedError("multi_head_attention_forward: bias_k/bias_v, add_zero_attn and static_k/static_v "
                                   "are not supported by trainkit")
+    return mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_proj_bias, dropout_p,
+               out_proj_weight, out_proj_bias, training, key_padding_mask, need_weights, attn_mask,
+               use_separate_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight, average_attn_weights,
+               is_causal, batch_first=False)
+
+
+def mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_proj_bias, dropout_p,  # noqa: PLR0913
+        out_proj_weight, out_proj_bias, training, key_padding_mask, need_weights, attn_mask, separate, q_proj_weight,
+        k_proj_weight, v_proj_weight, average_attn_weights, is_causal, batch_first: bool):
+    """:func:`multi_head_attention_forward` for either layout (``batch_first``: ``(N, L, E)`` in and out).
+
+    The work runs batch first: a ``(N, L, E)`` input needs no transpose copies, and
+    self-attention's one packed projection feeds the fused attention node as a view.
+    """
     batched = _check_shapes(query, key, value, key_padding_mask, attn_mask, num_heads)
+    same_kv, self_attn = key is value, query is key and key is value
+    bdim = 0 if batch_first else 1
     if not batched:
-        query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        query = query.unsqueeze(0)
+        key = query if self_attn else key.unsqueeze(0)
+        value = key if same_kv else value.unsqueeze(0)
         if key_padding_mask is not None:
             key_padding_mask = key_padding_mask.unsqueeze(0) if isinstance(key_padding_mask, Tensor) else \
                 np.asarray(key_padding_mask)[None]
-    tgt, bsz, embed_dim = query.shape
-    src = key.shape[0]
+    elif not batch_first:  # views: the linear layers make their rows contiguous once
+        query = query.transpose(0, 1)
+        key = query if self_attn else key.transpose(0, 1)
+        value = key if same_kv else value.transpose(0, 1)
+    bsz, tgt, embed_dim = query.shape
+    src = key.shape[1]
     if is_causal and attn_mask is None:
         raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the Transformer module "
                            "method `generate_square_subsequent_mask` to create this mask.")
@@ -171,18 +193,13 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     head_dim = embed_dim // num_heads
     if head_dim * num_heads != embed_dim:
         raise AssertionError(f"embed_dim {embed_dim} not divisible by num_heads {num_heads}")
-    if use_separate_proj_weight:
-        if tuple(key.shape[:2]) != tuple(value.shape[:2]):
-            raise AssertionError(f"key's sequence and batch dims {tuple(key.shape[:2])} do not match value's "
-                                 f"{tuple(value.shape[:2])}")
+    seq_first = (lambda t: tuple(t.shape[1::-1]) + tuple(t.shape[2:]))  # noqa: E731 - shapes in PyTorch's messages
+    if separate:
+        if seq_first(key)[:2] != seq_first(value)[:2]:
+            raise AssertionError(f"key's sequence and batch dims {seq_first(key)[:2]} do not match value's "
+                                 f"{seq_first(value)[:2]}")
     elif tuple(key.shape) != tuple(value.shape):
-        raise AssertionError(f"key shape {tuple(key.shape)} does not match value shape {tuple(value.shape)}")
-    q, k, v = _in_projection(query, key, value, in_proj_weight, in_proj_bias, use_separate_proj_weight,
-                             q_proj_weight, k_proj_weight, v_proj_weight)
-    # (L, N, E) -> (N, H, L, d): views; the attention node multiplies over (N, H)
-    q = q.reshape(tgt, bsz, num_heads, head_dim).permute(1, 2, 0, 3)
-    k = k.reshape(src, bsz, num_heads, head_dim).permute(1, 2, 0, 3)
-    v = v.reshape(src, bsz, num_heads, head_dim).permute(1, 2, 0, 3)
+        raise AssertionError(f"key shape {seq_first(key)} does not match value shape {seq_first(value)}")
     causal = is_causal and key_padding_mask is None and not need_weights
     keep_a, add_a = (None, None) if causal else _mask_arrays(attn_mask, bsz, num_heads, tgt, src, "attn_mask")
     keep_k, add_k = _mask_arrays(key_padding_mask, bsz, num_heads, tgt, src, "key_padding_mask")
@@ -190,28 +207,49 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     additive = add_a if add_k is None else (add_k if add_a is None else add_a + add_k)
     if not training:
         dropout_p = 0.0
+    scale = 1.0 / math.sqrt(head_dim)
+    if self_attn and not separate:  # one GEMM; q, k, v are views of it: (3, N, H, L, d)
+        qkv = linear(query, in_proj_weight, in_proj_bias).reshape(bsz, tgt, 3, num_heads, head_dim)
+        qkv = qkv.permute(2, 0, 3, 1, 4)
+        if need_weights:
+            q, k, v = qkv[0], qkv[1], qkv[2]
+        else:
+            out = _attention_packed(qkv, keep, additive, causal, dropout_p, scale)
+    else:
+        q, k, v = _in_projection(query, key, value, in_proj_weight, in_proj_bias, separate, q_proj_weight,
+                                 k_proj_weight, v_proj_weight)
+        q, k, v = (t.reshape(bsz, t.shape[1], num_heads, head_dim).permute(0, 2, 1, 3) for t in (q, k, v))
+        if not need_weights:
+            out = _attention(q, k, v, keep, additive, causal, dropout_p, scale)
+    weights = None
     if need_weights:
         weights = _attention_weights(q, k, keep, additive, dropout_p)
         out = matmul(weights, v)
-    else:
-        weights = None
-        out = _attention(q, k, v, keep, additive, causal, dropout_p, 1.0 / math.sqrt(head_dim))
-    out = linear(out.permute(2, 0, 1, 3).reshape(tgt, bsz, embed_dim), out_proj_weight, out_proj_bias)
+    out = linear(out.permute(0, 2, 1, 3).reshape(bsz, tgt, embed_dim), out_proj_weight, out_proj_bias)
     if weights is not None and average_attn_weights:
         weights = weights.mean(dim=1)
     if not batched:
-        out = out.squeeze(1)
-        weights = None if weights is None else weights.squeeze(0)
-    return out, weights
+        return out.squeeze(0), None if weights is None else weights.squeeze(0)
+    return (out if batch_first else out.transpose(0, 1)), weights
+
+
+def _attention_packed(qkv, keep, additive, causal: bool, dropout_p: float, scale: float) -> Tensor:
+    """The fused node on self-attention's stacked ``qkv`` (one input, one gradient array)."""
+    inputs = (qkv,) if additive is None else (qkv, additive)
+    gen = default_generator() if 0 < dropout_p < 1 else None
+    out = _attn.ScaledDotProductAttention.apply(*inputs, scale=scale, keep=keep, causal=causal,
+                                                dropout_p=dropout_p if dropout_p < 1 else 0.0, generator=gen,
+                                                packed=True)
+    return out * 0.0 if dropout_p >= 1 else out
 
 
 def _in_projection(query, key, value, w, b, separate: bool, wq, wk, wv):
-    """q, k, v projected (sequence-first); self-attention with the packed weight is one GEMM."""
+    """q, k, v projected, each ``(N, L, E)``."""
     e = query.shape[-1]
     if not separate:
-        if query is key and key is value:
-            qkv = linear(query, w, b)
-            return qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
+        if key is value:
+            kv = linear(key, w[e:], None if b is None else b[e:])
+            return linear(query, w[:e], None if b is None else b[:e]), kv[..., :e], kv[..., e:]
         wq, wk, wv = w[:e], w[e:2 * e], w[2 * e:]
     bq = bk = bv = None
     if b is not None:

@@ -6,7 +6,7 @@ import numpy as np
 from trainkit.autograd import device as _device
 from trainkit.autograd.tensor import Tensor
 from trainkit.nn import init
-from trainkit.nn._functional_attention import multi_head_attention_forward
+from trainkit.nn._functional_attention import mha
 from trainkit.nn._helpers import np_dtype
 from trainkit.nn.linear import Linear
 from trainkit.nn.module import Module
@@ -135,26 +135,14 @@ class MultiheadAttention(Module):
                 attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
         key = query if key is None else key
         value = key if value is None else value
-        batched = query.ndim == 3
-        if self.batch_first and batched:
-            # one transpose per distinct tensor, so that self-attention keeps its single packed projection
-            q_t = query.transpose(1, 0)
-            k_t = q_t if key is query else key.transpose(1, 0)
-            v_t = k_t if value is key else (q_t if value is query else value.transpose(1, 0))
-            query, key, value = q_t, k_t, v_t
         if self.causal:
-            attn_mask = causal_attn_mask(attn_mask, query.shape[0], key.shape[0])
+            seq = 1 if (self.batch_first and query.ndim == 3) else 0
+            attn_mask = causal_attn_mask(attn_mask, query.shape[seq], key.shape[seq])
             is_causal = True
-        out, weights = multi_head_attention_forward(
-            query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
-            None, None, False, self.dropout, self.out_proj.weight, self.out_proj.bias, training=self.training,
-            key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
-            use_separate_proj_weight=not self._qkv_same_embed_dim, q_proj_weight=self.q_proj_weight,
-            k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
-            average_attn_weights=average_attn_weights, is_causal=is_causal)
-        if self.batch_first and batched:
-            out = out.transpose(1, 0)
-        return out, weights
+        return mha(query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
+                   self.dropout, self.out_proj.weight, self.out_proj.bias, self.training, key_padding_mask,
+                   need_weights, attn_mask, not self._qkv_same_embed_dim, self.q_proj_weight, self.k_proj_weight,
+                   self.v_proj_weight, average_attn_weights, is_causal, batch_first=self.batch_first)
 
     def extra_repr(self) -> str:
         return "causal=True" if self.causal else ""

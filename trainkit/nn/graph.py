@@ -1,6 +1,7 @@
 """``GraphModule``: a model of named nodes evaluated in a fixed order (the YAML graph form)."""
 from __future__ import annotations
 
+from trainkit.nn.container import ModuleDict, ModuleList
 from trainkit.nn.module import Module
 
 __all__ = ["GraphModule", "INPUT"]
@@ -22,15 +23,18 @@ class GraphModule(Module):
             output.
 
     Each module is a child under its node name, so ``state_dict()`` keys are
-    ``stem.weight``, ``bn1.running_mean``, ... The evaluation order is fixed
-    here, so ``forward`` does no checks and no sorting.
+    ``stem.weight``, ``bn1.running_mean``, ... A dotted name (a copy of a
+    repeated block, ``blocks.3.attn``) nests the module in containers as
+    PyTorch models nest them (a ``ModuleList`` for numbered children, a
+    ``ModuleDict`` for named ones), so its keys are ``blocks.3.attn.in_proj_weight``.
+    The evaluation order is fixed here, so ``forward`` does no checks and no sorting.
     """
 
     def __init__(self, nodes: list[tuple[str, Module, list[str]]], output: str,
                  outputs: dict[str, dict[str, tuple]] | None = None):
         super().__init__()
         for name, module, _ in nodes:
-            self.add_module(name, module)
+            self._place(name, module)
         object.__setattr__(self, "_order", tuple((name, tuple(ins)) for name, _, ins in nodes))
         object.__setattr__(self, "_output", output)
         # node -> ((value key, index path), ...): the first entry's key is the node's own name.
@@ -38,6 +42,18 @@ class GraphModule(Module):
                              + [(f"{name}.{out}", path) for out, path in paths.items()])
                  for name, paths in (outputs or {}).items()}
         object.__setattr__(self, "_picks", picks)
+
+    def _place(self, name: str, module: Module) -> None:
+        """Register ``module`` at the dotted path ``name``, creating the containers on the way."""
+        parts = name.split(".")
+        owner: Module = self
+        for part, child in zip(parts[:-1], parts[1:]):
+            nxt = owner._modules.get(part)
+            if nxt is None:
+                nxt = ModuleList() if child.isdigit() else ModuleDict()
+                owner.add_module(part, nxt)
+            owner = nxt
+        owner.add_module(parts[-1], module)
 
     @property
     def output_name(self) -> str:
@@ -54,10 +70,11 @@ class GraphModule(Module):
         modules = self._modules
         picks = self._picks
         for name, ins in self._order:
+            module = modules[name] if name in modules else self.get_submodule(name)
             if len(ins) == 1:
-                out = modules[name](values[ins[0]])
+                out = module(values[ins[0]])
             else:
-                out = modules[name](*[values[i] for i in ins])
+                out = module(*[values[i] for i in ins])
             values[name] = out
             if picks and name in picks:
                 for key, path in picks[name]:

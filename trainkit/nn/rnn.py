@@ -204,20 +204,19 @@ class RNNBase(Module):
         return out.transpose(0, 1) if self.batch_first else out
 
 
-def _rnn_outputs(args, x, states: int):
+def _rnn_outputs(args, x, name: str):
     """Shape rule shared by rnn/lstm/gru (batch first, as every YAML value)."""
-    name = {1: "rnn", 2: "lstm"}.get(states, "rnn")
     if not args["batch_first"]:
         raise ShapeProblem(f"{name}: in YAML the batch is dimension 0 of every value: set batch_first: true",
                            "batch_first")
     if len(x) != 2:
-        raise ShapeProblem(f"recurrent layers need (sequence, features) input per sample, found {fmt(x)}"
+        raise ShapeProblem(f"{name} needs (sequence, features) input per sample, found {fmt(x)}"
                            + (" (add an embedding or a reshape before it)" if len(x) == 1 else ""))
     return x[0], x[1]
 
 
 def _recurrent_inferred(args, x, gates: int, state_names: tuple[str, ...]) -> Inferred:
-    length, n_in = _rnn_outputs(args, x, len(state_names))
+    length, n_in = _rnn_outputs(args, x, {1: "rnn", 3: "gru", 4: "lstm"}[gates])
     h, layers = args["hidden_size"], args["num_layers"]
     d = 2 if args["bidirectional"] else 1
     params = macs = 0

@@ -9,6 +9,7 @@ stopping), the console's epoch table and the plots.
 A metric is named ``<split>_<metric>`` with split ``train`` or ``val``
 (``val_accuracy``); its column in ``metrics.jsonl`` may be shorter
 (``val_acc``) or absent (a metric computed for watching only, such as ``r2``).
+A metric a run cannot compute (``bpc`` of a word vocabulary) is logged as null.
 """
 from __future__ import annotations
 
@@ -76,6 +77,15 @@ TASKS: dict[str, Task] = {
          Metric("r2", "max", None, "coefficient of determination (1 - SSE/SST)")),
         best="val_loss", default_loss="mse", console=("mae",),
         doc="real-valued targets"),
+    "language_model": Task(
+        "language_model",
+        (Metric("loss", "min", "loss", "mean cross-entropy per token, in nats"),
+         Metric("ppl", "min", "ppl", "perplexity: exp(loss per token)"),
+         Metric("bpc", "min", "bpc", "bits per character: loss per token / ln 2 (character vocabularies; "
+                                     "null for word vocabularies)")),
+        best="val_loss", default_loss="cross_entropy", console=("ppl", "bpc"),
+        doc="next-token prediction on a token stream; the model outputs one logit per vocabulary entry "
+            "at every position"),
 }
 
 

@@ -80,9 +80,16 @@ def config_case(config_path, overrides=(), directions: int = 4, batch: int = 2):
     loss_fn = build_loss(config).double()
     rng = np.random.default_rng(0)
 
-    x0 = rng.standard_normal((batch,) + shape)
-    out_shape = (batch,) + plan.output_shape
-    target = Tensor(loss_target(config.resolved.loss.declaration.target, out_shape, rng))
+    # A language model reads token ids, which have no gradient: only the parameters are checked.
+    tokens = config.resolved.task == "language_model"
+    if tokens:
+        vocab = plan.output_shape[-1]
+        x0 = rng.integers(0, vocab, size=(batch,) + shape).astype(np.int64)
+        target = Tensor(rng.integers(0, vocab, size=(batch,) + plan.output_shape[:-1]).astype(np.int64))
+    else:
+        x0 = rng.standard_normal((batch,) + shape)
+        out_shape = (batch,) + plan.output_shape
+        target = Tensor(loss_target(config.resolved.loss.declaration.target, out_shape, rng))
 
     names = [n for n, _ in model.named_parameters()]
     owners = []
@@ -90,18 +97,22 @@ def config_case(config_path, overrides=(), directions: int = 4, batch: int = 2):
         mod_path, _, leaf = n.rpartition(".")
         owners.append((model.get_submodule(mod_path), leaf))
     bases = [model.get_parameter(n)._array.copy() for n in names]
-    dirs = [_directions(rng, x0.size, directions)] + [_directions(rng, b.size, directions) for b in bases]
+    dirs = ([] if tokens else [_directions(rng, x0.size, directions)]) + [_directions(rng, b.size, directions)
+                                                                         for b in bases]
     rng_state = tk_random.get_rng_state()
 
     def moved(base: np.ndarray, d: np.ndarray, z):
         delta = (z.reshape((1, d.shape[0])) @ Tensor(d)).reshape(base.shape)
         return Tensor(base) + delta
 
-    def fn(zx, *zs):
-        x = moved(x0, dirs[0], zx)
+    def fn(*zs):
+        if tokens:
+            x = Tensor(x0)
+        else:
+            x, zs = moved(x0, dirs[0], zs[0]), zs[1:]
         originals = [owner._parameters[leaf] for owner, leaf in owners]
         try:
-            for (owner, leaf), base, d, z in zip(owners, bases, dirs[1:], zs):
+            for (owner, leaf), base, d, z in zip(owners, bases, dirs[len(dirs) - len(bases):], zs):
                 owner._parameters[leaf] = moved(base, d, z)
             tk_random.set_rng_state(rng_state)  # the same dropout mask on every call
             return loss_fn(model(x), target)
@@ -112,5 +123,5 @@ def config_case(config_path, overrides=(), directions: int = 4, batch: int = 2):
     def make_inputs(_rng):
         return tuple(Tensor(np.zeros(d.shape[0]), requires_grad=True) for d in dirs)
 
-    # The table's shapes column lists one entry per checked tensor (the input first).
+    # The table's shapes column lists one entry per checked tensor (the input first, unless it is token ids).
     return CheckCase(f"config:{config.name}", "model", fn, make_inputs)

@@ -233,6 +233,7 @@ def _issue14_cases() -> list[NNCase]:
     from trainkit.nn.conv_transpose import ConvTranspose2d
     from trainkit.nn.rnn import GRU, RNN
     from trainkit.nn.rnn_cell import GRUCell, LSTMCell, RNNCell
+    from trainkit.nn.transformer_model import Transformer
     from trainkit.nn.upsampling import Upsample
 
     return [
@@ -241,6 +242,9 @@ def _issue14_cases() -> list[NNCase]:
         _layer("ConvTranspose2d(dilation=2,padding=1)", ConvTranspose2d(2, 1, 2, padding=1, dilation=2),
                (1, 2, 3, 3)),
         _layer("Upsample(nearest,size)", Upsample(size=(3, 5)), (1, 2, 2, 3)),
+        # Python-only nn.Transformer (source and target), checked along random directions
+        _layer("Transformer", Transformer(4, 2, 1, 1, 3, dropout=0.0, batch_first=True), ((2, 3, 4), (2, 2, 4)),
+               fast=True),
         _layer("RNN(relu,2 layers)", RNN(2, 2, num_layers=2, nonlinearity="relu"), (3, 2, 2)),
         _layer("GRU(bidirectional,bias=False)", GRU(2, 2, bias=False, bidirectional=True, batch_first=True),
                (2, 3, 2)),

@@ -77,8 +77,9 @@ class RunLog:
         with progress:
             yield _Bar(self, epoch, total, log_every, progress)
 
-    def epoch_header(self, task: str, eval_split: str | None) -> None:
-        shown = [TASKS[task].metric(name).column for name in TASKS[task].console]
+    def epoch_header(self, task: str, eval_split: str | None, metrics: tuple[str, ...] | None = None) -> None:
+        """The table's title row: the loss and ``metrics`` (default: the task's console metrics), train and val."""
+        shown = [TASKS[task].metric(name).column for name in (metrics or TASKS[task].console)]
         cols = [("epoch", "epoch", 5), ("train_loss", "train loss", 10)]
         cols += [(f"train_{c}", f"train {c}", 9) for c in shown]
         cols += [("val_loss", "val loss", 9)] + [(f"val_{c}", f"val {c}", 8) for c in shown]

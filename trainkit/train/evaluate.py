@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..autograd.function import no_grad
+from .carry import carry_hidden
 from .metrics import make_meter
 
 
@@ -12,13 +13,17 @@ def align_target(outputs, targets):
     return targets
 
 
-def evaluate(model, loader, loss_fn, task: str, num_classes: int | None):
-    """Mean loss and metrics of ``model`` on every batch of ``loader`` (eval mode, no graph)."""
-    meter = make_meter(task, num_classes)
+def evaluate(model, loader, loss_fn, task: str, num_classes: int | None, options: dict | None = None):
+    """Mean loss and metrics of ``model`` on every batch of ``loader`` (eval mode, no graph).
+
+    ``options`` are the meter's (see :func:`~trainkit.train.metrics.make_meter`); a BPTT
+    stream's recurrent state is carried from batch to batch, starting from zeros.
+    """
+    meter = make_meter(task, num_classes, options)
     was_training = model.training
     model.eval()
     try:
-        with no_grad():
+        with no_grad(), carry_hidden(model, loader):
             for x, y in loader:
                 out = model(x)
                 y = align_target(out, y)

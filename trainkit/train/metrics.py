@@ -1,4 +1,4 @@
-"""Streaming metrics: classification (accuracy, confusion matrix, per-class P/R/F1) and regression.
+"""Streaming metrics: classification (accuracy, confusion matrix, per-class P/R/F1), regression, language models.
 
 Which metrics a task has, which of them are logged and under which column, is
 the one table in :mod:`trainkit.registry.tasks`; a meter computes every metric
@@ -146,6 +146,56 @@ class RegressionMeter(_Meter):
         return {"loss": self.loss, "mse": self.mse, "mae": self.mae, "rmse": self.rmse, "r2": self.r2, "n": self.n}
 
 
-def make_meter(task: str, num_classes: int | None):
-    """The meter for a task ('classification' or 'regression')."""
+class LanguageModelMeter(_Meter):
+    """Accumulates the loss over tokens: loss per token, perplexity and bits per character.
+
+    ``update`` takes the batch's mean loss per token and weighs it by the
+    batch's token count, so the epoch's loss is the mean over every token (as
+    PyTorch's word_language_model and nanoGPT report it). ``n`` counts tokens.
+    ``chars`` says whether a token is a character: ``bpc`` is None otherwise.
+    """
+
+    task = "language_model"
+
+    def __init__(self, chars: bool = True):
+        self.chars = bool(chars)
+        self.loss_sum = 0.0
+        self.n = 0
+
+    def update(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
+        """Add a batch: ``loss`` is its mean loss per token, ``targets`` its token ids (any shape)."""
+        tokens = int(targets.size)
+        self.loss_sum += float(loss) * tokens
+        self.n += tokens
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.n if self.n else math.nan
+
+    @property
+    def ppl(self) -> float | None:
+        loss = self.loss
+        # exp overflows a float past 709 nats per token; no trained model gets near it, a diverging one stops first
+        return math.exp(loss) if loss < 709 else None
+
+    @property
+    def bpc(self) -> float | None:
+        return self.loss / math.log(2) if self.chars else None
+
+    def state(self) -> dict:
+        """Exact JSON state (for a mid-epoch checkpoint)."""
+        return {"loss_sum": self.loss_sum, "n": self.n}
+
+    def load(self, state: dict) -> None:
+        self.loss_sum, self.n = float(state["loss_sum"]), int(state["n"])
+
+    def report(self, class_names=None) -> dict:
+        """Loss per token, perplexity, bits per character and the token count."""
+        return {"loss": self.loss, "ppl": self.ppl, "bpc": self.bpc, "n": self.n, "tokens": self.n}
+
+
+def make_meter(task: str, num_classes: int | None, options: dict | None = None):
+    """The meter for a task; ``options`` are the meter's own (a language model's ``{"chars": False}``)."""
+    if task == "language_model":
+        return LanguageModelMeter(**(options or {}))
     return ClassificationMeter(num_classes) if task == "classification" else RegressionMeter()

@@ -34,6 +34,11 @@ def report_markdown(report: dict) -> str:
                   "| true \\ pred | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         for name, row in zip(names, r["confusion_matrix"]):
             lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    elif report["task"] == "language_model":
+        lines[-2] = lines[-2].replace(" samples.", " tokens.")
+        lines += [f"- perplexity: **{_fmt(r['ppl'])}**", f"- loss per token: {_fmt(r['loss'])} nats"]
+        if r.get("bpc") is not None:
+            lines.append(f"- bits per character: {_fmt(r['bpc'])}")
     else:
         lines += [f"- MSE: {_fmt(r['mse'])}", f"- MAE: {_fmt(r['mae'])}", f"- RMSE: {_fmt(r['rmse'])}",
                   f"- R²: {_fmt(r['r2'])}", f"- loss: {_fmt(r['loss'])}"]
@@ -63,6 +68,10 @@ def report_tables(report: dict) -> list:
         for name, row in zip(r["class_names"], r["confusion_matrix"]):
             cm.add_row(cell(name), *[str(v) for v in row])
         out.append(cm)
+    elif report["task"] == "language_model":
+        bpc = f"  bits/char {_fmt(r['bpc'])}" if r.get("bpc") is not None else ""
+        out.append(f"[bold]{split} perplexity {_fmt(r['ppl'])}[/]  loss {_fmt(r['loss'])} nats/token{bpc}  "
+                   f"({r['n']:,} tokens, checkpoint {report['checkpoint']}, epoch {report.get('epoch')})")
     else:
         out.append(f"[bold]{split} MSE {_fmt(r['mse'])}[/]  MAE {_fmt(r['mae'])}  RMSE {_fmt(r['rmse'])}  "
                    f"R² {_fmt(r['r2'])}  ({r['n']} samples, checkpoint {shown(report['checkpoint'])}, "

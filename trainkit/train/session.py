@@ -112,6 +112,9 @@ def _resume(run: Run, prep: Prepared, trainer: Trainer, checkpoint: Path | None,
     if meta.get("config_hash") != prep.fingerprint:
         raise CheckpointError(f"{checkpoint}: the checkpoint was written for a different model/data/optimizer "
                               "config than this run's config.yaml")
+    check_files = getattr(prep.bundle, "check_run_files", None)  # text data: the vocabulary must be the run's
+    if check_files is not None:
+        check_files(run.path)
     check_run_length(prep, trainer, resumed=True)
     done = trainer.state.epoch
     finished = trainer.finished
@@ -155,6 +158,9 @@ def _start(run: Run, prep: Prepared, config_path, command: list[str]) -> None:
     run.start(resolved_yaml(prep.config), name=config.name, seed=config.seed, epochs=config.train.epochs,
               command=command, config_file=str(config_path), data=prep.bundle.info(),
               code=record_code(absolutize_layer_paths(prep.config), run.path))
+    run_files = getattr(prep.bundle, "run_files", None)  # text data: vocab.json, which generate reads
+    for name, content in (run_files() if run_files is not None else {}).items():
+        atomic_write_json(run.path / name, content)
     run.print(f"run directory: {shown(run.path)}")
 
 
@@ -272,7 +278,8 @@ def build_report(rdir: Path, prep: Prepared, checkpoint: str, split: str) -> dic
     loader = prep.bundle.eval_loader(split)
     if loader is None:
         raise TrainkitError(f"{rdir}: this run's data has no {split} split")
-    meter = evaluate(prep.model, loader, prep.loss_fn, prep.bundle.task, prep.bundle.num_classes)
+    meter = evaluate(prep.model, loader, prep.loss_fn, prep.bundle.task, prep.bundle.num_classes,
+                     getattr(prep.bundle, "meter_options", None))
     return {"run": rdir.name, "task": prep.bundle.task, "dataset": prep.bundle.name, "split": split,
             "checkpoint": label, "epoch": epoch, split: meter.report(prep.bundle.class_names)}
 
@@ -292,6 +299,9 @@ def eval_run(run_dir, checkpoint: str = "best", split: str | None = None, trust_
     prep = prepare(run.config_path, with_optimizer=False)
     if split is None:
         split = _report_split(prep) or "test"
+    check_files = getattr(prep.bundle, "check_run_files", None)
+    if check_files is not None:
+        check_files(run.path)
     report = build_report(run.path, prep, checkpoint, split)
     name = checkpoint if checkpoint in ("best", "last") else "custom"
     atomic_write_json(run.path / f"eval-{split}-{name}.json", report)

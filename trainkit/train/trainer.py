@@ -25,6 +25,7 @@ from ..autograd import random as tkrandom
 from ..errors import CheckpointError, DivergedError
 from ..nn.utils import clip_grad_norm_
 from ..registry.tasks import TASKS, find_metric
+from .carry import carry_hidden
 from .checkpoint import check_state_fits, load_checkpoint, save_checkpoint
 from .evaluate import align_target, evaluate
 from .metrics import make_meter
@@ -68,6 +69,8 @@ class Trainer:
         self.optimizer, self.scheduler, self.bundle = parts.optimizer, parts.scheduler, parts.bundle
         self.config_hash = parts.fingerprint
         self.task, self.num_classes = self.bundle.task, self.bundle.num_classes
+        # a language model's meter needs to know whether its tokens are characters (bits per character)
+        self.meter_options = getattr(self.bundle, "meter_options", None)
         self.train_loader = self.bundle.train_loader(seed=parts.config.resolved.seed)
         self.eval_split = "val" if self.bundle.val is not None else ("test" if self.bundle.test is not None else None)
         self.eval_loader = self.bundle.eval_loader(self.eval_split) if self.eval_split else None
@@ -183,7 +186,7 @@ class Trainer:
     def _fit(self) -> LoopState:
         epochs = self.spec.epochs
         st = self.state
-        self.log.epoch_header(self.task, self.eval_split)
+        self.log.epoch_header(self.task, self.eval_split, getattr(self.bundle, "console_metrics", None))
         while st.epoch < epochs and not self._es_triggered():  # an early-stopped run stays stopped
             epoch = st.epoch + 1
             row, meters = self._train_epoch(epoch)
@@ -196,7 +199,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int):
         st, model, opt = self.state, self.model, self.optimizer
-        meter = make_meter(self.task, self.num_classes)
+        meter = make_meter(self.task, self.num_classes, self.meter_options)
         t_before = 0.0
         if st.in_epoch is not None:  # resuming an interrupted epoch
             meter.load(st.in_epoch["meter"])
@@ -207,7 +210,7 @@ class Trainer:
         model.train()
         n_batches = len(self.train_loader)
         t0 = time.perf_counter()
-        with self.log.progress(epoch, n_batches, self.spec.log_every) as bar:
+        with carry_hidden(model, self.train_loader), self.log.progress(epoch, n_batches, self.spec.log_every) as bar:
             for x, y in self.train_loader:
                 out = model(x)
                 y = align_target(out, y)
@@ -271,7 +274,7 @@ class Trainer:
         row.update({f"val_{m.column}": None for m in TASKS[self.task].logged()})
         values = meters["train"].values("train")  # every metric of the task, logged or not
         if evaluate_now:
-            vm = evaluate(self.model, self.eval_loader, self.loss_fn, self.task, self.num_classes)
+            vm = evaluate(self.model, self.eval_loader, self.loss_fn, self.task, self.num_classes, self.meter_options)
             row.update(vm.epoch_metrics("val"))
             values.update(vm.values("val"))
         seconds = meters["seconds"]

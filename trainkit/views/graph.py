@@ -49,10 +49,19 @@ def step_graph(config_path, overrides=(), *, backward: bool = False, depth: int 
     loss_fn = build_loss(config)
     model.train()
     rng = np.random.default_rng(0)
-    x = Tensor(rng.standard_normal((batch,) + tuple(shape)).astype(np.float32))
+    if config.resolved.task == "language_model":  # token ids in, a next token per position as the target
+        vocab = min((m.num_embeddings for m in model.modules() if isinstance(getattr(m, "num_embeddings", None), int)),
+                    default=1)
+        x = Tensor(rng.integers(0, vocab, size=(batch,) + tuple(shape)).astype(np.int64))
+    else:
+        x = Tensor(rng.standard_normal((batch,) + tuple(shape)).astype(np.float32))
     with ModuleTrace(model, names={"loss": loss_fn}) as trace:
         out = model(x)
-        loss = loss_fn(out, _target(config["loss"]["type"], out, rng))
+        if config.resolved.task == "language_model":
+            target = Tensor(rng.integers(0, out.shape[-1], size=tuple(out.shape[:-1])).astype(np.int64))
+        else:
+            target = _target(config["loss"]["type"], out, rng)
+        loss = loss_fn(out, target)
     params = {**dict(model.named_parameters()), "input": x}
     return make_dot(loss, params=params, trace=trace, depth=depth, backward=backward, show_attrs=show_attrs,
                     show_saved=show_saved)

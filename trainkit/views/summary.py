@@ -64,10 +64,13 @@ class Summary:
     buffer_bytes: int
     macs: int
     macs_complete: bool
+    final_shape: tuple[int, ...] | None = None
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        """Per-sample shape of the model's output."""
+        """Per-sample shape of the model's output (one output of a multi-output node: ``lstm.h_n``)."""
+        if self.final_shape is not None:
+            return self.final_shape
         return next(r.output_shape for r in self.rows if r.name == self.output)
 
     def to_dict(self) -> dict:
@@ -88,7 +91,7 @@ def summarize(config, model: Module, input_shape, plan: ModelPlan | None = None)
     parameter counts from the model itself.
     """
     if plan is None:
-        modules = dict(model.named_children())
+        modules = dict(model.named_modules())
         plan = plan_model(config, input_shape, modules=modules)
     rows = []
     for n in plan.nodes:
@@ -106,7 +109,7 @@ def summarize(config, model: Module, input_shape, plan: ModelPlan | None = None)
         trainable=sum(p.numel() for p in all_params if p.requires_grad),
         param_bytes=sum(p._array.nbytes for p in all_params),
         buffer_bytes=sum(b._array.nbytes for b in model.buffers()),
-        macs=int(sum(known)), macs_complete=len(known) == len(rows))
+        macs=int(sum(known)), macs_complete=len(known) == len(rows), final_shape=tuple(plan.output_shape))
 
 
 def render_summary(summary: Summary, console=None) -> None:

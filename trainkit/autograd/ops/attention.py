@@ -51,14 +51,33 @@ class ScaledDotProductAttention(Op):
 
     ``keep`` is a boolean mask (True: attend) that takes no gradient; ``causal``
     adds the top-left lower-triangular constraint; ``dropout_p`` with
-    ``generator`` drops attention weights (scaled by ``1/(1-p)``).
+    ``generator`` drops attention weights (scaled by ``1/(1-p)``). With
+    ``packed`` the first input is self-attention's ``qkv`` stacked on a leading
+    axis of 3 (a view of one projection), and its gradient comes back as one array.
     """
 
-    def __init__(self, scale: float = 1.0, keep=None, causal: bool = False, dropout_p: float = 0.0, generator=None):
+    def __init__(self, scale: float = 1.0, keep=None, causal: bool = False, dropout_p: float = 0.0, generator=None,
+                 packed: bool = False):
         self.scale, self.keep, self.causal = scale, keep, causal
-        self.dropout_p, self.generator = dropout_p, generator
+        self.dropout_p, self.generator, self.packed = dropout_p, generator, packed
 
-    def forward(self, q, k, v, mask=None):
+    def forward(self, *inputs):
+        if self.packed:
+            qkv, *rest = inputs
+            if self.needs is not None:
+                self.qkv_shape = qkv.shape
+            return self._forward(qkv[0], qkv[1], qkv[2], *rest)
+        return self._forward(*inputs)
+
+    def backward(self, go):
+        if not self.packed:
+            return self._backward(go, self.needs)
+        needs = self.needs
+        g = np.empty(self.qkv_shape, go.dtype)
+        gq, gk, gv, gm = self._backward(go, (needs[0],) * 3 + tuple(needs[1:]), out=g)
+        return (g,) + ((gm,) if len(needs) > 1 else ())
+
+    def _forward(self, q, k, v, mask=None):
         st = np.matmul(k, _sw(q))  # scores, transposed: (..., S, L)
         st *= np.asarray(self.scale, st.dtype)
         if mask is not None:
@@ -94,12 +113,13 @@ class ScaledDotProductAttention(Op):
             self.mask_shape = None if mask is None else mask.shape
         return out
 
-    def backward(self, go):
+    def _backward(self, go, needs, out=None):
+        """Gradients of q, k, v (and the mask); with ``out`` (packed), q, k, v's are written into out[0..2]."""
         q, k, v, pt, pdt = self.q, self.k, self.v, self.pt, self.pdt
-        needs = self.needs
         gq = gk = gv = gm = None
         if needs[2]:
-            gv = sum_to(np.matmul(pdt, go), v.shape)
+            gv = np.matmul(pdt, go, out=None if out is None else out[2])
+            gv = gv if out is not None else sum_to(gv, v.shape)
         dst = np.matmul(v, _sw(go))  # d scores after softmax (and dropout), transposed: (..., S, L)
         if self.dropout_p > 0:
             dst *= self.factor
@@ -109,6 +129,10 @@ class ScaledDotProductAttention(Op):
         if len(needs) > 3 and needs[3]:
             gm = sum_to(np.array(_sw(dst)), self.mask_shape)  # a copy: dst is scaled in place below
         dst *= np.asarray(self.scale, dst.dtype)
+        if out is not None:
+            np.matmul(_sw(dst), k, out=out[0])
+            np.matmul(dst, q, out=out[1])
+            return out[0], out[1], out[2], gm
         if needs[0]:
             gq = sum_to(np.matmul(_sw(dst), k), q.shape)
         if needs[1]:

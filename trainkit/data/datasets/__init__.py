@@ -1,5 +1,5 @@
 """Built-in data sets: CIFAR-10/100, MNIST, Fashion-MNIST, KMNIST, EMNIST, SVHN, STL-10, embedded sets,
-synthetic data, tabular files, image folders.
+synthetic data, tabular files, image folders, text.
 
 Each class declares its YAML name beside it (see :mod:`trainkit.registry`);
 the imports below fill the data set registry in the order messages list them.
@@ -14,6 +14,8 @@ from .emnist import EMNIST
 from .svhn import SVHN
 from .stl10 import STL10
 from .image_folder import ImageFolder
+from .text import TextFiles, TinyShakespeare
 
 __all__ = ["CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "KMNIST", "EMNIST", "SVHN", "STL10", "Digits", "Iris",
-           "Diabetes", "LinearData", "CSVDataset", "NPZDataset", "ImageFolder"]
+           "Diabetes", "LinearData", "CSVDataset", "NPZDataset", "ImageFolder",
+           "TinyShakespeare", "TextFiles"]
