@@ -24,7 +24,8 @@ from ..errors import TrainkitError
 __all__ = ["linear", "conv", "conv_transpose", "maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "global_avgpool",
            "batchnorm", "identity", "flatten", "unflatten", "activation", "add", "mul", "concat", "layernorm",
            "groupnorm", "instancenorm", "upsample", "embedding", "recurrent", "attention", "encoder_layer",
-           "decoder_layer", "encoder_stack", "decoder_stack", "NotExportable", "softmax_dim"]
+           "decoder_layer", "encoder_stack", "decoder_stack", "positional_embedding", "token_position_embedding",
+           "patch_embedding", "class_token", "sequence_pool", "NotExportable", "softmax_dim"]
 
 
 class NotExportable(TrainkitError):
@@ -556,3 +557,41 @@ def decoder_stack(layer, g, tgt, memory, tgt_mask=None, memory_mask=None, tgt_ke
         x = decoder_layer(blk, g, x, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
                           bool(tgt_is_causal) or bool(getattr(layer, "causal", False)), memory_is_causal)
     return layernorm(layer.norm, g, x) if layer.norm is not None else x
+
+
+# ----------------------------------------------------------------------------- position and patch layers
+def positional_embedding(layer, g, x):
+    """PositionalEmbedding: the input plus the table's first ``seq`` rows (the traced length)."""
+    length = g.shape(x)[-2]
+    return g.op("Add", x, g.constant(layer.weight.detach().numpy()[:length], name="positions"))
+
+
+def token_position_embedding(layer, g, ids):
+    """TokenPositionEmbedding: token rows (``Gather``) plus the first ``seq`` position rows."""
+    length = g.shape(ids)[-1]
+    tok = g.op("Gather", g.tensor(layer.tok.weight, "tok_weight"), ids, axis=0)
+    return g.op("Add", tok, g.constant(layer.pos.weight.detach().numpy()[:length], name="positions"))
+
+
+def patch_embedding(layer, g, x):
+    """PatchEmbedding: its convolution, then (N, E, h, w) -> (N, h*w, E)."""
+    if g.rank(x) != 4:
+        raise NotExportable("export takes batched (N, C, H, W) input for patch_embedding")
+    y = conv(layer.proj, g, x)
+    return g.op("Transpose", g.op("Reshape", y, g.ints([0, 0, -1])), perm=[0, 2, 1])
+
+
+def class_token(layer, g, x):
+    """ClassToken: the learned token expanded over the (dynamic) batch, put before the sequence."""
+    e = g.shape(x)[-1]
+    n = g.op("Slice", g.op("Shape", x), g.ints([0]), g.ints([1]))
+    shape = g.op("Concat", n, g.ints([1, e]), axis=0)
+    tok = g.op("Expand", g.constant(layer.class_token.detach().numpy().reshape(1, 1, e), name="class_token"), shape)
+    return g.op("Concat", tok, x, axis=1)
+
+
+def sequence_pool(layer, g, x):
+    """SequencePool: the mean over the sequence, or its first position."""
+    if layer.mode == "mean":
+        return g.reduce("ReduceMean", x, [g.rank(x) - 2], False)
+    return g.op("Gather", x, g.constant(np.int64(0)), axis=g.rank(x) - 2)
