@@ -31,8 +31,9 @@ ALLOWED = {
     "config": {"errors", "autograd", "registry", "nn", "optim", "data"},
     "assemble": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "config"},
     "views": {"errors", "autograd", "registry", "nn", "utils", "viz", "config", "assemble"},
+    "onnx": {"errors", "autograd", "registry", "nn", "utils", "<root>"},
     "train": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "serialization", "config", "assemble",
-              "views",
+              "views", "onnx",
               "<root>"},
     # Data parallelism (issue 15) wraps the trainer: above train, below the CLI.
     "distributed": {"errors", "autograd", "registry", "nn", "data", "utils", "config", "assemble", "train",
@@ -42,7 +43,7 @@ ALLOWED = {
     "docs": {"errors", "autograd", "registry", "nn", "optim", "data", "config", "assemble"},
     "docs_api": {"errors", "autograd", "registry", "nn", "optim", "data"},
     "cli": {"errors", "autograd", "registry", "nn", "optim", "data", "utils", "viz", "config", "assemble", "views", "train",
-            "testing", "docs", "distributed", "sweep", "<root>"},
+            "testing", "docs", "distributed", "sweep", "onnx", "<root>"},
     "run_api": {"errors", "train"},
     "__main__": {"cli"},
     # rankenv: standard library only; it runs first, before numpy loads (BLAS threads of MPI ranks).

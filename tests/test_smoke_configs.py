@@ -102,6 +102,19 @@ def torch_model(config, input_shape):
     return Graph()
 
 
+def smoke_train(smoke, cfg):
+    """One short epoch of ``cfg`` on the first 100 samples of each part, into ``tmp/<config name>``."""
+    runner, tmp, root = smoke
+    run = tmp / cfg.stem
+    args = ["train", cfg, "--run-dir", run, "-q", "--set", "train.epochs=1", "--set", "data.limit=100"]
+    if _dataset(cfg) in ("cifar10", "mnist"):
+        args += ["--set", f"data.root={root}", "--set", "data.download=false"]
+    if _dataset(cfg) == "image_folder":  # the example's layout, with two classes as its head expects
+        args += ["--set", f"data.root={root / 'photos'}"]
+    env = {k: v for k, v in env_for(tmp).items() if k.startswith("TRAINKIT")}
+    return runner.run(args, tmp, env=env)
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_every_shipped_config_trains_reports_evaluates_and_reloads_into_torch(smoke, cfg):
     import safetensors.torch
@@ -113,13 +126,8 @@ def test_every_shipped_config_trains_reports_evaluates_and_reloads_into_torch(sm
 
     runner, tmp, root = smoke
     run = tmp / cfg.stem
-    args = ["train", cfg, "--run-dir", run, "-q", "--set", "train.epochs=1", "--set", "data.limit=100"]
-    if _dataset(cfg) in ("cifar10", "mnist"):
-        args += ["--set", f"data.root={root}", "--set", "data.download=false"]
-    if _dataset(cfg) == "image_folder":  # the example's layout, with two classes as its head expects
-        args += ["--set", f"data.root={root / 'photos'}"]
     env = {k: v for k, v in env_for(tmp).items() if k.startswith("TRAINKIT")}
-    r = runner.run(args, tmp, env=env)
+    r = smoke_train(smoke, cfg)
     assert r["rc"] == 0, r["stdout"][-3000:] + r["stderr"][-3000:]
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["epochs_done"] == 1
@@ -164,3 +172,61 @@ def test_the_plain_configs_were_reloaded_into_torch():
     if len(RELOADED) != len(plain):
         pytest.skip("run together with the smoke runs")  # -k selections
     assert sorted(RELOADED) == sorted(plain)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_shipped_config_exports_to_onnx_matching_eval(smoke, cfg):
+    """Issue 16: `trainkit export` of each smoke-trained run; onnxruntime on the whole eval split gives
+    `trainkit eval`'s logits within 1e-4 and the same accuracy, at batch 1, the loader's batches and one
+    large batch; the file passes onnx.checker.check_model(full_check=True)."""
+    onnx = pytest.importorskip("onnx", reason="the onnx extra (pip install 'trainkit[onnx]')")
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'trainkit[onnx]')")
+    from trainkit import no_grad
+    from trainkit.assemble.prepare import prepare
+    from trainkit.train.session import _load_weights
+
+    runner, tmp, root = smoke
+    run = tmp / cfg.stem
+    if not (run / "report.json").exists():  # run alone or shuffled: train it here (the same short run)
+        r = smoke_train(smoke, cfg)
+        assert r["rc"] == 0, r["stdout"][-3000:] + r["stderr"][-3000:]
+    env = {k: v for k, v in env_for(tmp).items() if k.startswith("TRAINKIT")}
+    r = runner.run(["export", run, "-o", run / "exported.onnx"], tmp, env=env)
+    assert r["rc"] == 0, r["stdout"][-3000:] + r["stderr"][-3000:]
+    proto = onnx.load(str(run / "exported.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    sess = ort.InferenceSession(str(run / "exported.onnx"), providers=["CPUExecutionProvider"])
+
+    r = runner.run(["eval", run, "--json"], tmp, env=env)
+    evaluated = json.loads(r["stdout"])
+    split = evaluated["split"]
+    prep = prepare(run / "config.yaml", with_optimizer=False)
+    _load_weights(run, prep, "best")
+    prep.model.eval()
+    xs, ys, want, got = [], [], [], []
+    for x, y in prep.bundle.eval_loader(split):
+        with no_grad():
+            want.append(prep.model(x).numpy())
+        got.append(sess.run(None, {"input": x.numpy()})[0])
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    for g_, w_ in zip(got, want):
+        np.testing.assert_allclose(g_, w_, rtol=1e-4, atol=1e-4)
+    # one large batch of every eval sample shaped like the first (a stream's last window is shorter)
+    same = [k for k, a in enumerate(xs) if a.shape[1:] == xs[0].shape[1:]]
+    everything = np.concatenate([xs[k] for k in same])
+    first = np.concatenate([want[k] for k in same])
+    big = np.concatenate([everything] * max(1, -(-256 // len(everything))))[:max(256, len(everything))]
+    np.testing.assert_allclose(sess.run(None, {"input": big})[0][:len(first)], first, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sess.run(None, {"input": everything[:1]})[0], first[:1], rtol=1e-4, atol=1e-4)
+    want = np.concatenate([w.reshape(-1, w.shape[-1]) if w.ndim > 2 else w for w in want])
+    got = np.concatenate([w.reshape(-1, w.shape[-1]) if w.ndim > 2 else w for w in got])
+    ys = [y.reshape(-1) for y in ys]
+    if prep.bundle.task in ("classification", "language_model"):
+        target = np.concatenate(ys).reshape(-1)
+        acc = lambda logits: float(np.mean(logits.reshape(len(target), -1).argmax(-1) == target))  # noqa: E731
+        assert acc(got) == acc(want)
+        reported = evaluated[split].get("accuracy")
+        if reported is not None:
+            assert acc(got) == pytest.approx(reported, abs=1e-9)

@@ -84,7 +84,7 @@ default_generator = _random.default_generator()
 # config stage: ``trainkit.nn`` etc. behave as attributes, as after ``import torch``.
 _LAZY_MODULES = {
     "nn": "trainkit.nn", "optim": "trainkit.optim", "utils": "trainkit.utils", "data": "trainkit.data",
-    "serialization": "trainkit.serialization", "random": "trainkit.autograd.random",
+    "serialization": "trainkit.serialization", "random": "trainkit.autograd.random", "onnx": "trainkit.onnx",
 }
 _LAZY_ATTRS = {
     "save": ("trainkit.serialization", "save"),

@@ -518,5 +518,40 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
         console.print(f"wrote {path}", highlight=False, markup=False)
 
 
+@app.command("export")
+@user_errors
+def export_(
+    run_dir: Path = typer.Argument(..., help="A run directory written by trainkit train."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, last, or a path to a checkpoint."),
+    fmt: str = typer.Option("onnx", "--format", help="The file format (onnx)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="The file to write (default: "
+                                          "RUN/model.onnx; model-last.onnx for --checkpoint last)."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="The ONNX opset version (default 17)."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Import the custom layers the run's config "
+                                    "names even if they are not the code it was trained with."),
+):
+    """Export a run's checkpoint as an ONNX model (dynamic batch), checked in onnxruntime before it is written.
+
+    The graph takes the model's input after the run's evaluation transforms; they
+    (with normalize's mean and std) are recorded in the model's metadata. Needs
+    the onnx extra: pip install 'trainkit[onnx]'.
+
+    Examples:
+
+    \b
+      trainkit export runs/20261127-101500-digits_cnn
+      trainkit export runs/20261127-101500-cifar_resnet --checkpoint last -o resnet.onnx --opset 18
+    """
+    from .train.export import export_run
+
+    done = export_run(run_dir, checkpoint=checkpoint, output=output, opset=opset, fmt=fmt, trust_code=trust_code)
+    ins = ", ".join(f"{n} {d}" for n, d in done.inputs)
+    outs = ", ".join(f"{n} {d}" for n, d in done.outputs)
+    console.print(f"wrote {shown(done.path)} ({done.bytes / 1e6:.2f} MB, opset {done.opset}, checkpoint "
+                  f"{shown(done.checkpoint)}{'' if done.epoch is None else f', epoch {done.epoch}'})", highlight=False, soft_wrap=True)
+    console.print(f"inputs: {shown(ins)}; outputs: {shown(outs)}; onnxruntime matches trainkit within "
+                  f"{done.max_abs_diff:.1e}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -123,7 +123,6 @@ NOT_COVERED: dict[str, str] = {
     **dict.fromkeys("complex polar fft sparse_coo_tensor to_sparse view_as_real".split(), _FFT),
     **dict.fromkeys("compile jit cuda.amp autocast quantization".split(), _GPU),
     **dict.fromkeys("distributed DistributedSampler DataParallel".split(), _DIST),
-    "onnx": "no ONNX exporter yet (the layer declarations carry an export-rule slot for one)",
     "linalg": "torch.linalg is not mirrored; mm/bmm/dot/einsum/norm/trace cover the common uses",
     **dict.fromkeys("Embedding EmbeddingBag RNN LSTM GRU RNNCell LSTMCell GRUCell MultiheadAttention Transformer "
                     "TransformerEncoder TransformerEncoderLayer TransformerDecoder TransformerDecoderLayer LayerNorm "

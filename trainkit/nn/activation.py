@@ -18,12 +18,13 @@ from trainkit.nn._helpers import check_device, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Inferred, Int, ShapeProblem, Str, batched_dim, fmt, layer, same_shape
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SiLU", "ELU", "SELU", "PReLU",
            "Softplus", "Mish", "Hardswish", "Hardtanh"]
 
 
-@layer("relu")
+@layer("relu", onnx=_onnx.activation)
 class ReLU(Module):
     """``max(0, x)`` elementwise. ``inplace`` is accepted for PyTorch compatibility and ignored
     (trainkit never overwrites an input that autograd may need)."""
@@ -41,7 +42,7 @@ class ReLU(Module):
     infer_shape = staticmethod(same_shape)
 
 
-@layer("leaky_relu", example=Example((3, 4), {"negative_slope": 0.2}, name="LeakyReLU(0.2)"))
+@layer("leaky_relu", example=Example((3, 4), {"negative_slope": 0.2}, name="LeakyReLU(0.2)"), onnx=_onnx.activation)
 class LeakyReLU(Module):
     """``x`` if ``x >= 0`` else ``negative_slope * x``."""
 
@@ -59,7 +60,7 @@ class LeakyReLU(Module):
     infer_shape = staticmethod(same_shape)
 
 
-@layer("gelu", args={"approximate": Str(("none", "tanh"), "approximate")})
+@layer("gelu", args={"approximate": Str(("none", "tanh"), "approximate")}, onnx=_onnx.activation)
 class GELU(Module):
     """Gaussian error linear unit ``x * Phi(x)``; ``approximate='tanh'`` uses the tanh approximation."""
 
@@ -78,7 +79,7 @@ class GELU(Module):
     infer_shape = staticmethod(same_shape)
 
 
-@layer("sigmoid")
+@layer("sigmoid", onnx=_onnx.activation)
 class Sigmoid(Module):
     """``1 / (1 + exp(-x))`` elementwise."""
 
@@ -88,7 +89,7 @@ class Sigmoid(Module):
     infer_shape = staticmethod(same_shape)
 
 
-@layer("tanh")
+@layer("tanh", onnx=_onnx.activation)
 class Tanh(Module):
     """Hyperbolic tangent elementwise."""
 
@@ -111,7 +112,7 @@ def _softmax_dim(name: str, ndim: int) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
-@layer("softmax", args={"dim": Int()}, defaults={"dim": 1}, example=Example((3, 4), name="Softmax(dim=1)"))
+@layer("softmax", args={"dim": Int()}, defaults={"dim": 1}, example=Example((3, 4), name="Softmax(dim=1)"), onnx=_onnx.activation)
 class Softmax(Module):
     """Softmax along ``dim`` (outputs are positive and sum to 1 along it)."""
 
@@ -132,7 +133,7 @@ class Softmax(Module):
         return _softmax_shape("softmax", args, x)
 
 
-@layer("log_softmax", args={"dim": Int()}, defaults={"dim": 1}, example=Example((3, 4), name="LogSoftmax(dim=1)"))
+@layer("log_softmax", args={"dim": Int()}, defaults={"dim": 1}, example=Example((3, 4), name="LogSoftmax(dim=1)"), onnx=_onnx.activation)
 class LogSoftmax(Module):
     """``log(softmax(x))`` along ``dim``, computed stably."""
 
@@ -173,7 +174,7 @@ class _InplaceFlag(Module):
 
 
 
-@layer("silu")
+@layer("silu", onnx=_onnx.activation)
 class SiLU(_InplaceFlag):
     """``x * sigmoid(x)`` elementwise (swish). Shape: any, unchanged."""
 
@@ -184,7 +185,7 @@ class SiLU(_InplaceFlag):
 
 
 
-@layer("elu", example=Example((3, 4), {"alpha": 0.7}, name="ELU(0.7)"))
+@layer("elu", example=Example((3, 4), {"alpha": 0.7}, name="ELU(0.7)"), onnx=_onnx.activation)
 class ELU(Module):
     """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``. Shape: any, unchanged.
 
@@ -208,7 +209,7 @@ class ELU(Module):
 
 
 
-@layer("selu")
+@layer("selu", onnx=_onnx.activation)
 class SELU(_InplaceFlag):
     """``scale * ELU(x, alpha)`` with alpha 1.6733 and scale 1.0507 (self-normalising). Shape: any, unchanged."""
 
@@ -219,7 +220,7 @@ class SELU(_InplaceFlag):
 
 
 
-@layer("prelu", args={"num_parameters": Int(lo=1)}, example=Example((3, 4), {"num_parameters": 4}, name="PReLU(4)"))
+@layer("prelu", args={"num_parameters": Int(lo=1)}, example=Example((3, 4), {"num_parameters": 4}, name="PReLU(4)"), onnx=_onnx.activation)
 class PReLU(Module):
     """``x`` if ``x > 0`` else ``weight * x``, with learnt slopes.
 
@@ -264,7 +265,7 @@ class PReLU(Module):
 
 
 
-@layer("softplus", example=Example((3, 4), {"beta": 2.0}, name="Softplus(beta=2)"))
+@layer("softplus", example=Example((3, 4), {"beta": 2.0}, name="Softplus(beta=2)"), onnx=_onnx.activation)
 class Softplus(Module):
     """``log(1 + exp(beta * x)) / beta``; linear where ``beta * x > threshold``. Shape: any, unchanged."""
 
@@ -283,7 +284,7 @@ class Softplus(Module):
 
 
 
-@layer("mish")
+@layer("mish", onnx=_onnx.activation)
 class Mish(_InplaceFlag):
     """``x * tanh(softplus(x))``. Shape: any, unchanged."""
 
@@ -294,7 +295,7 @@ class Mish(_InplaceFlag):
 
 
 
-@layer("hardswish")
+@layer("hardswish", onnx=_onnx.activation)
 class Hardswish(Module):
     """``x * relu6(x + 3) / 6``. Shape: any, unchanged. ``inplace`` is accepted and ignored."""
 
@@ -310,7 +311,7 @@ class Hardswish(Module):
 
 
 @layer("hardtanh", exclude=("min_value", "max_value"), check=_check_hardtanh,
-        example=Example((3, 4), {"min_val": -0.5, "max_val": 0.5}, name="Hardtanh(-0.5,0.5)"))
+        example=Example((3, 4), {"min_val": -0.5, "max_val": 0.5}, name="Hardtanh(-0.5,0.5)"), onnx=_onnx.activation)
 class Hardtanh(Module):
     """``x`` clipped to ``[min_val, max_val]``. Shape: any, unchanged.
 

@@ -12,6 +12,7 @@ from trainkit.nn.linear import Linear
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Float, Inferred, Int, ShapeProblem, fmt, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["MultiheadAttention", "NonDynamicallyQuantizableLinear", "causal_attn_mask"]
 
@@ -42,7 +43,7 @@ def _check_heads(args, path, ck) -> None:
        args={"embed_dim": Int(lo=1), "num_heads": Int(lo=1), "dropout": Float(0, 1)},
        exclude=("add_bias_kv", "add_zero_attn", "kdim", "vdim"), defaults={"batch_first": True}, check=_check_heads,
        outputs={"output": (0,), "weights": (1,)},
-       example=Example((1, 3, 2), {"num_heads": 2, "causal": True}, name="MultiheadAttention(causal)"))
+       example=Example((1, 3, 2), {"num_heads": 2, "causal": True}, name="MultiheadAttention(causal)"), onnx=_onnx.attention)
 class MultiheadAttention(Module):
     """Multi-head scaled dot-product attention with input and output projections.
 

@@ -13,6 +13,7 @@ from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import (CONV_PADDING, SIZE, AnyOf, Example, Inferred, Int, ShapeProblem, Str, layer, need_image,
                                need_rank, pair)
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Conv1d", "Conv2d"]
 
@@ -141,7 +142,7 @@ _CONV_ARGS = {"in_channels": Int(lo=1), "out_channels": Int(lo=1), "kernel_size"
 
 
 @layer("conv2d", input_arg="in_channels", input_dim=0, args=_CONV_ARGS,
-       example=Example((2, 2, 5, 5), {"out_channels": 3, "kernel_size": 3}))
+       example=Example((2, 2, 5, 5), {"out_channels": 3, "kernel_size": 3}), onnx=_onnx.conv)
 class Conv2d(_ConvNd):
     """2-D convolution (cross-correlation, as in PyTorch).
 
@@ -196,7 +197,7 @@ _CONV1D_ARGS = {**_CONV_ARGS, "kernel_size": Int(lo=1), "stride": Int(lo=1), "di
 
 @layer("conv1d", input_arg="in_channels", input_dim=0, args=_CONV1D_ARGS,
        example=Example((2, 2, 6), {"out_channels": 4, "kernel_size": 3, "groups": 2, "dilation": 2},
-                       name="Conv1d(groups=2,dilation=2)"))
+                       name="Conv1d(groups=2,dilation=2)"), onnx=_onnx.conv)
 class Conv1d(_ConvNd):
     """1-D convolution over ``(N, C, L)`` input (sequences: channels first).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from trainkit.nn import functional as F
 from trainkit.nn.conv import _CONV_ARGS, _ConvNd
 from trainkit.registry import PADDING, SIZE, Example, Inferred, ShapeProblem, layer, need_image, pair
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["ConvTranspose2d"]
 
@@ -12,7 +13,7 @@ __all__ = ["ConvTranspose2d"]
        args={**_CONV_ARGS, "padding": PADDING, "output_padding": PADDING, "dilation": SIZE},
        exclude=("padding_mode",),
        example=Example((2, 2, 3, 3), {"out_channels": 4, "kernel_size": 3, "stride": 2, "output_padding": 1,
-                                      "groups": 2}, name="ConvTranspose2d(stride=2,groups=2)"))
+                                      "groups": 2}, name="ConvTranspose2d(stride=2,groups=2)"), onnx=_onnx.conv_transpose)
 class ConvTranspose2d(_ConvNd):
     """Transposed 2-D convolution ("deconvolution"): upsamples as the gradient of a ``Conv2d`` would.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from trainkit.nn import functional as F
 from trainkit.nn.module import Module
 from trainkit.registry import Example, Float, layer, need_rank, same_shape
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
 
@@ -24,7 +25,7 @@ class _DropoutNd(Module):
         return f"p={self.p}, inplace={self.inplace}"
 
 
-@layer("dropout", args=_P, example=Example((4, 5), {"p": 0.3}, name="Dropout(0.3)"))
+@layer("dropout", args=_P, example=Example((4, 5), {"p": 0.3}, name="Dropout(0.3)"), onnx=_onnx.identity)
 class Dropout(_DropoutNd):
     """In training mode, zero each element with probability ``p`` and scale the rest by ``1/(1-p)``;
     in eval mode, return the input unchanged.
@@ -42,7 +43,7 @@ class Dropout(_DropoutNd):
     infer_shape = staticmethod(same_shape)
 
 
-@layer("dropout1d", args=_P, example=Example((2, 3, 4), {"p": 0.3}, name="Dropout1d(0.3)"))
+@layer("dropout1d", args=_P, example=Example((2, 3, 4), {"p": 0.3}, name="Dropout1d(0.3)"), onnx=_onnx.identity)
 class Dropout1d(_DropoutNd):
     """Channel dropout for ``(N, C, L)`` (or ``(C, L)``) input: in training, each channel is zeroed
     with probability ``p`` as a whole, the others scaled by ``1/(1-p)``. Arguments as :class:`Dropout`."""
@@ -57,7 +58,7 @@ class Dropout1d(_DropoutNd):
         return same_shape(args, x)
 
 
-@layer("dropout2d", args=_P, example=Example((2, 3, 2, 2), {"p": 0.3}, name="Dropout2d(0.3)"))
+@layer("dropout2d", args=_P, example=Example((2, 3, 2, 2), {"p": 0.3}, name="Dropout2d(0.3)"), onnx=_onnx.identity)
 class Dropout2d(_DropoutNd):
     """Channel dropout for ``(N, C, H, W)`` input: in training, each feature map is zeroed with
     probability ``p`` as a whole, the others scaled by ``1/(1-p)``. Arguments as :class:`Dropout`.
@@ -76,7 +77,7 @@ class Dropout2d(_DropoutNd):
         return same_shape(args, x)
 
 
-@layer("dropout3d", args=_P, example=Example((2, 2, 2, 2, 2), {"p": 0.3}, name="Dropout3d(0.3)"))
+@layer("dropout3d", args=_P, example=Example((2, 2, 2, 2, 2), {"p": 0.3}, name="Dropout3d(0.3)"), onnx=_onnx.identity)
 class Dropout3d(_DropoutNd):
     """Channel dropout for ``(N, C, D, H, W)`` (or ``(C, D, H, W)``) input. Arguments as :class:`Dropout`."""
 

@@ -23,6 +23,7 @@ from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.nn.sparse import Embedding
 from trainkit.registry import Example, Inferred, Int, ShapeProblem, fmt, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["PositionalEmbedding", "TokenPositionEmbedding"]
 
@@ -40,7 +41,7 @@ def _tokens(rng: np.random.Generator) -> list:
 
 @layer("positional_embedding", input_arg="embedding_dim", input_dim=-1,
        args={"max_len": Int(lo=1), "embedding_dim": Int(lo=1)},
-       example=Example((2, 3, 4), {"max_len": 5}))
+       example=Example((2, 3, 4), {"max_len": 5}), onnx=_onnx.positional_embedding)
 class PositionalEmbedding(Module):
     """Add a learned vector per position to a sequence of vectors: ``x + weight[:seq]``.
 
@@ -87,7 +88,7 @@ class PositionalEmbedding(Module):
 
 @layer("token_position_embedding", args={"num_embeddings": Int(lo=1), "embedding_dim": Int(lo=1),
                                          "max_len": Int(lo=1)},
-       example=Example(_tokens, {"num_embeddings": 5, "embedding_dim": 3, "max_len": 4}))
+       example=Example(_tokens, {"num_embeddings": 5, "embedding_dim": 3, "max_len": 4}), onnx=_onnx.token_position_embedding)
 class TokenPositionEmbedding(Module):
     """Token ids to vectors plus a learned vector per position: GPT's ``wte(idx) + wpe(arange(seq))``.
 

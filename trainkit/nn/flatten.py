@@ -5,11 +5,12 @@ import math
 
 from trainkit.nn.module import Module
 from trainkit.registry import Example, Inferred, Int, ListOf, ShapeProblem, batched_dim, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Flatten", "Unflatten", "Identity"]
 
 
-@layer("flatten", example=Example((2, 3, 2, 2)))
+@layer("flatten", example=Example((2, 3, 2, 2)), onnx=_onnx.flatten)
 class Flatten(Module):
     """Flatten dimensions ``start_dim..end_dim`` into one (the batch dimension 0 is kept by default).
 
@@ -53,7 +54,7 @@ class Flatten(Module):
         return Inferred(x[:a] + (math.prod(x[a:b + 1]),) + x[b + 1:])
 
 
-@layer("identity", example=Example((2, 3)))
+@layer("identity", example=Example((2, 3)), onnx=_onnx.identity)
 class Identity(Module):
     """Returns its input unchanged; accepts and ignores any constructor arguments (as PyTorch's)."""
 
@@ -76,7 +77,7 @@ def _unflatten_check(args, path, ck) -> None:
 
 
 @layer("unflatten", args={"dim": Int(), "unflattened_size": ListOf(Int(lo=-1))}, check=_unflatten_check,
-       example=Example((2, 6), {"dim": 1, "unflattened_size": [2, 3]}))
+       example=Example((2, 6), {"dim": 1, "unflattened_size": [2, 3]}), onnx=_onnx.unflatten)
 class Unflatten(Module):
     """Split dimension ``dim`` into ``unflattened_size`` (one entry may be -1: inferred); the inverse of Flatten.
 

@@ -11,13 +11,14 @@ from trainkit.nn._helpers import check_device, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Inferred, Int, ShapeProblem, fmt, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Linear"]
 
 
 @layer("linear", input_arg="in_features", input_dim=-1,
        args={"in_features": Int(lo=1), "out_features": Int(lo=1)},
-       example=Example((2, 4), {"out_features": 3}))
+       example=Example((2, 4), {"out_features": 3}), onnx=_onnx.linear)
 class Linear(Module):
     """Affine map ``y = x @ weight.T + bias``.
 

@@ -6,6 +6,7 @@ import math
 from trainkit.autograd.functional import cat
 from trainkit.nn.module import Module
 from trainkit.registry import Example, Inferred, ShapeProblem, batched_dim, fmt, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Add", "Mul", "Concat"]
 
@@ -17,7 +18,7 @@ def _equal_shapes(name: str, shapes) -> tuple:
     return first
 
 
-@layer("add", inputs="many", example=Example(((2, 3), (2, 3))))
+@layer("add", inputs="many", example=Example(((2, 3), (2, 3))), onnx=_onnx.add)
 class Add(Module):
     """Elementwise sum of its inputs (the graph form's ``add`` node), in the order listed."""
 
@@ -33,7 +34,7 @@ class Add(Module):
         return Inferred(_equal_shapes("add", shapes))
 
 
-@layer("mul", inputs="many", example=Example(((2, 3), (2, 3))))
+@layer("mul", inputs="many", example=Example(((2, 3), (2, 3))), onnx=_onnx.mul)
 class Mul(Module):
     """Elementwise product of its inputs (the graph form's ``mul`` node)."""
 
@@ -50,7 +51,7 @@ class Mul(Module):
         return Inferred(first, macs=(len(shapes) - 1) * math.prod(first))
 
 
-@layer("concat", inputs="many", example=Example(((2, 3), (2, 2))))
+@layer("concat", inputs="many", example=Example(((2, 3), (2, 2))), onnx=_onnx.concat)
 class Concat(Module):
     """Concatenation of its inputs along ``dim`` (batched numbering; the ``concat`` node).
 

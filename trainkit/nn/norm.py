@@ -12,6 +12,7 @@ from trainkit.nn._helpers import check_device, np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Float, Inferred, Int, Nullable, layer, need_rank
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -119,7 +120,7 @@ class _BatchNorm(Module):
 _BN_ARGS = {"num_features": Int(lo=1), "eps": Float(lo=0, lo_open=True), "momentum": Nullable(Float(0, 1))}
 
 
-@layer("batchnorm1d", input_arg="num_features", input_dim=0, args=_BN_ARGS, example=Example((4, 3), name="BatchNorm1d(train)"))
+@layer("batchnorm1d", input_arg="num_features", input_dim=0, args=_BN_ARGS, example=Example((4, 3), name="BatchNorm1d(train)"), onnx=_onnx.batchnorm)
 class BatchNorm1d(_BatchNorm):
     """Batch norm over ``(N, C)`` or ``(N, C, L)`` input, per channel ``C``.
 
@@ -147,7 +148,7 @@ class BatchNorm1d(_BatchNorm):
 
 
 @layer("batchnorm2d", input_arg="num_features", input_dim=0, args=_BN_ARGS,
-       example=Example((3, 2, 3, 3), name="BatchNorm2d(train)"))
+       example=Example((3, 2, 3, 3), name="BatchNorm2d(train)"), onnx=_onnx.batchnorm)
 class BatchNorm2d(_BatchNorm):
     """Batch norm over ``(N, C, H, W)`` input, per channel ``C`` (statistics over N, H, W).
 

@@ -22,6 +22,7 @@ from trainkit.nn.module import Module
 from trainkit.nn.norm import _BN_ARGS, _BatchNorm
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import (AnyOf, Example, Float, Inferred, Int, ListOf, ShapeProblem, fmt, layer, need_rank)
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "group_norm", "instance_norm"]
 
@@ -30,7 +31,7 @@ _SHAPE = AnyOf((Int(lo=1), ListOf(Int(lo=1))), "an integer >= 1 or a list of the
 
 @layer("layernorm", input_arg="normalized_shape", input_dim=lambda shape: [shape[-1]],
        args={"normalized_shape": _SHAPE, "eps": Float(lo=0, lo_open=True)},
-       example=Example((2, 3, 4)))
+       example=Example((2, 3, 4)), onnx=_onnx.layernorm)
 class LayerNorm(Module):
     """Normalise over the trailing ``normalized_shape`` dimensions of each sample, then scale and shift.
 
@@ -148,7 +149,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
 
 @layer("groupnorm", input_arg="num_channels", input_dim=0,
        args={"num_groups": Int(lo=1), "num_channels": Int(lo=1), "eps": Float(lo=0, lo_open=True)},
-       example=Example((2, 4, 3), {"num_groups": 2}))
+       example=Example((2, 4, 3), {"num_groups": 2}), onnx=_onnx.groupnorm)
 class GroupNorm(Module):
     """Normalise each sample over groups of channels: ``num_channels // num_groups`` channels and every position.
 
@@ -243,7 +244,7 @@ _IN_ARGS = dict(_BN_ARGS)
 
 
 @layer("instancenorm1d", input_arg="num_features", input_dim=0, args=_IN_ARGS,
-       example=Example((2, 3, 4), {"affine": True}, name="InstanceNorm1d(affine)"))
+       example=Example((2, 3, 4), {"affine": True}, name="InstanceNorm1d(affine)"), onnx=_onnx.instancenorm)
 class InstanceNorm1d(_InstanceNorm):
     """Instance norm over ``(N, C, L)`` (or unbatched ``(C, L)``) input: each channel of each sample over ``L``.
 
@@ -266,7 +267,7 @@ class InstanceNorm1d(_InstanceNorm):
 
 
 @layer("instancenorm2d", input_arg="num_features", input_dim=0, args=_IN_ARGS,
-       example=Example((2, 2, 3, 3), {"affine": True}, name="InstanceNorm2d(affine)"))
+       example=Example((2, 2, 3, 3), {"affine": True}, name="InstanceNorm2d(affine)"), onnx=_onnx.instancenorm)
 class InstanceNorm2d(_InstanceNorm):
     """Instance norm over ``(N, C, H, W)`` (or unbatched ``(C, H, W)``) input: each channel of each image.
 

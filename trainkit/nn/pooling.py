@@ -6,6 +6,7 @@ from trainkit.nn import functional as F
 from trainkit.nn.module import Module
 from trainkit.registry import (PADDING, SIZE, Example, Inferred, Int, Nullable, ShapeProblem, layer, need_image,
                                need_rank, pair, window)
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
            "GlobalAvgPool2d"]
@@ -23,7 +24,7 @@ def _pool_shape(x, args) -> Inferred:
 _POOL_ARGS = {"kernel_size": SIZE, "stride": Nullable(SIZE), "padding": PADDING}
 
 
-@layer("maxpool2d", args=_POOL_ARGS, example=Example((2, 2, 4, 4), {"kernel_size": 2}, name="MaxPool2d(2)"))
+@layer("maxpool2d", args=_POOL_ARGS, example=Example((2, 2, 4, 4), {"kernel_size": 2}, name="MaxPool2d(2)"), onnx=_onnx.maxpool)
 class MaxPool2d(Module):
     """2-D max pooling over NCHW input.
 
@@ -63,7 +64,7 @@ class MaxPool2d(Module):
 
 
 @layer("avgpool2d", args=_POOL_ARGS, example=Example((1, 2, 5, 5), {"kernel_size": 3, "stride": 2, "padding": 1},
-                                      name="AvgPool2d(3,2,1)"))
+                                      name="AvgPool2d(3,2,1)"), onnx=_onnx.avgpool)
 class AvgPool2d(Module):
     """2-D average pooling over NCHW input.
 
@@ -97,7 +98,7 @@ class AvgPool2d(Module):
 
 
 @layer("adaptive_avgpool2d", args={"output_size": SIZE},
-       example=Example((2, 2, 5, 7), {"output_size": [2, 3]}, name="AdaptiveAvgPool2d((2,3))"))
+       example=Example((2, 2, 5, 7), {"output_size": [2, 3]}, name="AdaptiveAvgPool2d((2,3))"), onnx=_onnx.adaptive_avgpool)
 class AdaptiveAvgPool2d(Module):
     """Average pooling to a fixed output size ``output_size`` (int or ``(H_out, W_out)``), any input size.
 
@@ -122,7 +123,7 @@ class AdaptiveAvgPool2d(Module):
         return Inferred((x[0],) + pair(args["output_size"]))
 
 
-@layer("global_avgpool", example=Example((2, 3, 4, 4)))
+@layer("global_avgpool", example=Example((2, 3, 4, 4)), onnx=_onnx.global_avgpool)
 class GlobalAvgPool2d(Module):
     """Mean over the spatial dimensions, returning ``(N, C)`` (trainkit's YAML ``global_avgpool``).
 
@@ -164,7 +165,7 @@ def _single(v) -> tuple:
 
 
 @layer("maxpool1d", args=_POOL1D_ARGS, exclude=("dilation", "return_indices", "ceil_mode"),
-       example=Example((2, 2, 7), {"kernel_size": 3, "stride": 2, "padding": 1}, name="MaxPool1d(3,2,1)"))
+       example=Example((2, 2, 7), {"kernel_size": 3, "stride": 2, "padding": 1}, name="MaxPool1d(3,2,1)"), onnx=_onnx.maxpool)
 class MaxPool1d(Module):
     """1-D max pooling over ``(N, C, L)`` (or ``(C, L)``) input.
 
@@ -202,7 +203,7 @@ class MaxPool1d(Module):
 
 
 @layer("avgpool1d", args=_POOL1D_ARGS, exclude=("ceil_mode",),
-       example=Example((2, 2, 7), {"kernel_size": 3, "stride": 2, "padding": 1}, name="AvgPool1d(3,2,1)"))
+       example=Example((2, 2, 7), {"kernel_size": 3, "stride": 2, "padding": 1}, name="AvgPool1d(3,2,1)"), onnx=_onnx.avgpool)
 class AvgPool1d(Module):
     """1-D average pooling over ``(N, C, L)`` (or ``(C, L)``) input.
 
@@ -240,7 +241,7 @@ class AvgPool1d(Module):
 
 
 @layer("adaptive_maxpool2d", args={"output_size": SIZE}, exclude=("return_indices",),
-       example=Example((2, 2, 5, 7), {"output_size": [2, 3]}, name="AdaptiveMaxPool2d((2,3))"))
+       example=Example((2, 2, 5, 7), {"output_size": [2, 3]}, name="AdaptiveMaxPool2d((2,3))"), onnx=_onnx.adaptive_maxpool)
 class AdaptiveMaxPool2d(Module):
     """Max pooling to a fixed output size ``output_size`` (int or ``(H_out, W_out)``; None keeps that size).
 

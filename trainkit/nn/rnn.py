@@ -23,6 +23,7 @@ from trainkit.nn._helpers import np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Float, Inferred, Int, ShapeProblem, Str, fmt, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU"]
 
@@ -237,7 +238,7 @@ _RNN_ARGS = {"input_size": Int(lo=1), "hidden_size": Int(lo=1), "num_layers": In
 @layer("rnn", input_arg="input_size", input_dim=-1, exclude=("proj_size",),
        args={**_RNN_ARGS, "nonlinearity": Str(("tanh", "relu"), "nonlinearity")}, defaults={"batch_first": True},
        outputs={"output": (0,), "h_n": (1, -1)},
-       example=Example((2, 3, 2), {"hidden_size": 3, "bidirectional": True}, name="RNN(bidirectional)"))
+       example=Example((2, 3, 2), {"hidden_size": 3, "bidirectional": True}, name="RNN(bidirectional)"), onnx=_onnx.recurrent)
 class RNN(RNNBase):
     """Elman RNN: ``h_t = tanh(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh)`` (or ReLU) per layer.
 
@@ -290,7 +291,7 @@ class RNN(RNNBase):
 
 @layer("lstm", input_arg="input_size", input_dim=-1, exclude=("proj_size",), args=_RNN_ARGS,
        defaults={"batch_first": True}, outputs={"output": (0,), "h_n": (1, 0, -1), "c_n": (1, 1, -1)},
-       example=Example((2, 3, 2), {"hidden_size": 2}, name="LSTM"))
+       example=Example((2, 3, 2), {"hidden_size": 2}, name="LSTM"), onnx=_onnx.recurrent)
 class LSTM(RNNBase):
     """Long short-term memory, PyTorch's gates ``i, f, g, o`` (rows in that order in every weight).
 
@@ -346,7 +347,7 @@ class LSTM(RNNBase):
 
 @layer("gru", input_arg="input_size", input_dim=-1, exclude=("proj_size",), args=_RNN_ARGS,
        defaults={"batch_first": True}, outputs={"output": (0,), "h_n": (1, -1)},
-       example=Example((2, 3, 2), {"hidden_size": 2}, name="GRU"))
+       example=Example((2, 3, 2), {"hidden_size": 2}, name="GRU"), onnx=_onnx.recurrent)
 class GRU(RNNBase):
     """Gated recurrent unit, PyTorch's gates ``r, z, n`` (rows in that order in every weight).
 

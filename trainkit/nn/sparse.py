@@ -11,6 +11,7 @@ from trainkit.nn._helpers import np_dtype
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import Example, Inferred, Int, Nullable, ShapeProblem, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Embedding"]
 
@@ -29,7 +30,7 @@ def _check_padding(args, path, ck) -> None:
 
 @layer("embedding", args={"num_embeddings": Int(lo=1), "embedding_dim": Int(lo=1), "padding_idx": Nullable(Int())},
        exclude=("max_norm", "norm_type", "scale_grad_by_freq", "sparse", "_weight", "_freeze"),
-       check=_check_padding, example=Example(_tokens, {"num_embeddings": 5, "embedding_dim": 3}))
+       check=_check_padding, example=Example(_tokens, {"num_embeddings": 5, "embedding_dim": 3}), onnx=_onnx.embedding)
 class Embedding(Module):
     """A table of ``num_embeddings`` vectors of size ``embedding_dim``; the input holds indices into it.
 

@@ -24,6 +24,7 @@ from trainkit.nn.linear import Linear
 from trainkit.nn.module import Module
 from trainkit.nn.normalization import LayerNorm
 from trainkit.registry import Example, Float, Inferred, Int, ShapeProblem, Str, fmt, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
            "generate_square_subsequent_mask"]
@@ -90,7 +91,7 @@ def _block_inferred(args, x, name: str, attentions: int) -> Inferred:
 @layer("transformer_encoder_layer", input_arg="d_model", input_dim=-1, args=_BLOCK_ARGS,
        defaults={"batch_first": True},
        example=Example((2, 3, 4), {"nhead": 2, "dim_feedforward": 3, "dropout": 0.0, "norm_first": True,
-                                   "causal": True}, name="TransformerEncoderLayer(norm_first,causal)", fast=True))
+                                   "causal": True}, name="TransformerEncoderLayer(norm_first,causal)", fast=True), onnx=_onnx.encoder_layer)
 class TransformerEncoderLayer(Module):
     """Self-attention then a feed-forward network, each with a residual connection and a LayerNorm.
 
@@ -194,7 +195,7 @@ class TransformerEncoder(Module):
 @layer("transformer_decoder_layer", input_arg="d_model", input_dim=-1, args=_BLOCK_ARGS, inputs=2,
        defaults={"batch_first": True},
        example=Example(((2, 3, 4), (2, 2, 4)), {"nhead": 2, "dim_feedforward": 3, "dropout": 0.0, "causal": True},
-                       name="TransformerDecoderLayer(causal)", fast=True))
+                       name="TransformerDecoderLayer(causal)", fast=True), onnx=_onnx.decoder_layer)
 class TransformerDecoderLayer(Module):
     """Self-attention, attention over ``memory``, then a feed-forward network (residuals and LayerNorms).
 

@@ -16,6 +16,7 @@ from trainkit.nn.transformer import (_BLOCK_ARGS, TransformerDecoder, Transforme
                                      TransformerEncoderLayer, _block_inferred, _seq_len,
                                      generate_square_subsequent_mask)
 from trainkit.registry import Example, Inferred, Int, ShapeProblem, fmt, layer
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Transformer", "TransformerEncoderStack", "TransformerDecoderStack"]
 
@@ -99,7 +100,7 @@ def _stack_inferred(args, x, name: str, attentions: int) -> Inferred:
 @layer("transformer_encoder", input_arg="d_model", input_dim=-1, args=_STACK_ARGS,
        example=Example((2, 3, 4), {"nhead": 2, "num_layers": 2, "dim_feedforward": 3, "dropout": 0.0,
                                    "norm": True, "causal": True}, name="TransformerEncoder(2 layers,norm,causal)",
-                       fast=True))
+                       fast=True), onnx=_onnx.encoder_stack)
 class TransformerEncoderStack(TransformerEncoder):
     """A ``TransformerEncoder`` of ``num_layers`` independently initialised ``TransformerEncoderLayer``\\ s (YAML's
     ``transformer_encoder``).
@@ -153,7 +154,7 @@ class TransformerEncoderStack(TransformerEncoder):
 @layer("transformer_decoder", input_arg="d_model", input_dim=-1, args=_STACK_ARGS, inputs=2,
        example=Example(((2, 3, 4), (2, 2, 4)), {"nhead": 2, "num_layers": 2, "dim_feedforward": 3, "dropout": 0.0,
                                                 "norm_first": True}, name="TransformerDecoder(2 layers,norm_first)",
-                       fast=True))
+                       fast=True), onnx=_onnx.decoder_stack)
 class TransformerDecoderStack(TransformerDecoder):
     """A ``TransformerDecoder`` of ``num_layers`` independently initialised ``TransformerDecoderLayer``\\ s (YAML's
     ``transformer_decoder``, a node with two inputs ``[target, memory]``).

@@ -7,6 +7,7 @@ from trainkit.nn import functional as F
 from trainkit.nn.module import Module
 from trainkit.registry import (AnyOf, Bool, Example, Float, Inferred, Int, ListOf, Nullable, ShapeProblem, Str, fmt,
                                layer)
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["Upsample"]
 
@@ -27,7 +28,7 @@ def _check(args, path, ck) -> None:
                                             "a number > 0 or a list of them")),
              "mode": Str(_MODES, "mode"), "align_corners": Nullable(Bool()),
              "recompute_scale_factor": Nullable(Bool())},
-       example=Example((1, 2, 3, 2), {"scale_factor": 2, "mode": "bilinear"}, name="Upsample(2,bilinear)"))
+       example=Example((1, 2, 3, 2), {"scale_factor": 2, "mode": "bilinear"}, name="Upsample(2,bilinear)"), onnx=_onnx.upsample)
 class Upsample(Module):
     """Upsample ``(N, C, L)`` or ``(N, C, H, W)`` input to ``size`` or by ``scale_factor``.
 

@@ -21,13 +21,14 @@ from trainkit.nn.conv import Conv2d
 from trainkit.nn.module import Module
 from trainkit.nn.parameter import Parameter
 from trainkit.registry import SIZE, Example, Inferred, Int, ShapeProblem, Str, fmt, layer, need_image, pair
+from trainkit.nn import onnx_rules as _onnx
 
 __all__ = ["PatchEmbedding", "ClassToken", "SequencePool"]
 
 
 @layer("patch_embedding", input_arg="in_channels", input_dim=0,
        args={"in_channels": Int(lo=1), "embed_dim": Int(lo=1), "patch_size": SIZE},
-       example=Example((2, 2, 4, 6), {"embed_dim": 3, "patch_size": 2}))
+       example=Example((2, 2, 4, 6), {"embed_dim": 3, "patch_size": 2}), onnx=_onnx.patch_embedding)
 class PatchEmbedding(Module):
     """Cut images into patches and project each to ``embed_dim`` features: a sequence of patch vectors.
 
@@ -77,7 +78,7 @@ class PatchEmbedding(Module):
 
 
 @layer("class_token", input_arg="embed_dim", input_dim=-1, args={"embed_dim": Int(lo=1)},
-       example=Example((2, 3, 4)))
+       example=Example((2, 3, 4)), onnx=_onnx.class_token)
 class ClassToken(Module):
     """Prepend a learned vector to every sequence (ViT's ``[class]`` token).
 
@@ -113,7 +114,7 @@ class ClassToken(Module):
         return Inferred((x[0] + 1, x[1]), params=x[1])
 
 
-@layer("sequence_pool", args={"mode": Str(("mean", "first"), "mode")}, example=Example((2, 3, 4)))
+@layer("sequence_pool", args={"mode": Str(("mean", "first"), "mode")}, example=Example((2, 3, 4)), onnx=_onnx.sequence_pool)
 class SequencePool(Module):
     """One vector per sequence: the mean over its positions, or its first position (a class token's).
 

@@ -30,8 +30,9 @@ many; their rule gets one shape per input. A layer with several outputs (an LSTM
 names them in ``outputs={"output": (0,), "h_n": (1, 0)}`` (index paths into its
 forward result); its rule returns the first as ``shape`` and all of them in
 ``Inferred.outputs``; a graph node reads one as ``inputs: lstm.h_n``.
-``onnx`` is the slot for an export rule (``onnx(node, inputs) -> outputs``,
-used by the ONNX exporter).
+``onnx`` is the layer's ONNX export rule, ``onnx(layer, g, *input_names) -> output name(s)``
+(``g``: :class:`trainkit.onnx.builder.OnnxGraph`; the built-in rules are in
+:mod:`trainkit.nn.onnx_rules`). A layer without one cannot be exported by ``trainkit export``.
 """
 from __future__ import annotations
 
@@ -184,7 +185,7 @@ def layer(name: str, *, args=None, defaults=None, exclude=(), docs=None, check=N
             (a transformer decoder's target and memory).
         outputs: names of a multi-output layer's outputs -> index paths into its result.
         example: the call its gradient check and docs use (default: no arguments, input (3, 4)).
-        onnx: the export rule slot (used by the ONNX exporter).
+        onnx: the ONNX export rule, ``onnx(layer, g, *input_names) -> output name(s)``.
         trial_shape: no shape rule: find the output by running the layer once (custom layers).
     """
     def decorate(cls):
@@ -261,14 +262,16 @@ def guess_input_arg(cls) -> tuple[str | None, int | None]:
     return None, None
 
 
-def register_layer(name: str, *, input_arg: str | None = None, input_dim: int | None = None):
+def register_layer(name: str, *, input_arg: str | None = None, input_dim: int | None = None, onnx=None):
     """Class decorator: make an ``nn.Module`` subclass usable in YAML as ``name`` (user code).
 
     The short form of :func:`layer` for your own layers: arguments go to the
     constructor as written, the input size fills ``input_arg`` (default: an
     ``in_features``/``in_channels``/``num_features`` argument), and the output
     shape comes from the class's ``infer_shape`` when it has one, else from one
-    trial run on a zero batch of one sample.
+    trial run on a zero batch of one sample. ``onnx`` is its ONNX export rule,
+    ``onnx(layer, g, *input_names) -> output name(s)`` (a ``to_onnx(self, g, *inputs)``
+    method of the class serves as well; see :mod:`trainkit.onnx`).
 
     Example::
 
@@ -288,6 +291,7 @@ def register_layer(name: str, *, input_arg: str | None = None, input_dim: int | 
                 and callable(getattr(cls, "parameters", None))):
             raise TypeError(f"register_layer({name!r}) decorates nn.Module subclasses, got {cls!r}")
         decl = custom_declaration(name, cls, input_arg, input_dim)
+        decl.onnx = onnx
         try:
             LAYERS.add(decl)
         except DeclarationError as e:
