@@ -177,8 +177,18 @@ def test_word_language_model_dry_run(model, classes, workdir, monkeypatch, capsy
     run_or_skip_missing(lambda: run_program(
         EXAMPLES / "word_language_model" / "main.py", "--data", str(corpus), "--model", model, "--dry-run",
         "--epochs", "1", "--emsize", "16", "--nhid", "16", "--nlayers", "2", "--bptt", "6", "--batch_size", "4",
-        "--save", "lm.pt", monkeypatch=monkeypatch), *classes)
+        "--save", "lm.pt", *(["--onnx-export", "lm.onnx"] if model == "LSTM" else []), monkeypatch=monkeypatch),
+        *classes)
     out = capsys.readouterr().out
+    if model == "LSTM":  # the upstream option: the final model exported with torch.onnx.export, runnable
+        import onnx
+        import onnxruntime
+
+        onnx.checker.check_model(onnx.load(str(workdir / "lm.onnx")), full_check=True)
+        session = onnxruntime.InferenceSession(str(workdir / "lm.onnx"))
+        feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape],
+                                  np.int64 if "int64" in i.type else np.float32) for i in session.get_inputs()}
+        assert session.run(None, feeds)[0].shape == (6 * 1, 31)  # (bptt * batch, vocabulary) log-probabilities
     valid = float(re.search(r"valid loss\s+([\d.]+)", out).group(1))
     test = float(re.search(r"End of training \| test loss\s+([\d.]+)", out).group(1))
     assert 0 < valid < 2 * math.log(31) and 0 < test < 2 * math.log(31)  # near log(vocabulary) after one step

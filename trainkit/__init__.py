@@ -55,6 +55,9 @@ from .autograd.ops.sort import argsort, kthvalue, median, msort, sort, topk, uni
 from .autograd.sampling import bernoulli, multinomial, normal, poisson  # noqa: F401
 from .autograd.arith import add, concat, concatenate, div, floor_divide, mul, sub, true_divide  # noqa: F401
 # --- end of the issue-13 ops block
+from .autograd.legacy import (  # noqa: F401
+    BoolTensor, ByteTensor, DoubleTensor, FloatTensor, HalfTensor, IntTensor, LongTensor,
+)
 from .autograd.threads import get_num_threads, set_num_threads  # noqa: F401
 from .autograd.tensor import Tensor  # noqa: F401
 

@@ -40,7 +40,7 @@ NAMESPACES: list[tuple[str, str, dict[str, str]]] = [
         "autograd": "no_grad enable_grad set_grad_enabled is_grad_enabled inference_mode autograd",
         "types and devices": "Tensor dtype float32 float64 float16 bfloat16 int64 int32 uint8 bool long float double "
                              "device Size set_default_dtype get_default_dtype cuda backends accelerator is_tensor "
-                             "numel set_printoptions",
+                             "numel set_printoptions FloatTensor DoubleTensor LongTensor IntTensor BoolTensor",
         "serialization": "save load serialization.safe_globals serialization.add_safe_globals",
         "submodules": "nn optim utils",
         "compilation and acceleration": "compile jit cuda.amp autocast",

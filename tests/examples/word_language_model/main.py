@@ -1,16 +1,17 @@
 """Train a word-level language model (LSTM/GRU/RNN or Transformer), in the style of pytorch/examples
 word_language_model/main.py: truncated backpropagation through time, manual SGD with gradient
 clipping (or AdamW), learning-rate annealing on validation loss, and the whole model saved with
-``torch.save(model, f)`` and loaded back under ``torch.serialization.safe_globals``.
-
-Left out: the ``--onnx-export`` option (and its ``import torch.onnx``): trainkit has no ONNX exporter.
+``torch.save(model, f)`` and loaded back under ``torch.serialization.safe_globals``; ``--onnx-export``
+writes the final model in ONNX format with ``torch.onnx.export``.
 """
 import argparse
 import math
+import os
 import time
 
 import trainkit as torch
 import trainkit.nn as nn
+import trainkit.onnx
 
 import data
 from model import PositionalEncoding, RNNModel, TransformerModel
@@ -31,6 +32,7 @@ parser.add_argument('--tied', action='store_true')
 parser.add_argument('--seed', type=int, default=1111)
 parser.add_argument('--log-interval', type=int, default=200, metavar='N')
 parser.add_argument('--save', type=str, default='model.pt')
+parser.add_argument('--onnx-export', type=str, default='', help='path to export the final model in onnx format')
 parser.add_argument('--nhead', type=int, default=2)
 parser.add_argument('--dry-run', action='store_true')
 parser.add_argument('--accel', action='store_true')
@@ -143,6 +145,14 @@ def train():
             break
 
 
+def export_onnx(path, batch_size, seq_len):
+    print('The model is also exported in ONNX format at {}.'.format(os.path.realpath(args.onnx_export)))
+    model.eval()
+    dummy_input = torch.LongTensor(seq_len * batch_size).zero_().view(-1, batch_size).to(device)
+    hidden = model.init_hidden(batch_size)
+    torch.onnx.export(model, (dummy_input, hidden), path)
+
+
 lr = args.lr
 best_val_loss = None
 try:
@@ -199,3 +209,7 @@ test_loss = evaluate(test_data)
 print('=' * 89)
 print('| End of training | test loss {:5.2f} | test ppl {:8.2f}'.format(test_loss, math.exp(test_loss)))
 print('=' * 89)
+
+if len(args.onnx_export) > 0:
+    # Export the model in ONNX format.
+    export_onnx(args.onnx_export, batch_size=1, seq_len=args.bptt)
