@@ -207,6 +207,15 @@ def test_handle_remove_and_order_of_several_hooks():
     assert x.grad.tolist() == [2.0, 2.0]
 
 
+@needs_torch
+def test_leaf_hooks_fire_in_torch_order_when_an_earlier_op_also_uses_the_leaf():
+    """Found by the randomized test: v1 feeds both adds; its hook fired last (after v0's) instead of in the
+    input order of its last consumer, because planning dropped it at its first consumer."""
+    program = (3, [("add", 1, 0), ("add", 1, 2), ("add", 3, 4)], [])
+    ours, theirs = _run(tk, program, 0), _run(torch, program, 0)
+    assert [k for k, _ in ours[0]] == [k for k, _ in theirs[0]] == [5, 4, 2, 3, 1, 0]
+
+
 def test_leaf_hook_sees_the_sum_of_all_uses_once():
     x = tk.tensor([1.0, 2.0], requires_grad=True)
     seen = []

@@ -220,7 +220,8 @@ def _plan_leaf_hooks(order: list, start: int, inputs: tuple) -> dict:
     for k in sorted(set(last.values())):
         leaves = flush.setdefault(id(order[k]), [])
         for t in hooked_leaves(k):
-            if last.pop(id(t), None) == k:
+            if last.get(id(t)) == k:  # its last consumer (an earlier one must not drop it)
+                del last[id(t)]
                 leaves.append(t)
     return flush
 

@@ -94,7 +94,7 @@ def _needs_finishing(run: Run, prep: Prepared) -> bool:
     """The epochs are done but the run did not end as ``completed`` with its report and plots."""
     if run.info.status != "completed":
         return True
-    wanted = ["curves.png"]
+    wanted = ["curves.png", "report.html"]  # report.html is written last, after run.json says completed
     if prep.bundle.test is not None or prep.bundle.val is not None:
         wanted.append("report.json")
     return not all((run.path / name).is_file() for name in wanted)

@@ -167,13 +167,20 @@ class Trainer:
             st.epoch, st.step, st.best = int(meta["epoch"]), int(meta["step"]), meta.get("best")
             st.es_best, st.es_wait = meta["early_stopping"]["best"], int(meta["early_stopping"]["wait"])
             st.in_epoch = meta.get("in_epoch")
-            states = meta.get("callbacks") or {}
-            for cb in self.callbacks:
-                cb.load_state_dict(states.get(cb.name))
         except CheckpointError as exc:  # the optimizer's own refusal: say which file it came from
             raise CheckpointError(f"{Path(source) / 'state.safetensors'}: {exc}") from None
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(f"{source}: training state is incomplete or does not fit this run ({exc})") from None
+        states = meta.get("callbacks") or {}
+        if not isinstance(states, dict):
+            raise CheckpointError(f"{Path(source) / 'state.json'}: callbacks must be a mapping, found "
+                                  f"{type(states).__name__}")
+        for cb in self.callbacks:
+            try:
+                cb.load_state_dict(states.get(cb.name))
+            except (AttributeError, IndexError, KeyError, TypeError, ValueError, OverflowError) as exc:
+                raise CheckpointError(f"{Path(source) / 'state.json'}: callbacks.{cb.name} does not fit this run "
+                                      f"({type(exc).__name__}: {exc})") from None
         st = self.state
         self.good_checkpoint = f"epoch {st.epoch}" + (f" (mid-epoch {st.epoch + 1})" if st.in_epoch else "")
 

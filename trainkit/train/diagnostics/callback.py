@@ -113,7 +113,10 @@ class Diagnostics(Callback):
         self._first = list(state["first"])
         self._advice = [Advice(**a) for a in state["advice"]]
         self.advisor.load_state_dict(state["advisor"])
-        self._last_row = state.get("row")
+        row = state.get("row")
+        if row is not None and not isinstance(row, dict):
+            raise TypeError(f"row must be a mapping or null, found {type(row).__name__}")
+        self._last_row = row
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer) -> None:
