@@ -183,6 +183,7 @@ def test_every_shipped_config_exports_to_onnx_matching_eval(smoke, cfg):
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'trainkit[onnx]')")
     from trainkit import no_grad
     from trainkit.assemble.prepare import prepare
+    from trainkit.train.evaluate import with_tta
     from trainkit.train.session import _load_weights
 
     runner, tmp, root = smoke
@@ -206,8 +207,9 @@ def test_every_shipped_config_exports_to_onnx_matching_eval(smoke, cfg):
     prep.model.eval()
     xs, ys, want, got = [], [], [], []
     for x, y in prep.bundle.eval_loader(split):
-        with no_grad():
-            want.append(prep.model(x).numpy())
+        with no_grad():  # a data.tta run's graph averages the views as trainkit eval does
+            want.append(with_tta(prep.model, prep.bundle.tta)(x).numpy() if hasattr(prep.bundle, "tta")
+                        else prep.model(x).numpy())
         got.append(sess.run(None, {"input": x.numpy()})[0])
         xs.append(x.numpy())
         ys.append(y.numpy())

@@ -55,6 +55,8 @@ class DataBundle:
         class_names: names of the classes, None for regression.
         task: 'classification' or 'regression'.
         train_transform, eval_transform: batch transforms of the train and eval loaders.
+        tta: ``data.tta``, the test-time augmentation of every evaluation (see
+            :func:`~trainkit.train.evaluate.evaluate`).
     """
 
     name: str
@@ -72,6 +74,8 @@ class DataBundle:
     train_transform: Callable | None = None
     eval_transform: Callable | None = None
     extra: dict = field(default_factory=dict)
+    #: test-time augmentation of every evaluation ("none" or "hflip", ``data.tta``)
+    tta: str = "none"
 
     def train_loader(self, seed: int | None = None) -> DataLoader:
         """Shuffling, augmenting loader over the training part (its generator seeded by ``seed``
@@ -245,6 +249,8 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
         (random_steps if getattr(step, "random", False) else fixed_steps).append(step)
     if not ck.problems:
         _check_runtime_shapes(spec, data_shape, shape, name, ck)
+    if spec.tta == "hflip" and len(shape) != 3:  # data whose shape only the files tell
+        ck.error(("data", "tta"), f"tta: hflip needs image data; dataset '{name}' gives samples of {fmt(shape)}")
     if ck.problems:
         raise ConfigError(_problems(ck.problems, locate))
     train_tf = Compose(random_steps + [ToTensor()] + fixed_steps)
@@ -254,5 +260,5 @@ def build(spec, seed: int = 0, *, locate: Callable | None = None) -> DataBundle:
         name=name, train=train, val=val, test=test, input_shape=shape,
         num_classes=len(classes) if classes is not None else None, class_names=classes, task=task,
         batch_size=int(spec.batch_size), shuffle=bool(spec.shuffle), drop_last=bool(spec.drop_last),
-        seed=int(seed), train_transform=train_tf, eval_transform=eval_tf,
+        seed=int(seed), train_transform=train_tf, eval_transform=eval_tf, tta=spec.tta,
     )

@@ -41,6 +41,9 @@ COMMON: dict[str, Field] = {
                    "use only the first N samples of each part (train, val, test; text: N windows of block_size "
                    "tokens, and at most N windows an epoch), for smoke runs: "
                    "--set data.limit=200; null: all"),
+    "tta": Field(Str(("none", "hflip"), "test-time augmentation"), "none",
+                 "test-time augmentation of image classifiers: hflip averages the outputs for each image and its "
+                 "mirror image in every evaluation (val columns, the report, trainkit eval, predict); none: off"),
 }
 
 
@@ -88,6 +91,8 @@ def check_data(value, path: tuple, ck: Checker) -> dict:
         shape = decl.static_shape(args)
     out["transforms"] = check_transforms(value.get("transforms"), path + ("transforms",), ck,
                                          name if decl is not None else None, shape)
+    if out.get("tta") == "hflip" and shape is not None and len(shape) != 3:
+        ck.error(path + ("tta",), f"tta: hflip needs image data; dataset '{name}' is not images")
     return out
 
 
@@ -187,6 +192,7 @@ class DataSpec:
     drop_last: bool
     transforms: tuple[TransformSpec, ...]
     limit: int | None = None
+    tta: str = "none"
 
     @classmethod
     def from_resolved(cls, data: Mapping) -> "DataSpec":
@@ -195,7 +201,8 @@ class DataSpec:
         transforms = tuple(TransformSpec(name, freeze(args)) for item in data["transforms"]
                            for name, args in item.items())
         return cls(data["dataset"], freeze({k: data[k] for k in decl.arguments}), data["val_split"],
-                   data["batch_size"], data["shuffle"], data["drop_last"], transforms, data.get("limit"))
+                   data["batch_size"], data["shuffle"], data["drop_last"], transforms, data.get("limit"),
+                   data.get("tta", "none"))
 
     @property
     def declaration(self):

@@ -162,7 +162,8 @@ class DistributedTrainer(Trainer):
         return row, meters
 
     def _evaluate(self, loader):
-        meter = evaluate(self.model, loader, self.loss_fn, self.task, self.num_classes, self.meter_options)
+        meter = evaluate(self.model, loader, self.loss_fn, self.task, self.num_classes, self.meter_options,
+                         getattr(self.bundle, "tta", "none"))
         reduce_meter(meter, self.comm)
         return meter
 

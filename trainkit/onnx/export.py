@@ -80,7 +80,7 @@ def build_model_proto(model, args, *, input_names=None, output_names=None, dynam
     opset = check_opset(opset_version)
     pos, kw = _split_args(args)
     if strict_layers:
-        _check_layers(model)
+        check_layers(model)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
@@ -134,7 +134,7 @@ def build_model_proto(model, args, *, input_names=None, output_names=None, dynam
     return proto
 
 
-def _check_layers(model) -> None:
+def check_layers(model) -> None:
     """Every layer of a config's model needs an export rule of its own; the first without one is named.
 
     Containers (Sequential, ModuleList, ModuleDict, a config's graph) are looked into;

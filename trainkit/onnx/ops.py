@@ -14,6 +14,7 @@ from ..autograd.ops import activation as A
 from ..autograd.ops import conv as C
 from ..autograd.ops import elementwise as E
 from ..autograd.ops import layer_norm as LN
+from ..autograd.ops import layout as L
 from ..autograd.ops import math as M
 from ..autograd.ops import matmul as MM
 from ..autograd.ops import norm as N
@@ -102,6 +103,16 @@ def _getitem(op, g, x):
     if unsqueeze:
         y = g.unsqueeze(y, unsqueeze)
     return y if y != x else g.op("Identity", x)
+
+
+def _flip(op, g, x):
+    """torch.flip: a Slice with step -1 along each flipped axis."""
+    dims = sorted({int(d) % g.rank(x) for d in ((op.dims,) if isinstance(op.dims, (int, np.integer)) else op.dims)})
+    if not dims:
+        return g.op("Identity", x)
+    n = len(dims)
+    return g.op("Slice", x, g.ints([-1] * n, "starts"), g.ints([-(2 ** 62)] * n, "ends"), g.ints(dims, "axes"),
+                g.ints([-1] * n, "steps"))
 
 
 def _cat(op, g, *xs):
@@ -212,6 +223,7 @@ OP_RULES = {
     A.SiLU: _silu,
     MM.MatMul: _binary("MatMul"), MM.Linear: _linear,
     S.Reshape: _reshape, S.Permute: _permute, S.Expand: _expand, S.GetItem: _getitem, S.Cat: _cat, S.Stack: _stack,
+    L.Flip: _flip,
     R.Sum: _reduce("ReduceSum"), R.Mean: _reduce("ReduceMean"), R.Softmax: _softmax("Softmax"),
     R.LogSoftmax: _softmax("LogSoftmax"),
     C.Conv2d: _conv2d, P.MaxPool2x2: _maxpool, P.MaxPool2d: _maxpool, P.AvgPool2d: _avgpool,

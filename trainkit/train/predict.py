@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..autograd.function import no_grad
+from .evaluate import tta_forward
 from ..autograd.tensor import Tensor
 from ..data.dataset import base_dataset
 from ..data.images import BadImage, ImageSpec, decode_image, is_image_file
@@ -64,6 +65,7 @@ class LoadedRun:
         image_spec: how an image file becomes a raw sample; None for a model that does not take images.
         feature_names: the training file's feature columns (tabular data with a header), else None.
         path, checkpoint, epoch: the run directory, the checkpoint label and its epoch.
+        tta: the run's ``data.tta``: predictions average the outputs as its evaluations did.
     """
 
     model: Any
@@ -77,6 +79,7 @@ class LoadedRun:
     checkpoint: str
     epoch: int | None
     config: Any = field(default=None, repr=False)
+    tta: str = "none"
 
     def __iter__(self):
         return iter((self.model, self.transform, self.class_names))
@@ -85,7 +88,7 @@ class LoadedRun:
         """The model's outputs for a batch of raw samples (uint8 images or float features)."""
         x = self.transform.apply_batch(np.asarray(samples), None)
         with no_grad():
-            return self.model(Tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+            return tta_forward(self.model, Tensor(np.ascontiguousarray(x, dtype=np.float32)), self.tta).numpy()
 
     def decode(self, path: str | os.PathLike) -> np.ndarray:
         """One image file as a raw sample of this model (uint8 (C, H, W)); BadImage naming it otherwise."""
@@ -149,7 +152,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", trust_code: b
     shape = tuple(int(s) for s in base.input_shape)
     return LoadedRun(prep.model, bundle.eval_transform, bundle.class_names, bundle.task, shape,
                      _image_spec(base, shape), getattr(base, "feature_names", None), run.path, label, epoch,
-                     prep.config)
+                     prep.config, getattr(bundle, "tta", "none"))
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -341,7 +341,7 @@ def build_report(rdir: Path, prep: Prepared, checkpoint: str, split: str) -> dic
     if loader is None:
         raise TrainkitError(f"{rdir}: this run's data has no {split} split")
     meter = evaluate(prep.model, loader, prep.loss_fn, prep.bundle.task, prep.bundle.num_classes,
-                     getattr(prep.bundle, "meter_options", None))
+                     getattr(prep.bundle, "meter_options", None), getattr(prep.bundle, "tta", "none"))
     return {"run": rdir.name, "task": prep.bundle.task, "dataset": prep.bundle.name, "split": split,
             "checkpoint": label, "epoch": epoch, split: meter.report(prep.bundle.class_names)}
 

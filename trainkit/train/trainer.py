@@ -295,7 +295,8 @@ class Trainer:
 
     def _evaluate(self, loader):
         """The metrics of the model on ``loader`` (the validation pass after an epoch)."""
-        return evaluate(self.model, loader, self.loss_fn, self.task, self.num_classes, self.meter_options)
+        return evaluate(self.model, loader, self.loss_fn, self.task, self.num_classes, self.meter_options,
+                        getattr(self.bundle, "tta", "none"))
 
     def _interrupt(self, epoch, meter, seconds):
         self.save("last", in_epoch={"meter": meter.state(), "seconds": seconds})
