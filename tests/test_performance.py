@@ -255,3 +255,42 @@ def test_conv2d_float32_agrees_with_float64_to_1e4(cin, cout, size, k, stride, p
         assert y.dtype == dt and xt.grad.dtype == dt and wt.grad.dtype == dt
     for a32, a64 in zip(out[np.float32], out[np.float64]):
         assert np.abs(a32 - a64).max() <= 1e-4 * np.abs(a64).max()
+
+
+@pytest.fixture
+def two_threads_pool():
+    import trainkit as tk
+    prev = tk.get_num_threads()
+    tk.set_num_threads(2)
+    yield
+    tk.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("jit_mode", [False, True], indirect=True)
+@pytest.mark.parametrize("shape", [(3, 5, 7, 11), (1, 1000), (4097,)])
+@pytest.mark.parametrize("piece", [7, 1 << 16])
+def test_gelu_pieces_and_kernel_match_the_plain_pass_and_torch(monkeypatch, two_threads_pool, jit_mode, shape,
+                                                                piece):
+    """The compiled GELU forward and the pieced backward (on two threads, cut into pieces of 7 elements or
+    one piece) give the plain numpy pass's values bit for bit, and torch's to float32 rounding."""
+    import torch
+
+    from trainkit.autograd.ops import elementwise as ew
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    x.reshape(-1)[:3] = [0.0, -12.0, 9.5]  # zero and both saturated tails
+    gy = rng.standard_normal(shape).astype(np.float32)
+    monkeypatch.setattr(ew, "GELU_PIECE", 10**9)  # the plain pass: below the piece size
+    op = ew.GELU()
+    y_ref, g_ref = op.forward(x), op.backward(gy)[0]
+    monkeypatch.setattr(ew, "GELU_PIECE", piece)
+    op = ew.GELU()
+    y, g = op.forward(x), op.backward(gy)[0]
+    assert y.dtype == g.dtype == np.float32 and y.shape == g.shape == x.shape
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(g, g_ref)
+    t = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.functional.gelu(t)
+    yt.backward(torch.from_numpy(gy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=2e-6)

@@ -20,7 +20,7 @@ from trainkit.errors import TrainkitError
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = ["cifar_cnn", "cifar_resnet", "digits_cnn", "digits_mlp", "digits_mlp_bn", "iris_mlp", "diabetes_regression",
            "linear_regression", "mnist_cnn", "image_folder_example", "shakespeare_char_gpt",
-           "shakespeare_char_lstm", "cifar_vit", "digits_mlp_sweep"]
+           "shakespeare_char_lstm", "cifar_vit", "digits_mlp_sweep", "cifar_fast"]
 
 
 def summary_of(name: str):

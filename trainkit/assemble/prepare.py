@@ -39,9 +39,17 @@ class Prepared:
         return model_fingerprint(absolutize_layer_paths(self.config))
 
 
+#: ``data`` keys that change only how a model is evaluated, never its weights: left out of the fingerprint,
+#: so that a run trained before such a key existed keeps its fingerprint (and stays evaluable and resumable).
+EVALUATION_ONLY_DATA_KEYS = ("tta",)
+
+
 def model_fingerprint(data: dict) -> str:
-    """Hash of everything but ``train`` (which --resume may change): the checkpoint must match it."""
+    """Hash of everything but ``train`` (which --resume may change) and the evaluation-only data keys:
+    the checkpoint must match it."""
     core = {k: v for k, v in data.items() if k not in ("train", "name")}
+    if isinstance(core.get("data"), dict):
+        core["data"] = {k: v for k, v in core["data"].items() if k not in EVALUATION_ONLY_DATA_KEYS}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -10,6 +10,12 @@ from ..function import Op, sum_to
 from ..tensor import Tensor
 from .special import erf, gelu_float32  # noqa: F401 - GELU's erf, exact in float64 with or without scipy
 from ..threads import elementwise as _par
+from ..threads import parallel_for, split
+from .jit import kernels
+
+#: Elements per piece of the compiled GELU passes (with numba): 256 KB of float32 per array, so a
+#: piece's input and outputs stay in the L2 cache; smaller arrays run in one call of the numpy code.
+GELU_PIECE = 1 << 16
 
 
 def raw(x):
@@ -244,6 +250,17 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _SQRT1_2 = math.sqrt(0.5)  # multiplied, as PyTorch does, rather than dividing by sqrt(2)
 
 
+def _gelu_grad(x, cdf, gy, out):
+    """out = gy (Φ(x) + x φ(x)), d/dx x·Φ(x), built in place in ``out``."""
+    np.multiply(x, x, out=out)
+    out *= -0.5
+    np.exp(out, out=out)
+    out *= x
+    out *= 1 / math.sqrt(2 * math.pi)
+    out += cdf
+    out *= gy
+
+
 class GELU(Op):
     def __init__(self, approximate="none"):
         self.approximate = approximate
@@ -254,6 +271,13 @@ class GELU(Op):
             self.t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.t)
         if x.dtype == np.float32:  # float32 accuracy is enough there, and the float64-exact erf costs 3x
+            jit = kernels()
+            if jit is not None and x.size >= GELU_PIECE:  # one compiled pass, pieces on the intra-op threads
+                flat = np.ascontiguousarray(x).reshape(-1)
+                y, cdf = np.empty_like(flat), np.empty_like(flat)
+                parallel_for(lambda a, e: jit.gelu_forward(flat[a:e], y[a:e], cdf[a:e]), split(flat.size, GELU_PIECE))
+                self.cdf = cdf.reshape(x.shape)
+                return y.reshape(x.shape)
             y, self.cdf = gelu_float32(x)
             return y
         else:
@@ -266,14 +290,15 @@ class GELU(Op):
             t = self.t
             dt = (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return (gy * (0.5 * (1 + t) + 0.5 * x * dt),)
-        pdf = x * x
-        pdf *= -0.5
-        np.exp(pdf, out=pdf)
-        pdf *= x
-        pdf *= 1 / math.sqrt(2 * math.pi)
-        pdf += self.cdf  # d/dx x·Φ(x) = Φ(x) + x·φ(x), built in place
-        pdf *= gy
-        return (pdf,)
+        if x.shape == gy.shape and x.size >= GELU_PIECE:  # large arrays: pieces on the intra-op threads
+            xf, cf = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(self.cdf).reshape(-1)
+            gf = np.ascontiguousarray(gy).reshape(-1)
+            gx = np.empty_like(xf)
+            parallel_for(lambda a, e: _gelu_grad(xf[a:e], cf[a:e], gf[a:e], gx[a:e]), split(xf.size, GELU_PIECE))
+            return (gx.reshape(x.shape),)
+        gx = np.empty_like(x)
+        _gelu_grad(x, self.cdf, gy, gx)
+        return (gx,)
 
 
 class Clamp(Op):
