@@ -19,7 +19,7 @@ def test_defaults_are_filled_in():
     assert c.name == "tiny"
     assert c.data["seed"] == 0
     assert c.data["data"] == {"dataset": "iris", "val_split": 0.0, "batch_size": 32,
-                              "shuffle": True, "transforms": [], "drop_last": False, "limit": None,
+                              "shuffle": True, "transforms": [], "drop_last": False, "limit": None, "tta": "none",
                               "test_split": 0.2}
     assert c.data["loss"] == {"type": "cross_entropy", "label_smoothing": 0.0, "reduction": "mean"}
     assert c.data["optimizer"] == {"type": "sgd", "lr": 0.1, "momentum": 0.0, "dampening": 0.0,

@@ -116,3 +116,15 @@ def test_hflip_on_data_that_is_not_images_is_refused_at_its_line(tmp_path):
     cfg.write_text(cfg.read_text().replace("tta: hflip", "tta: vflip"))
     r = CliRunner().invoke(app, ["train", str(cfg), "--runs-dir", str(tmp_path / "runs")])
     assert r.exit_code == 2 and "hflip" in r.output
+
+
+def test_tta_is_not_part_of_the_checkpoint_fingerprint():
+    """A run trained before data.tta existed (its config.yaml has no such key) keeps its fingerprint, so its
+    checkpoints still load; tta changes only evaluation, so turning it on keeps it too."""
+    from trainkit.assemble.prepare import model_fingerprint
+    base = {"name": "x", "data": {"dataset": "digits", "batch_size": 32}, "model": {"layers": ["flatten"]}}
+    with_key = {**base, "data": {**base["data"], "tta": "none"}}
+    on = {**base, "data": {**base["data"], "tta": "hflip"}}
+    other = {**base, "data": {**base["data"], "batch_size": 64}}
+    assert model_fingerprint(base) == model_fingerprint(with_key) == model_fingerprint(on)
+    assert model_fingerprint(other) != model_fingerprint(base)
