@@ -65,6 +65,21 @@ def panel_matrix(rows: list[dict], key: str, log: bool = False) -> tuple[list[st
     return labels, epochs, m
 
 
+def _set_margins(fig, label_chars: int, nrows: int, cols: int) -> None:
+    """Margins and gaps in inches, from the longest layer label (7-point text) and the fixed text around each
+    panel: what ``tight_layout`` would find, without its extra pass over every text of the figure (it took a
+    third of the drawing time)."""
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    labels = 0.15 + 0.056 * label_chars              # the y tick labels left of each panel
+    colorbar = 0.55                                  # a panel's colour bar ticks, right of the share it takes
+    left, right, top, bottom = labels, colorbar + 0.1, 0.62, 0.5
+    gap_w, gap_h = colorbar + labels, 0.75           # between columns; between rows: x labels + next title
+    axes_w = (width - left - right - gap_w * (cols - 1)) / cols
+    axes_h = (height - top - bottom - gap_h * (nrows - 1)) / nrows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=gap_w / max(axes_w, 0.5), hspace=gap_h / max(axes_h, 0.3))
+
+
 def write_diagnostics_plot(run_dir, rows: list[dict]) -> bool:
     """Draw ``RUN/diagnostics.png`` from the rows; False (nothing written) when there are none."""
     if not rows:
@@ -101,7 +116,7 @@ def write_diagnostics_plot(run_dir, rows: list[dict]) -> bool:
         title += f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " \
                  + ", ".join(sorted({w['kind'] for w in warnings})) + ")"
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    _set_margins(fig, max(len(label) for p in panels for label in p[2][0]), nrows, cols)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
