@@ -179,8 +179,8 @@ def test_random_sweep_works_without_optuna_and_tpe_names_the_extra(tmp_path):
 def test_ctrl_c_exits_130_and_resume_continues_without_repeating(tmp_path):
     sweep = "sweep:\n  trials: 1\n  parameters:\n    optimizer.lr: {space: choice, values: [0.05]}\n"
     # checkpoints only when stopped or done: the epochs are fast, the trial long enough to interrupt
-    (tmp_path / "s.yaml").write_text(config(epochs=300, sweep=sweep).replace("{epochs: 300}",
-                                                                            "{epochs: 300, checkpoint_every: 1000}"))
+    (tmp_path / "s.yaml").write_text(config(epochs=120, sweep=sweep).replace("{epochs: 120}",
+                                                                            "{epochs: 120, checkpoint_every: 1000}"))
     proc = subprocess.Popen([sys.executable, "-m", "trainkit", "sweep", "s.yaml", "--sweep-dir", "sw"],
                             cwd=tmp_path, env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -197,12 +197,12 @@ def test_ctrl_c_exits_130_and_resume_continues_without_repeating(tmp_path):
     run_json = json.loads((tmp_path / "sw" / "trial-0000" / "run.json").read_text())
     assert run_json["status"] == "interrupted"
     done_before = run_json["epochs_done"]
-    assert 0 < done_before < 300
+    assert 0 < done_before < 120
     r = tk(tmp_path, "sweep", "--resume", "sw", "--trials", "2", check=0, timeout=300)
     trials = _trials(tmp_path / "sw")
     assert [x["state"] for x in trials] == ["complete", "complete"]
     resumed = json.loads((tmp_path / "sw" / "trial-0000" / "run.json").read_text())
-    assert resumed["epochs_done"] == 300 and "resuming" in (tmp_path / "sw" / "trial-0000" / "train.log").read_text()
+    assert resumed["epochs_done"] == 120 and "resuming" in (tmp_path / "sw" / "trial-0000" / "train.log").read_text()
     stamp = (tmp_path / "sw" / "trial-0001" / "run.json").stat().st_mtime_ns
     r = tk(tmp_path, "sweep", "--resume", "sw", check=0, timeout=300)  # nothing left: no trial runs again
     assert len(_trials(tmp_path / "sw")) == 2
