@@ -25,7 +25,8 @@ __all__ = ["Conv2d", "pair", "pad2d"]
 #: im2col for LeNet's first conv at batch 128, ~3x at batch 256 without grad. 1 MB rather than 512 KB
 #: (2026-11-29, whole training steps, medians of 3 alternating 1.5 s runs): LeNet batch 128 at 2 threads
 #: +16-21% (7,009-7,721 -> 8,104-9,089 images/s: fewer pieces, so less of each step under the GIL),
-#: cifar_resnet batch 64 / 128 +4% / +3% at 2 threads, every workload within ±2.5% otherwise.
+#: LeNet inference at batch 256 +52% at 2 threads and +14% at 1, cifar_resnet batch 64 / 128 +4% / +3% at
+#: 2 threads, every workload within ±2.5% otherwise.
 COLUMN_CHUNK_BYTES = 1 << 20
 
 #: Per-image columns larger than POSITION_BLOCK_BYTES are multiplied in blocks of at most
