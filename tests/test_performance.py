@@ -294,3 +294,41 @@ def test_gelu_pieces_and_kernel_match_the_plain_pass_and_torch(monkeypatch, two_
     yt.backward(torch.from_numpy(gy))
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=2e-6)
     np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dampening,weight_decay,nesterov", [(0.0, 0.0, False), (0.0, 5e-4, True),
+                                                             (0.3, 5e-4, False), (0.0, 0.0, True)])
+def test_fused_sgd_step_gives_the_numpy_update_bit_for_bit(monkeypatch, two_threads_pool, dtype, dampening,
+                                                           weight_decay, nesterov):
+    """With numba, a large parameter's momentum update is one compiled pass in pieces on two threads; it must
+    give the numpy passes' values exactly (and the user's .grad must stay untouched)."""
+    _numba_or_skip(True)
+    import trainkit as tk
+    from trainkit.autograd.ops import jit
+    from trainkit.optim import sgd as sgd_mod
+    monkeypatch.setattr(sgd_mod, "FUSED_PIECE", 1000)  # several pieces
+    calls = []
+    real = sgd_mod._fused_step
+    monkeypatch.setattr(sgd_mod, "_fused_step", lambda *a: calls.append(real(*a)) or calls[-1])
+    finals = []
+    for use_jit in (False, True):
+        prev = jit.set_enabled(use_jit)
+        try:
+            rng = np.random.default_rng(7)
+            w = tk.tensor(rng.standard_normal((130, 170)).astype(dtype), requires_grad=True)
+            small = tk.tensor(rng.standard_normal(10).astype(dtype), requires_grad=True)  # the numpy path
+            opt = tk.optim.SGD([w, small], lr=0.05, momentum=0.9, dampening=dampening,
+                               weight_decay=weight_decay, nesterov=nesterov)
+            for _ in range(4):
+                g = rng.standard_normal(w.shape).astype(dtype)
+                w.grad, small.grad = tk.tensor(g.copy()), tk.tensor(rng.standard_normal(10).astype(dtype))
+                opt.step()
+                np.testing.assert_array_equal(w.grad.numpy(), g)
+            finals.append((w.detach().numpy().copy(), opt.state[w]["momentum_buffer"].copy()))
+        finally:
+            jit.set_enabled(prev)
+    assert True in calls and False in calls  # the kernel ran (numba on) and the numpy path too (numba off)
+    for a, b in zip(*finals):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)

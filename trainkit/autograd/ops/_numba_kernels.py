@@ -159,3 +159,25 @@ def gelu_forward(x, y, cdf):
         c = ((p * u) / q + one) * half
         cdf[i] = c
         y[i] = v * c
+
+
+@nb.njit(nogil=True, cache=True)
+def sgd_momentum_step(p, g, buf, lr, momentum, keep, weight_decay, has_wd, has_damp, nesterov):
+    """One SGD-with-momentum update of flat arrays in one pass, each operation rounded as numpy rounds it
+    (scalars in the arrays' dtype): g += wd p; buf = momentum buf + keep g; d = g + momentum buf (nesterov)
+    or buf; p -= lr d."""
+    for i in range(p.size):
+        gi = g[i]
+        if has_wd:
+            gi = gi + p[i] * weight_decay
+        b = buf[i] * momentum
+        if has_damp:
+            b = b + gi * keep
+        else:
+            b = b + gi
+        buf[i] = b
+        if nesterov:
+            gi = gi + b * momentum
+        else:
+            gi = b
+        p[i] = p[i] - gi * lr
