@@ -19,9 +19,10 @@ def write_config(tmp_path: Path, epochs: int = 3, extra: str = "") -> Path:
     return p
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
-    """One uninterrupted 3-epoch run shared by the comparisons below."""
+    """One uninterrupted 3-epoch run shared by the comparisons below (once per module and test worker:
+    the tests only read it, or copy it before they resume it)."""
     tmp = tmp_path_factory.mktemp("baseline")
     cfg = write_config(tmp)
     tk(tmp, "train", cfg, "--run-dir", tmp / "run", "--quiet", check=0)
