@@ -15,6 +15,8 @@ from __future__ import annotations
 import compileall
 from pathlib import Path
 
+import pytest
+
 import trainkit
 
 
@@ -23,3 +25,12 @@ def pytest_configure(config):
         return
     for folder in (Path(trainkit.__file__).resolve().parent, Path(__file__).resolve().parent):
         compileall.compile_dir(folder, quiet=2, workers=1)
+
+
+@pytest.fixture
+def two_threads():
+    """trainkit's intra-op pool (and numpy's OpenBLAS) on two threads for one test, then back."""
+    prev = trainkit.get_num_threads()
+    trainkit.set_num_threads(2)
+    yield
+    trainkit.set_num_threads(prev)

@@ -257,19 +257,10 @@ def test_conv2d_float32_agrees_with_float64_to_1e4(cin, cout, size, k, stride, p
         assert np.abs(a32 - a64).max() <= 1e-4 * np.abs(a64).max()
 
 
-@pytest.fixture
-def two_threads_pool():
-    import trainkit as tk
-    prev = tk.get_num_threads()
-    tk.set_num_threads(2)
-    yield
-    tk.set_num_threads(prev)
-
-
 @pytest.mark.parametrize("jit_mode", [False, True], indirect=True)
 @pytest.mark.parametrize("shape", [(3, 5, 7, 11), (1, 1000), (4097,)])
 @pytest.mark.parametrize("piece", [7, 1 << 16])
-def test_gelu_pieces_and_kernel_match_the_plain_pass_and_torch(monkeypatch, two_threads_pool, jit_mode, shape,
+def test_gelu_pieces_and_kernel_match_the_plain_pass_and_torch(monkeypatch, two_threads, jit_mode, shape,
                                                                 piece):
     """The compiled GELU forward and the pieced backward (on two threads, cut into pieces of 7 elements or
     one piece) give the plain numpy pass's values bit for bit, and torch's to float32 rounding."""
@@ -299,7 +290,7 @@ def test_gelu_pieces_and_kernel_match_the_plain_pass_and_torch(monkeypatch, two_
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dampening,weight_decay,nesterov", [(0.0, 0.0, False), (0.0, 5e-4, True),
                                                              (0.3, 5e-4, False), (0.0, 0.0, True)])
-def test_fused_sgd_step_gives_the_numpy_update_bit_for_bit(monkeypatch, two_threads_pool, dtype, dampening,
+def test_fused_sgd_step_gives_the_numpy_update_bit_for_bit(monkeypatch, two_threads, dtype, dampening,
                                                            weight_decay, nesterov):
     """With numba, a large parameter's momentum update is one compiled pass in pieces on two threads; it must
     give the numpy passes' values exactly (and the user's .grad must stay untouched)."""

@@ -15,14 +15,6 @@ from trainkit.autograd.ops import conv as conv_ops
 from trainkit.autograd.ops import jit
 
 
-@pytest.fixture
-def two_threads():
-    prev = threads.get_num_threads()
-    tk.set_num_threads(2)
-    yield
-    tk.set_num_threads(prev)
-
-
 def test_split_covers_the_range_in_order():
     assert threads.split(7, 3) == [(0, 3), (3, 6), (6, 7)]
     assert threads.split(2, 5) == [(0, 2)]
