@@ -34,26 +34,22 @@ def with_tta(model, tta: str = "none"):
     return MirrorAverage(model) if tta == "hflip" else model
 
 
-def tta_forward(model, x, tta: str = "none"):
-    """The output of ``model`` for batch ``x`` under ``data.tta`` (see :func:`with_tta`)."""
-    return with_tta(model, tta)(x)
-
-
 def evaluate(model, loader, loss_fn, task: str, num_classes: int | None, options: dict | None = None,
              tta: str = "none"):
     """Mean loss and metrics of ``model`` on every batch of ``loader`` (eval mode, no graph).
 
     ``options`` are the meter's (see :func:`~trainkit.train.metrics.make_meter`); a BPTT
     stream's recurrent state is carried from batch to batch, starting from zeros. ``tta``
-    is ``data.tta`` (see :func:`tta_forward`): the loss and metrics are those of the averaged outputs.
+    is ``data.tta`` (see :func:`with_tta`): the loss and metrics are those of the averaged outputs.
     """
     meter = make_meter(task, num_classes, options)
+    net = with_tta(model, tta)  # wrapped once, not per batch
     was_training = model.training
     model.eval()
     try:
         with no_grad(), carry_hidden(model, loader):
             for x, y in loader:
-                out = tta_forward(model, x, tta)
+                out = net(x)
                 y = align_target(out, y)
                 loss = loss_fn(out, y)
                 meter.update(loss.item(), out.numpy(), y.numpy())

@@ -34,12 +34,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..autograd.function import no_grad
-from .evaluate import tta_forward
 from ..autograd.tensor import Tensor
 from ..data.dataset import base_dataset
 from ..data.images import BadImage, ImageSpec, decode_image, is_image_file
 from ..data.readers import open_regular
 from ..errors import DataError, RunDirError, TrainkitError
+from .evaluate import with_tta
 from .run import Run
 
 __all__ = ["LoadedRun", "load_run", "collect_inputs", "predict", "PredictInput", "as_json", "DEFAULT_BATCH"]
@@ -88,7 +88,7 @@ class LoadedRun:
         """The model's outputs for a batch of raw samples (uint8 images or float features)."""
         x = self.transform.apply_batch(np.asarray(samples), None)
         with no_grad():
-            return tta_forward(self.model, Tensor(np.ascontiguousarray(x, dtype=np.float32)), self.tta).numpy()
+            return with_tta(self.model, self.tta)(Tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
     def decode(self, path: str | os.PathLike) -> np.ndarray:
         """One image file as a raw sample of this model (uint8 (C, H, W)); BadImage naming it otherwise."""
