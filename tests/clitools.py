@@ -1,10 +1,12 @@
 """Helpers for tests that run the ``trainkit`` CLI in subprocesses on a tiny embedded-data config."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +49,38 @@ def env_for(tmp: Path) -> dict:
                 TRAINKIT_HOME=str(tmp / "trainkit-home"))  # the key that signs custom-code records
 
 
-def tk(tmp: Path, *args, check: int | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    """``python -m trainkit ARGS`` in a subprocess (``check``: the exit code it must return)."""
-    r = subprocess.run([sys.executable, "-m", "trainkit", *map(str, args)], capture_output=True, text=True,
-                       env=env_for(tmp), cwd=tmp, timeout=timeout)
+_runners = threading.local()  # one fork server per thread that runs commands (a server runs one at a time)
+
+
+def _runner():
+    from fork_runner import ForkRunner
+
+    runner = getattr(_runners, "runner", None)
+    if runner is None or runner.proc.poll() is not None:
+        # COLUMNS as env_for sets it: rich reads it when trainkit's console is created, at import.
+        runner = _runners.runner = ForkRunner(dict(os.environ, COLUMNS="200"))
+        atexit.register(runner.close)
+    return runner
+
+
+def tk(tmp: Path, *args, check: int | None = None, timeout: int = 120, env: dict | None = None,
+       fresh: bool = False) -> subprocess.CompletedProcess:
+    """``python -m trainkit ARGS`` in its own process, with ``tmp`` as its folder (``check``: the exit code
+    it must return; ``env``: variables to set on top of ``env_for(tmp)``).
+
+    The process is a fork of a server that has imported trainkit already (tests/fork_runner.py): the real
+    CLI in a real process, without ~0.5 s of imports each time. ``fresh=True`` (or
+    ``TRAINKIT_TEST_FRESH=1`` in the environment, for every call) starts ``python -m trainkit`` instead.
+    """
+    argv = [str(a) for a in args]
+    environ = {**env_for(tmp), **(env or {})}
+    if fresh or os.environ.get("TRAINKIT_TEST_FRESH") == "1":
+        r = subprocess.run([sys.executable, "-m", "trainkit", *argv], capture_output=True, text=True,
+                           env=environ, cwd=tmp, timeout=timeout)
+    else:
+        reply = _runner().run(argv, tmp, env=environ, cwd_on_path=True, timeout=timeout)
+        r = subprocess.CompletedProcess([sys.executable, "-m", "trainkit", *argv], reply["rc"], reply["stdout"],
+                                        reply["stderr"])
     if check is not None:
         assert r.returncode == check, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     return r

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -33,25 +35,33 @@ class ForkRunner:
     give each thread its own runner)."""
 
     def __init__(self, env: dict | None = None):
+        # Its own session: a command that overruns its timeout is ended with the whole server.
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve())], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env or dict(os.environ), cwd=HERE)
+                                     stdout=subprocess.PIPE, text=True, env=env or dict(os.environ), cwd=HERE,
+                                     start_new_session=True)
         ready = self.proc.stdout.readline()
         assert ready.strip() == "ready", ready
 
     def run(self, argv, cwd, *, env: dict | None = None, fault: str | None = None, at: int | None = None,
             half_write: bool = False, log_events: bool = False, read_only: str | None = None,
-            cwd_on_path: bool = False) -> dict:
+            cwd_on_path: bool = False, timeout: float | None = None) -> dict:
         """Run ``trainkit ARGV`` in a fork; ``fault`` (kill, sigint, sigterm) at event ``at`` (1-based).
 
         ``read_only``: a folder the child sees as on a read-only file system (EROFS on every
         write, create, rename or delete in it; the tests run as root, where chmod stops nothing).
         ``cwd_on_path``: put ``cwd`` first on ``sys.path``, as ``python -m trainkit`` does.
+        ``timeout``: seconds before the server and the command are killed and ``subprocess.TimeoutExpired``
+        is raised (the runner is then closed).
         """
         cmd = {"argv": [str(a) for a in argv], "cwd": str(cwd), "env": env or {}, "fault": fault, "at": at,
                "half_write": half_write, "log_events": log_events, "read_only": read_only,
                "cwd_on_path": cwd_on_path}
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
+        if timeout is not None and not select.select([self.proc.stdout], [], [], timeout)[0]:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise subprocess.TimeoutExpired(["trainkit", *cmd["argv"]], timeout)
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("fork runner died")
@@ -205,17 +215,22 @@ def _make_read_only(folder: str) -> None:
         setattr(os, name, guarded)
 
 
+_PRIVATE = Path()  # the server's own folder for its children's captured output and event logs (see main)
+
+
 def _child(cmd: dict) -> None:
-    out = open(Path(cmd["cwd"]) / ".fork-stdout", "w")
-    err = open(Path(cmd["cwd"]) / ".fork-stderr", "w")
+    out = open(_PRIVATE / "stdout", "w")
+    err = open(_PRIVATE / "stderr", "w")
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
+    nothing = os.open(os.devnull, os.O_RDONLY)  # the server's stdin carries the protocol: never the child's
+    os.dup2(nothing, 0)
     os.chdir(cmd["cwd"])
     os.environ.update(cmd["env"])
     if cmd.get("cwd_on_path"):
         sys.path.insert(0, cmd["cwd"])
     if cmd["log_events"]:
-        os.environ["FORK_EVENTS"] = str(Path(cmd["cwd"]) / ".fork-events")
+        os.environ["FORK_EVENTS"] = str(_PRIVATE / "events")
     _fault.update(kind=cmd["fault"], at=cmd["at"], half=cmd["half_write"], log=cmd["log_events"])
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -254,7 +269,18 @@ def main() -> None:
     import trainkit.train.session  # noqa: F401
     import trainkit.views.summary  # noqa: F401
 
+    global _PRIVATE
+    _PRIVATE = Path(tempfile.mkdtemp(prefix="fork-runner-"))
     print("ready", flush=True)
+    try:
+        serve()
+    finally:
+        for name in ("stdout", "stderr", "events"):
+            (_PRIVATE / name).unlink(missing_ok=True)
+        _PRIVATE.rmdir()
+
+
+def serve() -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         base = _rss_kb()
@@ -268,14 +294,13 @@ def main() -> None:
                 os._exit(70)
         _, status, usage = os.wait4(pid, 0)
         rc = os.waitstatus_to_exitcode(status)
-        cwd = Path(cmd["cwd"])
         reply = {"rc": rc, "maxrss_kb": usage.ru_maxrss, "base_rss_kb": base,
-                 "stdout": (cwd / ".fork-stdout").read_text(errors="replace"),
-                 "stderr": (cwd / ".fork-stderr").read_text(errors="replace")}
-        if cmd["log_events"] and (cwd / ".fork-events").exists():
-            reply["events"] = (cwd / ".fork-events").read_text().split()
-        for name in (".fork-stdout", ".fork-stderr", ".fork-events"):
-            (cwd / name).unlink(missing_ok=True)
+                 "stdout": (_PRIVATE / "stdout").read_text(errors="replace"),
+                 "stderr": (_PRIVATE / "stderr").read_text(errors="replace")}
+        if cmd["log_events"] and (_PRIVATE / "events").exists():
+            reply["events"] = (_PRIVATE / "events").read_text().split()
+        for name in ("stdout", "stderr", "events"):
+            (_PRIVATE / name).unlink(missing_ok=True)
         print(json.dumps(reply), flush=True)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from clitools import tk
 
 
 def _train(tmp_path: Path, data_yaml: str) -> subprocess.CompletedProcess:
@@ -23,9 +24,8 @@ def _train(tmp_path: Path, data_yaml: str) -> subprocess.CompletedProcess:
         optimizer: {{type: sgd, lr: 0.1}}
         train: {{epochs: 1}}
         """).format(data=textwrap.indent(data_yaml, "  ")))
-    env = dict(os.environ, TRAINKIT_DATA=str(tmp_path / "cache"), TRAINKIT_RUNS=str(tmp_path / "runs"))
-    return subprocess.run([sys.executable, "-m", "trainkit", "train", str(config), "--runs-dir", str(tmp_path / "runs"),
-                           "-q"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    return tk(tmp_path, "train", config, "--runs-dir", tmp_path / "runs", "-q",
+              env={"TRAINKIT_DATA": str(tmp_path / "cache"), "TRAINKIT_RUNS": str(tmp_path / "runs")})
 
 
 def _no_runs(tmp_path: Path) -> bool:

@@ -17,8 +17,6 @@ import os
 import pickle
 import signal
 import struct
-import subprocess
-import sys
 import tarfile
 import tracemalloc
 from pathlib import Path
@@ -29,6 +27,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from clitools import tk
 from hostile_data import (NDARRAY_CALL, NPZ_1E12, PEAK_BYTES, MiB, Reduce, array_state, assert_bounded,  # noqa: F401
                           assert_refused, batch, cifar_root, cifar_template, idx_bytes, npy_bytes, npz_bytes, worker,
                           with_memo_index)
@@ -380,8 +379,7 @@ def test_cli_refuses_hostile_data_files_in_a_real_process(tmp_path, cifar_templa
         os.mkfifo(tmp_path / "d.csv")
         cfg, phrases = _config(tmp_path, f"{{dataset: csv, path: {tmp_path / 'd.csv'}, target: y}}"), (
             "d.csv: is a FIFO (named pipe)",)
-    r = subprocess.run([sys.executable, "-m", "trainkit", "train", str(cfg), "--quiet"], capture_output=True,
-                       text=True, env=_env(tmp_path), cwd=tmp_path, timeout=60)
+    r = tk(tmp_path, "train", cfg, "--quiet", env=_env(tmp_path), timeout=60)
     _assert_exit_2(r.returncode, r.stdout + r.stderr, *phrases)
     assert _no_runs(tmp_path)
 

@@ -26,7 +26,7 @@ from trainkit.onnx import OnnxExportError  # noqa: E402
 from trainkit.registry import LAYERS  # noqa: E402
 from trainkit.testing.layer_cases import example_arrays, example_module  # noqa: E402
 
-from clitools import env_for  # noqa: E402
+from clitools import tk as trainkit_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -344,9 +344,7 @@ train: {epochs: 1}
 
 
 def _cli(tmp_path, *args):
-    import subprocess
-    return subprocess.run([sys.executable, "-m", "trainkit", *map(str, args)], cwd=tmp_path, env=env_for(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+    return trainkit_cli(tmp_path, *args, timeout=300)
 
 
 def test_trainkit_export_refuses_a_custom_layer_without_a_rule_and_takes_one_with_it(tmp_path):

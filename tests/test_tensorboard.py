@@ -165,3 +165,23 @@ def test_tensorboard_serves_the_runs_over_http(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_event_files_are_written_without_importing_torch(tmp_path):
+    """tensorboardX tries ``import torch`` on import (about 1 s where torch is installed); trainkit's
+    import keeps it out, and torch still imports normally afterwards."""
+    pytest.importorskip("torch")
+    code = ("import sys\n"
+            "from pathlib import Path\n"
+            "from trainkit.train.tensorboard import EventFile\n"
+            f"f = EventFile(Path({str(tmp_path / 'tb')!r}))\n"
+            "from tensorboardX import summary\n"
+            "f.add(summary.scalar('loss', 1.5), 1)\n"
+            "f.close()\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "import torch\n"
+            "print(torch.ones(2).sum().item())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2.0"
+    assert [p.stat().st_size > 0 for p in (tmp_path / "tb").glob("events.out.tfevents.*")] == [True]

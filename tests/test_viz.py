@@ -5,9 +5,7 @@ with a PATH that holds no ``dot``); rendering itself is checked where Graphviz i
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import trainkit.nn as nn
 from trainkit.viz import Dot, GraphvizNotFound, ModuleTrace, make_dot
 
 sys.path.insert(0, str(Path(__file__).parent))
+from clitools import tk as trainkit_cli  # noqa: E402
 from dotparse import parse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,11 +244,7 @@ def test_render_svg_and_png(tmp_path):
 
 # ----------------------------------------------------------------------------- the CLI
 def _cli(tmp: Path, *args, path: str | None = None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    if path is not None:
-        env["PATH"] = path
-    return subprocess.run([sys.executable, "-m", "trainkit", "graph", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=tmp, timeout=300)
+    return trainkit_cli(tmp, "graph", *args, env=None if path is None else {"PATH": path}, timeout=300)
 
 
 def test_cli_graph_of_the_resnet_shows_the_residual_fan_out(tmp_path):
