@@ -36,12 +36,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import numpy as np
-
 # benchmark the trainkit of this checkout, whatever an editable install points at
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import trainkit  # noqa: E402
+import trainkit  # noqa: E402  (before numpy, as the CLI does: see trainkit/blasenv.py)
+import numpy as np  # noqa: E402
 import trainkit.nn as tnn  # noqa: E402
 import trainkit.optim as toptim  # noqa: E402
 from trainkit.autograd.tensor import Tensor  # noqa: E402
@@ -266,6 +265,7 @@ def machine_info() -> dict:
         "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "processor": platform.processor() or platform.machine(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
         "blas": None,
         "threads": None,
@@ -302,7 +302,8 @@ def print_report(console, info, results, profile):
     console.print(
         f"[bold]trainkit throughput[/] — {info['processor']}, {info['cpus']} CPUs, "
         f"BLAS {info['blas']}; numpy {info['numpy']}, torch {info['torch'] or 'not installed'}; "
-        f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}; "
+        f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}, "
+        f"OPENBLAS_THREAD_TIMEOUT={info['OPENBLAS_THREAD_TIMEOUT']}; "
         f"1-min load average at start {info['loadavg']:.2f}; clock: {info['clock']}"
     )
     table = Table(title="images/s (median of alternating runs; trainkit, numpy's BLAS and torch on the same threads)")

@@ -48,7 +48,9 @@ ALLOWED = {
     "__main__": {"cli"},
     # rankenv: standard library only; it runs first, before numpy loads (BLAS threads of MPI ranks).
     "rankenv": set(),
-    "<root>": {"rankenv", "autograd", "registry", "cuda", "accelerator", "backends"},
+    # blasenv: standard library only, also run before numpy loads (OpenBLAS's idle spin).
+    "blasenv": set(),
+    "<root>": {"rankenv", "blasenv", "autograd", "registry", "cuda", "accelerator", "backends"},
 }
 
 

@@ -1,6 +1,9 @@
 """The intra-op thread pool: every piece runs once, errors come back, results do not depend on threads."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -222,3 +225,55 @@ def test_a_forked_child_gets_its_own_workers(two_threads):
     os.close(w)
     os.waitpid(pid, 0)
     assert os.read(r, 8) == b"ok"
+
+
+# ----------------------------------------------------------------------------- OpenBLAS's idle spin (blasenv)
+SPIN_PROBE = """
+import os, sys, time
+{first}
+import trainkit
+import numpy as np
+from trainkit.autograd import threads
+trainkit.set_num_threads(2)
+a = np.ones((512, 2048), np.float32)
+b = np.ones((2048, 512), np.float32)
+for _ in range(3):
+    a @ b
+t0 = time.process_time()
+time.sleep(0.3)
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), threads._SHORT_SPIN, f"{{time.process_time() - t0:.3f}}")
+"""
+
+
+def _spin_probe(first: str = "", **env) -> tuple[str, str, float]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")}
+    r = subprocess.run([sys.executable, "-c", SPIN_PROBE.format(first=first)], capture_output=True, text=True,
+                       env={**environ, **env}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    value, short, cpu = r.stdout.split()
+    return value, short, float(cpu)
+
+
+@pytest.mark.skipif(threads._blas.set is None or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs numpy's OpenBLAS and two cores")
+def test_openblas_idle_threads_sleep_instead_of_spinning_after_a_product():
+    """Imported before numpy, trainkit sets OPENBLAS_THREAD_TIMEOUT: after a threaded product, OpenBLAS's
+    worker uses no CPU while the process sleeps (with OpenBLAS's default it spins ~0.1 s). A user's value
+    stands, and numpy imported first leaves everything as it was (products then go to the pool)."""
+    value, short, cpu = _spin_probe()
+    assert (value, short) == ("4", "True") and cpu < 0.02
+    value, short, cpu = _spin_probe(OPENBLAS_THREAD_TIMEOUT="28")  # the user's choice: OpenBLAS's default
+    assert (value, short) == ("28", "False") and cpu > 0.03
+    value, short, cpu = _spin_probe(first="import numpy")  # too late to change OpenBLAS
+    assert (value, short) == ("None", "False")
+
+
+def test_matmul_is_the_same_through_openblas_threads_or_the_pool(monkeypatch, two_threads):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((128, 3072)).astype(np.float32)
+    w = rng.standard_normal((512, 3072)).astype(np.float32)
+    outs = []
+    for short in (True, False):
+        monkeypatch.setattr(threads, "_SHORT_SPIN", short)
+        outs.append(threads.matmul(a, w.T))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-4)

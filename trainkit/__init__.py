@@ -9,6 +9,10 @@ from . import rankenv as _rankenv
 
 _rankenv.apply()  # before numpy loads: an MPI rank sharing its machine gets cores/ranks BLAS threads
 
+from . import blasenv as _blasenv
+
+_blasenv.apply()  # before numpy loads: OpenBLAS's idle threads sleep instead of spinning for ~0.1 s
+
 from .autograd.allocator import tune_allocator as _tune_allocator
 
 _tune_allocator()  # see trainkit/autograd/allocator.py: stable reuse of per-step temporaries

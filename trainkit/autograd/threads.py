@@ -225,8 +225,25 @@ def parallel_for(fn, pieces) -> None:
 GEMM_SPLIT_MIN = 1 << 18
 
 
+def _short_spin() -> bool:
+    """Whether OpenBLAS's idle workers sleep soon after a call (OPENBLAS_THREAD_TIMEOUT at most 16, as
+    :mod:`trainkit.blasenv` sets it before numpy loads); then products are left to OpenBLAS's threads."""
+    for key in ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT"):
+        value = os.environ.get(key)
+        if value:
+            try:
+                return max(4, int(value)) <= 16
+            except ValueError:
+                return False
+    return False
+
+
+_SHORT_SPIN = _blas.set is not None and _short_spin()
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D arrays; with several threads, large products cut into one block per thread.
+    """``a @ b`` for 2-D arrays; with several threads, large products cut into one block per thread
+    unless OpenBLAS threads them itself without spinning (:mod:`trainkit.blasenv`).
 
     The blocks run along the output's longer side, which repacks the smaller operand once per
     block. With one thread this is ``np.matmul`` itself (a fixed cut into four blocks measured 10%
@@ -234,7 +251,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     large product's last bits may differ between 1 and N threads (OpenBLAS picks its kernel by
     shape).
     """
-    if a.ndim != 2 or b.ndim != 2 or _num_threads <= 1:
+    if a.ndim != 2 or b.ndim != 2 or _num_threads <= 1 or _SHORT_SPIN:
         return np.matmul(a, b)
     m, k = a.shape
     n = b.shape[1]
