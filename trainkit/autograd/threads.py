@@ -55,7 +55,7 @@ class _Blas:
             return
         for path in paths:
             try:
-                lib = ctypes.CDLL(path)
+                lib = ctypes.PyDLL(path)  # calls keep the GIL: no hand-over to a waiting thread per call
             except OSError:
                 continue
             setter = next((getattr(lib, s) for s in _SETTERS if hasattr(lib, s)), None)
