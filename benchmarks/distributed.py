@@ -165,8 +165,7 @@ def main() -> None:
     print(f"median epoch: 1x1 {median['1x1']:.1f} s, 1x2 {median['1x2']:.1f} s, 2x1 {median['2x1']:.1f} s")
     print(f"speed-up over 1x1: 1x2 {median['1x1'] / median['1x2']:.2f}x, 2x1 {median['1x1'] / median['2x1']:.2f}x")
     print(f"Allreduce in training (rank 0, waiting included): "
-          f"{100 * float(np.median([x['allreduce_share'] for x in two])):.1f}% of a step "
-          f"({per_step:.1f} ms per step)")
+          f"{100 * float(np.median([x['allreduce_share'] for x in two])):.1f}% of a {per_step:.1f} ms step")
     print(f"Allreduce alone ({two[0]['floats_per_call'] + 3:,} float32, ranks lined up): {alone:.3f} ms = "
           f"{100 * alone / per_step:.1f}% of a 2-rank step")
     print(f"1x1 vs 2x1 (round 0): weights max|diff| = {gap:.2e} x max|w|; test accuracy "
