@@ -9,8 +9,9 @@ LeNet at 2 threads, OpenBLAS's idle worker burned as much CPU as the main
 thread. trainkit used to avoid OpenBLAS's threading altogether by cutting
 large products into blocks on its own pool (:func:`trainkit.autograd.threads.matmul`).
 
-With the spin cut to ``2**SPIN_EXPONENT`` cycles, OpenBLAS's own threading of
-a product wins instead (measured on the 2-core Xeon, 2 threads, medians of 3
+With the spin cut to ``2**SPIN_EXPONENT`` cycles (about 6 µs: long enough to
+catch the next product of a loop of small ones, as an LSTM's time steps make),
+OpenBLAS's own threading of a product wins instead (measured on the 2-core Xeon, 2 threads, medians of 3
 alternating runs against PyTorch; see docs/performance.md, "Round four"), and
 :func:`~trainkit.autograd.threads.matmul` hands products straight to it.
 
@@ -27,8 +28,10 @@ import os
 import sys
 
 #: OpenBLAS's idle workers spin for 2**SPIN_EXPONENT cycles before sleeping (OpenBLAS clamps the
-#: exponent to 4..30; 4 is 16 cycles: they sleep at once).
-SPIN_EXPONENT = 4
+#: exponent to 4..30). 14 (16K cycles) against 4 (16 cycles: sleep at once), 2 threads, ratios to
+#: PyTorch in two alternating rounds: LeNet b32 0.66 / 0.66 against 0.62 / 0.59, cifar_resnet b64
+#: 0.59 / 0.60 against 0.56 / 0.57, LSTM LM 0.56 / 0.56 against 0.54 / 0.56, the rest within noise.
+SPIN_EXPONENT = 14
 #: The variables OpenBLAS reads for it (a user's value stands).
 TIMEOUT_VARS = ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")
 
