@@ -162,6 +162,15 @@ def gelu_forward(x, y, cdf):
 
 
 @nb.njit(nogil=True, cache=True)
+def relu_backward(gy, y, gx):
+    """gx = 0 where y <= 0, else gy (flat arrays): PyTorch's ``threshold_backward`` on the output (a NaN
+    output passes its gradient)."""
+    zero = gx.dtype.type(0)
+    for i in range(gy.size):
+        gx[i] = zero if y[i] <= 0 else gy[i]
+
+
+@nb.njit(nogil=True, cache=True)
 def sgd_momentum_step(p, g, buf, lr, momentum, keep, weight_decay, has_wd, has_damp, nesterov):
     """One SGD-with-momentum update of flat arrays in one pass, each operation rounded as numpy rounds it
     (scalars in the arrays' dtype): g += wd p; buf = momentum buf + keep g; d = g + momentum buf (nesterov)
