@@ -71,6 +71,9 @@ def tk(tmp: Path, *args, check: int | None = None, timeout: int = 120, env: dict
     The process is a fork of a server that has imported trainkit already (tests/fork_runner.py): the real
     CLI in a real process, without ~0.5 s of imports each time. ``fresh=True`` (or
     ``TRAINKIT_TEST_FRESH=1`` in the environment, for every call) starts ``python -m trainkit`` instead.
+    A forked command's result has ``maxrss_kb``, its peak resident memory in KiB (a process started by
+    exec from a large pytest worker would report the worker's peak instead: Linux keeps the peak of the
+    memory an exec replaces).
     """
     argv = [str(a) for a in args]
     environ = {**env_for(tmp), **(env or {})}
@@ -81,6 +84,7 @@ def tk(tmp: Path, *args, check: int | None = None, timeout: int = 120, env: dict
         reply = _runner().run(argv, tmp, env=environ, cwd_on_path=True, timeout=timeout)
         r = subprocess.CompletedProcess([sys.executable, "-m", "trainkit", *argv], reply["rc"], reply["stdout"],
                                         reply["stderr"])
+        r.maxrss_kb = reply["maxrss_kb"]  # the command's peak resident memory (the server's pages included)
     if check is not None:
         assert r.returncode == check, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     return r

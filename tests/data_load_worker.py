@@ -4,8 +4,9 @@ Reads one JSON request per line on stdin (``{"kind": ..., "path": ...}``), loads
 through the public reader of that kind, and answers one JSON line: the outcome (``ok``,
 ``DataError``, or another exception's type and traceback), the peak bytes tracemalloc saw
 during the load (numpy reports its buffers to it, so an allocation counts even if its pages
-are never touched), and ``ru_maxrss``. A fresh process's ``ru_maxrss`` is its own peak; the
-test process's is not, once other tests have run in it.
+are never touched), and the process's peak resident memory (``VmHWM``: the peak of its own memory
+since it started; ``ru_maxrss`` would not do, since Linux keeps there the peak of the memory an exec
+replaced, which for a process started from a large pytest worker is the worker's).
 """
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ import tracemalloc
 from pathlib import Path
 
 from trainkit.data.datasets import CIFAR10, NPZDataset
+
+
+def _hwm_kb() -> int:
+    """This process's peak resident memory since its exec, in KiB (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from trainkit.data.readers import IDX_IMAGES, read_idx, read_npy
 from trainkit.errors import DataError
 
@@ -37,7 +46,7 @@ def load(kind: str, path: str) -> None:
 
 def main() -> None:
     tracemalloc.start()
-    print(json.dumps({"ready": True, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+    print(json.dumps({"ready": True, "maxrss_kb": _hwm_kb()}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
         tracemalloc.reset_peak()
@@ -50,7 +59,7 @@ def main() -> None:
             outcome, detail = type(exc).__name__, traceback.format_exc()
         peak = tracemalloc.get_traced_memory()[1]
         print(json.dumps({"outcome": outcome, "detail": detail, "peak_bytes": peak,
-                          "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+                          "maxrss_kb": _hwm_kb()}), flush=True)
 
 
 if __name__ == "__main__":
