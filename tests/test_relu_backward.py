@@ -20,7 +20,7 @@ def _grad(x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=4), seed=st.integers(0, 2**31 - 1),
+@given(shape=st.lists(st.integers(1, 40), min_size=1, max_size=3), seed=st.integers(0, 2**31 - 1),
        dtype=st.sampled_from([np.float32, np.float64]), specials=st.booleans())
 def test_relu_matches_torch_with_and_without_numba(shape, seed, dtype, specials):
     rng = np.random.default_rng(seed)
@@ -35,9 +35,14 @@ def test_relu_matches_torch_with_and_without_numba(shape, seed, dtype, specials)
     t = torch.tensor(x, requires_grad=True)
     ty = torch.relu(t)
     ty.backward(torch.tensor(g))
-    y, gx = _grad(x, g)
+    prev = elementwise.RELU_MIN_ELEMENTS, elementwise.RELU_PIECE
+    elementwise.RELU_MIN_ELEMENTS, elementwise.RELU_PIECE = 7, 1000  # the compiled path, in pieces
+    try:
+        y, gx = _grad(x, g)
+    finally:
+        elementwise.RELU_MIN_ELEMENTS, elementwise.RELU_PIECE = prev
     np.testing.assert_array_equal(y, ty.detach().numpy())
-    if jit.kernels() is not None:
+    if x.size >= 7 and jit.kernels() is not None:
         np.testing.assert_array_equal(gx, t.grad.numpy())
     prev = jit.set_enabled(False)  # the numpy path: the mask x > 0 (a NaN input gets gradient 0)
     try:
@@ -47,6 +52,14 @@ def test_relu_matches_torch_with_and_without_numba(shape, seed, dtype, specials)
     np.testing.assert_array_equal(y2, y)
     keep = ~np.isnan(x)
     np.testing.assert_array_equal(gx2[keep], t.grad.numpy()[keep])
+
+
+def test_small_outputs_keep_the_mask_path_without_numba_and_large_ones_use_the_kernel():
+    for size, compiled in ((elementwise.RELU_MIN_ELEMENTS - 1, False), (elementwise.RELU_MIN_ELEMENTS, True)):
+        op = elementwise.ReLU()
+        op.needs = (True,)
+        op.forward(np.ones(size, np.float32))
+        assert (op.jit is not None) == (compiled and jit.kernels() is not None)
 
 
 def test_relu_backward_pieces_on_two_threads_and_no_state_under_no_grad(two_threads):
