@@ -38,6 +38,20 @@ class Prepared:
 
         return model_fingerprint(absolutize_layer_paths(self.config))
 
+    def matches(self, config_hash) -> bool:
+        """Whether a checkpoint's ``config_hash`` belongs to this config.
+
+        Either the hash of the config as this trainkit resolves it (:attr:`fingerprint`), or of the
+        document as written: a run directory's config.yaml holds the config resolved by the trainkit
+        that trained the run, so a default added to trainkit since (which changes the resolved config,
+        not the model) does not lock the run out of ``--resume`` and ``trainkit eval``; any edit of the
+        file still changes both.
+        """
+        if config_hash == self.fingerprint:
+            return True
+        written = getattr(self.config, "written", None)
+        return isinstance(written, dict) and config_hash == model_fingerprint(written)
+
 
 #: ``data`` keys that change only how a model is evaluated, never its weights: left out of the fingerprint,
 #: so that a run trained before such a key existed keeps its fingerprint (and stays evaluable and resumable).

@@ -6,6 +6,8 @@ problem as ``FILE:LINE:COL: key.path: message``.
 """
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import os
@@ -42,9 +44,13 @@ class Config:
         name: ``data["name"]`` (the file's stem unless the config names itself).
     """
 
-    def __init__(self, data: dict, file: str, sources: dict[tuple, Source] | None = None):
+    def __init__(self, data: dict, file: str, sources: dict[tuple, Source] | None = None,
+                 written: dict | None = None):
         self.data = data
         self.file = file
+        #: the document as written (its base merged, --set applied), before defaults: for a run
+        #: directory's config.yaml, the resolved config of the trainkit that trained it
+        self.written = written
         self._sources = dict(sources or {})
         self._resolved: RunConfig | None = None
 
@@ -234,8 +240,9 @@ def _load(text, label, base_dir, stem, overrides, validate_layer, chain) -> Conf
     if isinstance(overrides, str):
         overrides = [overrides]
     bad_overrides = apply_overrides(data, sources, list(overrides))
+    written = copy.deepcopy(data)
     resolved, problems = validate(data, stem, validate_layer)
-    config = Config(resolved, label, sources)
+    config = Config(resolved, label, sources, written)
     if problems or bad_overrides:
         raise ConfigError(_sorted(problems, bad_overrides, config, list(overrides)))
     return config

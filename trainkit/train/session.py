@@ -112,7 +112,7 @@ def _resume(run: Run, prep: Prepared, trainer: Trainer, checkpoint: Path | None,
         run.print(f"no checkpoint of {shown(run.path)} was written before it stopped; training it from the start")
         return False
     meta = trainer.restore(checkpoint)
-    if meta.get("config_hash") != prep.fingerprint:
+    if not prep.matches(meta.get("config_hash")):
         raise CheckpointError(f"{checkpoint}: the checkpoint was written for a different model/data/optimizer "
                               "config than this run's config.yaml")
     check_files = getattr(prep.bundle, "check_run_files", None)  # text data: the vocabulary must be the run's
@@ -319,7 +319,7 @@ def _load_weights(rdir: Path, prep: Prepared, checkpoint: str) -> tuple[str, int
     check_state_fits(weights, expected, source=str(path / "model.safetensors" if path.is_dir() else path))
     epoch = None
     if meta is not None:
-        if meta.get("config_hash") not in (None, prep.fingerprint):
+        if meta.get("config_hash") is not None and not prep.matches(meta.get("config_hash")):
             raise CheckpointError(f"{rdir / 'config.yaml'}: the model, data or optimizer it describes are not the "
                                   f"ones checkpoint {path} was trained with (the file was edited after training); "
                                   "put the run's config back, or evaluate with a config of your own")
