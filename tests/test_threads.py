@@ -278,3 +278,31 @@ def test_matmul_is_the_same_through_openblas_threads_or_the_pool(monkeypatch, tw
         monkeypatch.setattr(threads, "_SHORT_SPIN", short)
         outs.append(threads.matmul(a, w.T))
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(threads._blas.set is None, reason="needs numpy's OpenBLAS")
+def test_serial_blas_sets_one_thread_for_the_block_and_restores_it(two_threads):
+    assert threads._blas.get() == 2
+    with pytest.raises(ValueError):
+        with threads.serial_blas():
+            assert threads._blas.get() == 1
+            raise ValueError
+    assert threads._blas.get() == 2
+
+
+def test_small_recurrent_layers_step_with_serial_blas_and_large_ones_do_not(monkeypatch, two_threads):
+    from trainkit.autograd.ops import rnn
+    seen = []
+    real = rnn.serial_blas
+
+    def spy():
+        seen.append(True)
+        return real()
+
+    monkeypatch.setattr(rnn, "serial_blas", spy)
+    for hidden, batch, serial in ((16, 4, True), (256, 32, False)):
+        seen.clear()
+        lstm = nn.LSTM(8, hidden)
+        out, _ = lstm(tk.randn(3, batch, 8))
+        out.sum().backward()
+        assert bool(seen) == serial, (hidden, batch)

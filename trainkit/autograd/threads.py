@@ -22,6 +22,7 @@ try to use every core.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -216,6 +217,20 @@ def parallel_for(fn, pieces) -> None:
             _blas.set(_blas_threads)
     if job.error is not None:
         raise job.error
+
+
+@contextlib.contextmanager
+def serial_blas():
+    """numpy's BLAS on the calling thread only, for a block that makes one small product after another
+    (a recurrent layer's time steps): no worker is woken for each of them."""
+    one = _blas.set is not None and _blas_threads not in (None, 1) and not getattr(_local, "busy", False)
+    if one:
+        _blas.set(1)
+    try:
+        yield
+    finally:
+        if one:
+            _blas.set(_blas_threads)
 
 
 #: Products with at least this many multiply-adds are cut into blocks run on the pool (with more than
