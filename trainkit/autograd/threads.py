@@ -187,6 +187,20 @@ def split(n: int, size: int) -> list:
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
+@contextlib.contextmanager
+def serial_blas():
+    """numpy's BLAS on the calling thread only, for a block that makes one small product after another
+    (a recurrent layer's time steps): no worker is woken for each of them."""
+    one = _blas.set is not None and _blas_threads not in (None, 1) and not getattr(_local, "busy", False)
+    if one:
+        _blas.set(1)
+    try:
+        yield
+    finally:
+        if one:
+            _blas.set(_blas_threads)
+
+
 def parallel_for(fn, pieces) -> None:
     """Call ``fn(*piece)`` for every piece, on up to :func:`get_num_threads` threads.
 
@@ -202,35 +216,17 @@ def parallel_for(fn, pieces) -> None:
         return
     _ensure_workers(nthreads - 1)
     job = _Job(fn, pieces)
-    one_blas = _blas.set is not None and _blas_threads not in (None, 1)
-    if one_blas:
-        _blas.set(1)  # each piece's GEMMs on its own thread's core
-    _local.busy = True
-    try:
-        for q in _workers[:nthreads - 1]:
-            q.put(job)
-        job.drain()
-        job.done.wait()
-    finally:
-        _local.busy = False
-        if one_blas:
-            _blas.set(_blas_threads)
+    with serial_blas():  # each piece's GEMMs on its own thread's core
+        _local.busy = True
+        try:
+            for q in _workers[:nthreads - 1]:
+                q.put(job)
+            job.drain()
+            job.done.wait()
+        finally:
+            _local.busy = False
     if job.error is not None:
         raise job.error
-
-
-@contextlib.contextmanager
-def serial_blas():
-    """numpy's BLAS on the calling thread only, for a block that makes one small product after another
-    (a recurrent layer's time steps): no worker is woken for each of them."""
-    one = _blas.set is not None and _blas_threads not in (None, 1) and not getattr(_local, "busy", False)
-    if one:
-        _blas.set(1)
-    try:
-        yield
-    finally:
-        if one:
-            _blas.set(_blas_threads)
 
 
 #: Products with at least this many multiply-adds are cut into blocks run on the pool (with more than

@@ -228,8 +228,6 @@ class Sigmoid(Op):
 RELU_PIECE = 1 << 16
 #: Outputs smaller than this keep the numpy mask path (a small model's run then never imports numba).
 RELU_MIN_ELEMENTS = 1 << 16
-#: Use the output-based ReLU backward (one compiled pass, no mask) when numba is there.
-RELU_FROM_OUTPUT = True
 
 
 class ReLU(Op):
@@ -242,7 +240,7 @@ class ReLU(Op):
     def forward(self, x):
         y = _par(np.maximum, x, 0)  # large arrays on the intra-op threads
         if self.needs is not None:  # what backward needs: none under no_grad
-            large = RELU_FROM_OUTPUT and y.size >= RELU_MIN_ELEMENTS and y.flags.c_contiguous
+            large = y.size >= RELU_MIN_ELEMENTS and y.flags.c_contiguous
             self.jit = kernels() if large else None
             if self.jit is not None:
                 self.y = y

@@ -25,6 +25,7 @@ same single-output node.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -37,7 +38,11 @@ from ..threads import serial_blas
 #: 2-layer LSTM at 2 threads, serial against threaded: batch 20 x hidden 200 (3.2M MACs a step) 1.06x,
 #: batch 32 x 256 (8.4M, configs/shakespeare_char_lstm.yaml) 0.93x, batch 64 x 512 0.83x.
 SERIAL_STEP_MACS = 1 << 22
-SERIAL_STEPS = True
+
+
+def _step_blas(batch: int, w_hh: np.ndarray):
+    """The BLAS threading for a layer's time-step loop (see SERIAL_STEP_MACS)."""
+    return serial_blas() if batch * w_hh.shape[0] * w_hh.shape[1] < SERIAL_STEP_MACS else contextlib.nullcontext()
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,10 +106,7 @@ class _Recurrent(Op):
         gx = np.matmul(x.reshape(t_len * batch, n_in), wi.T).reshape(t_len, batch, -1)
         steps = range(t_len - 1, -1, -1) if self.reverse else range(t_len)
         keep = self.needs is not None
-        if SERIAL_STEPS and batch * wh.shape[0] * wh.shape[1] < SERIAL_STEP_MACS:
-            with serial_blas():
-                out = self._run(gx, wh, bi, bh, state, steps, keep)
-        else:
+        with _step_blas(batch, wh):
             out = self._run(gx, wh, bi, bh, state, steps, keep)
         if keep:
             self.x, self.w_ih, self.w_hh, self.state = x, w_ih, w_hh, state
@@ -130,10 +132,7 @@ class _Recurrent(Op):
         # dx_pre: gradients of the pre-activations fed by the input projection (T, B, *), one column per
         # row of w_ih listed by _x_cols; dh_pre: those fed by the recurrent GEMM (rows of w_hh, _h_cols);
         # hprev: the state each step started from; d_state: gradients of the initial state(s)
-        if SERIAL_STEPS and batch * w_hh.shape[0] * w_hh.shape[1] < SERIAL_STEP_MACS:
-            with serial_blas():
-                dx_pre, dh_pre, hprev, d_state = self._bptt(gy)
-        else:
+        with _step_blas(batch, w_hh):
             dx_pre, dh_pre, hprev, d_state = self._bptt(gy)
         xcols, hcols = self._x_cols(h), self._h_cols(h)
         gx = gw_ih = gw_hh = gb_ih = gb_hh = None
