@@ -6,7 +6,10 @@ suite). For each workload of the performance issue it builds the model with
 with identical initial weights (state_dict arrays copied), feeds both the same
 random CIFAR-shaped float32 batches with the same thread count, and times them
 alternately (trainkit, torch, trainkit, torch, ...) so that drift on a shared
-machine hits both alike. The reported figure is the median of the runs.
+machine hits both alike. The reported figure is the median of the runs. PyTorch
+runs in a process of its own, as a PyTorch user's program would: both load GNU
+OpenMP as libgomp.so.1, and in one process trainkit's compiled kernels would run
+on PyTorch's OpenMP runtime with the settings PyTorch started it with.
 
 Then it profiles one trainkit training step: forward, backward and optimizer
 time by op type. The timing wrappers are installed on the op classes only for
@@ -27,7 +30,9 @@ slows numpy's GEMMs several times while torch (its own BLAS) is unaffected.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -50,10 +55,12 @@ import models  # noqa: E402
 import seq_models  # noqa: E402
 from opprofile import profile_step  # noqa: E402
 
-try:  # the reference is optional: without torch only trainkit's figures are shown
-    import torch
-except ImportError:  # pragma: no cover - depends on the machine
-    torch = None
+# The reference is optional: without torch only trainkit's figures are shown. PyTorch runs in a process
+# of its own (see TorchSide): both libraries load GNU OpenMP under the same name, libgomp.so.1, so in one
+# process trainkit's compiled kernels would run on PyTorch's OpenMP runtime, with the thread spin PyTorch's
+# process started with, and a trainkit user's process has no PyTorch in it.
+torch = None  # imported in the PyTorch process only
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 try:
     from rich.console import Console
@@ -221,6 +228,79 @@ class Result:
         return statistics.median(self.torch) if self.torch else None
 
 
+class TorchSide:
+    """PyTorch's steps, run in a process of its own (spawned: it never loads trainkit's kernels).
+
+    The parent sends a workload's state, batches and thread count, then asks for calibrations and timed
+    runs; the child answers with step counts and seconds, timed by the same clock.
+    """
+
+    def __init__(self):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_torch_server, args=(child, CLOCK is time.process_time), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def call(self, *msg):
+        self.conn.send(msg)
+        ok, value = self.conn.recv()
+        if not ok:
+            raise RuntimeError(f"the PyTorch process failed: {value}")
+        return value
+
+    def close(self):
+        try:
+            self.conn.send(("stop",))
+        except OSError:  # pragma: no cover
+            pass
+        self.proc.join(timeout=10)
+
+
+def _torch_server(conn, cpu_clock: bool) -> None:
+    """The PyTorch process: set threads, build a workload's step, calibrate and time it, on request."""
+    global torch, CLOCK
+    import torch as _torch
+    torch = _torch
+    CLOCK = time.process_time if cpu_clock else time.perf_counter
+    step = None
+    while True:
+        msg = conn.recv()
+        try:
+            if msg[0] == "stop":
+                return
+            if msg[0] == "threads":
+                torch.set_num_threads(msg[1])
+                out = torch.get_num_threads()
+            elif msg[0] == "setup":
+                key, state, xs, ys = msg[1:]
+                wl = next(w for w in WORKLOADS if w.key == key)
+                step = torch_stepper(wl, state, xs, ys)
+                out = None
+            elif msg[0] == "calibrate":
+                out = calibrate(step, msg[1])
+            elif msg[0] == "timed":
+                out = timed(step, msg[1])
+            elif msg[0] == "version":
+                out = torch.__version__
+            else:
+                raise ValueError(f"unknown request {msg[0]!r}")
+            conn.send((True, out))
+        except Exception as e:  # noqa: BLE001 - reported to the parent
+            conn.send((False, f"{type(e).__name__}: {e}"))
+
+
+_TORCH_SIDE = None
+
+
+def torch_side():
+    """The PyTorch process (started on first use), or None without torch."""
+    global _TORCH_SIDE
+    if _TORCH_SIDE is None and HAVE_TORCH:
+        _TORCH_SIDE = TorchSide()
+    return _TORCH_SIDE
+
+
 def set_threads(n: int) -> None:
     """trainkit's intra-op pool and numpy's BLAS, and torch, all on ``n`` threads."""
     if hasattr(trainkit, "set_num_threads"):
@@ -232,8 +312,8 @@ def set_threads(n: int) -> None:
             raise SystemExit("this trainkit has no set_num_threads: run with OPENBLAS_NUM_THREADS set and "
                              "without --threads, or install threadpoolctl") from None
         set_threads.limits = threadpool_limits(n, user_api="blas")  # kept alive on the function
-    if torch is not None:
-        torch.set_num_threads(n)
+    if _TORCH_SIDE is not None:  # a started PyTorch process (run_workload sets it too)
+        _TORCH_SIDE.call("threads", n)
 
 
 def run_workload(wl: Workload, threads: int, repeats: int, seconds: float) -> Result:
@@ -241,16 +321,19 @@ def run_workload(wl: Workload, threads: int, repeats: int, seconds: float) -> Re
     xs, ys = (wl.data or make_data)(wl.batch)
     state = shared_state(wl)
     tk = trainkit_stepper(wl, state, xs, ys)
-    th = torch_stepper(wl, state, xs, ys) if torch is not None else None
+    th = torch_side()
+    if th is not None:
+        th.call("threads", threads)
+        th.call("setup", wl.key, state, xs, ys)
     steps = calibrate(tk, seconds)
     # torch is faster: give it as many steps as it needs for a comparable run length
-    th_steps = calibrate(th, seconds) if th is not None else 0
+    th_steps = th.call("calibrate", seconds) if th is not None else 0
     res = Result(wl, threads)
     for _ in range(repeats):
         res.loadavg.append(os.getloadavg()[0])
         res.trainkit.append(wl.batch * steps / timed(tk, steps))
         if th is not None:
-            res.torch.append(wl.batch * th_steps / timed(th, th_steps))
+            res.torch.append(wl.batch * th_steps / th.call("timed", th_steps))
     return res
 
 
@@ -260,7 +343,7 @@ def machine_info() -> dict:
     info = {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "torch": getattr(torch, "__version__", None),
+        "torch": torch_side().call("version") if torch_side() is not None else None,
         "cpus": os.cpu_count(),
         "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "processor": platform.processor() or platform.machine(),
@@ -388,8 +471,8 @@ def main(argv=None) -> int:
     for n in thread_counts:
         if args.threads:
             set_threads(n)
-        elif torch is not None:
-            torch.set_num_threads(n)  # same thread count as numpy's BLAS
+        elif torch_side() is not None:
+            torch_side().call("threads", n)  # same thread count as numpy's BLAS
         for wl in WORKLOADS:
             if wl.key in keys:
                 results.append(run_workload(wl, n, args.repeats, args.seconds))
@@ -404,6 +487,8 @@ def main(argv=None) -> int:
     else:  # pragma: no cover
         for r in results:
             print(r.workload.label, r.threads, r.tk_median, r.torch_median)
+    if _TORCH_SIDE is not None:
+        _TORCH_SIDE.close()
     if args.json:
         out = {"machine": info, "results": [
             {"workload": r.workload.key, "threads": r.threads, "trainkit": r.trainkit, "torch": r.torch,

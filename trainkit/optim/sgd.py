@@ -5,7 +5,7 @@ import numpy as np
 
 from trainkit.registry import optimizer
 
-from ..autograd.ops.jit import kernels
+from ..autograd.ops.jit import kernels, parallel
 from ..autograd.threads import elementwise as _par
 from ..autograd.threads import parallel_for, split
 
@@ -36,6 +36,10 @@ def _fused_step(param, g, buf, lr, momentum, dampening, weight_decay, nesterov) 
     f = param.dtype.type
     pf, gf, bf = param.reshape(-1), g.reshape(-1), buf.reshape(-1)
     args = (f(lr), f(momentum), f(1 - dampening), f(weight_decay), weight_decay != 0, dampening != 0, nesterov)
+    par = parallel()
+    if par is not None:  # every piece in one compiled call on OpenMP's threads
+        par.sgd_momentum_step(pf, gf, bf, *args, FUSED_PIECE)
+        return True
     parallel_for(lambda a, e: jit.sgd_momentum_step(pf[a:e], gf[a:e], bf[a:e], *args), split(pf.size, FUSED_PIECE))
     return True
 

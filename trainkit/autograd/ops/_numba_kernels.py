@@ -162,6 +162,15 @@ def gelu_forward(x, y, cdf):
 
 
 @nb.njit(nogil=True, cache=True)
+def relu_forward(x, y):
+    """y = max(x, 0) for flat arrays, as ``np.maximum(x, 0)``: NaN stays NaN, -0.0 stays -0.0."""
+    zero = y.dtype.type(0)
+    for i in range(x.size):
+        v = x[i]
+        y[i] = zero if v < 0 else v
+
+
+@nb.njit(nogil=True, cache=True)
 def relu_backward(gy, y, gx):
     """gx = 0 where y <= 0, else gy (flat arrays): PyTorch's ``threshold_backward`` on the output (a NaN
     output passes its gradient)."""

@@ -17,7 +17,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..function import Op
 from ..threads import parallel_for, split
-from .im2col import col2im_flat, flat_planes, flat_windows, pad2d, pair, strided_windows
+from . import jit
+from .im2col import col2im_flat, flat_planes, flat_windows, pad2d, padded_windows, pair, strided_windows
 
 __all__ = ["Conv2d", "pair", "pad2d"]
 
@@ -121,6 +122,21 @@ class Geometry(NamedTuple):
         return cls(n, c, h, w, o, kh, kw, ho, wo, hp, wp, wq, flat, ho * wq if flat else ho * wo)
 
 
+#: Pieces the compiled forward loop cuts the batch into (whole images each; no partial results, so the
+#: count only balances the threads).
+FORWARD_PIECES = 16
+
+
+def _compiled_ok(*arrays) -> bool:
+    """Whether the compiled passes take these arrays: one float dtype that numba's BLAS multiplies."""
+    dts = {a.dtype for a in arrays if a is not None}
+    return len(dts) == 1 and next(iter(dts)) in (np.float32, np.float64)
+
+
+def _empty(dtype) -> np.ndarray:
+    return np.empty(0, dtype)
+
+
 def _sum_in_order(parts):
     """Sum a list of arrays in list order (a fixed order whatever thread computed each)."""
     acc = parts[0]
@@ -217,7 +233,15 @@ class Conv2d(Op):
         blocks = _blocks(o, k, p, x.itemsize, 1 if g.flat else g.wo)
         keep = wants_cols and n * k * p * x.itemsize <= KEEP_COLUMNS_MAX_BYTES and len(blocks) == 1
         kept = np.empty((n, k, p), x.dtype) if keep else None
-        xbuf, wins = (None, None) if direct else self._windows(x, g)
+        drv = None if direct or not _compiled_ok(x, w, b) else jit.blas_parallel()
+        src = None  # the compiled passes' input: flat planes, or padded planes stored flat
+        if drv is not None and not g.flat:
+            xpad = np.ascontiguousarray(pad2d(x, *self.padding))
+            src = xpad.reshape(n, c, g.hp * g.wp)
+            xbuf, wins = None, [(slice(None), slice(None), padded_windows(xpad, g.kh, g.kw, *self.stride))]
+        else:
+            xbuf, wins = (None, None) if direct else self._windows(x, g)
+            src = xbuf
         junk = g.flat and g.wq != g.wo
 
         ho, wo, wq, cdt, one = g.ho, g.wo, g.wq, x.dtype, len(blocks) == 1
@@ -243,12 +267,21 @@ class Conv2d(Op):
             if junk:
                 y[a:e] = yp.reshape(m, o, ho, wq)[..., :wo]  # junk columns dropped
 
-        parallel_for(piece, split(n, COLUMN_CHUNK_BYTES // max(1, k * p * x.itemsize)))
+        if drv is not None:  # the pieces as one compiled loop on OpenMP's threads
+            pblock = blocks[0][1] - blocks[0][0] if len(blocks) > 1 else p
+            (sh, sw) = self.stride
+            with jit.serial_scipy_blas():
+                drv.forward(src, np.ascontiguousarray(wm), _empty(y.dtype) if b is None else b, y,
+                            kept if keep else np.empty((0, k, p), x.dtype), g.flat, g.kh, g.kw, sh, sw,
+                            g.wp, g.ho, g.wo, max(1, n // FORWARD_PIECES), pblock)
+        else:
+            parallel_for(piece, split(n, COLUMN_CHUNK_BYTES // max(1, k * p * x.itemsize)))
         if rec:
             self.w, self.kept, self.from_gcols = w, kept, from_gcols
             self.x = x if (direct or (from_gcols and xbuf is None)) else None
             self.xbuf = xbuf if from_gcols else None
             self.wins = wins if wants_cols and not keep else None  # input columns rebuilt in backward
+            self.src = src if wants_cols and not keep else None  # the same, for the compiled passes
         return y
 
     # ------------------------------------------------------------------ backward
@@ -296,6 +329,46 @@ class Conv2d(Op):
         else:
             gx = np.empty((n, c, h, wd), dt) if needs_x else None
 
+        drv = cols_drv = None
+        if transposed and (from_gcols or not needs_w) and _compiled_ok(gy, w):
+            drv = jit.blas_parallel()
+        elif (not transposed and phases is None and self.x is None and _compiled_ok(gy, w)
+              and (not needs_w or self.kept is not None or getattr(self, "src", None) is not None)):
+            cols_drv = drv = jit.blas_parallel()  # col2im and the input columns' weight gradient, compiled
+        if cols_drv is not None:
+            p = g.p
+            wide = p <= k or o >= 16
+            shape = ((k, o) if wide else (o, k)) if needs_w else (0, 0)
+            parts = np.empty((len(pieces),) + shape, dt)
+            kept = self.kept if self.kept is not None else np.empty((0, k, p), dt)
+            src = self.src if self.src is not None else np.empty((0, 0, 0), dt)
+            if needs_x:  # written whole by the compiled loop: no padded planes needed
+                gx = np.empty((n, c, h, wd), dt)
+            gxd = gx if needs_x else np.empty((0, c, h, wd), dt)
+            with jit.serial_scipy_blas():
+                drv.backward_cols(src, kept, np.ascontiguousarray(gy), np.ascontiguousarray(w.reshape(o, k)),
+                                  gxd, parts, g.flat, kh, kw, sh, sw, g.wp, g.hp, g.ho, g.wo, step, needs_x,
+                                  needs_w, wide)
+            if needs_w:
+                gw_parts = [q.T if wide else q for q in parts]
+            if needs_b:
+                for i, a, e in pieces:
+                    gb_parts[i] = gy[a:e].reshape(e - a, o, -1).sum(axis=0).sum(axis=1)
+        elif drv is not None:  # the transposed path as one compiled loop on OpenMP's threads
+            gbuf = flat_planes(gy, q, q, kw)
+            xb = xbuf if from_gcols else np.empty((n, c, 0), dt)
+            parts = np.empty((len(pieces), okk, c), dt) if from_gcols else np.empty((len(pieces), 0, 0), dt)
+            pblock = tblocks[0][1] - tblocks[0][0]
+            with jit.serial_scipy_blas():
+                drv.backward_same(gbuf, wf, np.ascontiguousarray(xb) if from_gcols and not xb.flags.c_contiguous
+                                  else xb, gx, parts, kh, kw, wg, h, wd, ph * g.wp + pw, step, pblock, True,
+                                  from_gcols)
+            if from_gcols:
+                gw_parts = list(parts)
+            if needs_b:
+                for i, a, e in pieces:
+                    gb_parts[i] = gy[a:e].reshape(e - a, o, -1).sum(axis=0).sum(axis=1)
+
         def piece(i, a, e):
             m = e - a
             gp = gy[a:e]
@@ -318,7 +391,8 @@ class Conv2d(Op):
             if needs_w and not from_gcols:
                 gw_parts[i] = self._input_cols_weight_grad(a, e, gp)
 
-        parallel_for(piece, pieces)
+        if drv is None:
+            parallel_for(piece, pieces)
         gw = None
         if needs_w:
             gw = _sum_in_order(gw_parts)

@@ -11,7 +11,7 @@ from ..tensor import Tensor
 from .special import erf, gelu_float32  # noqa: F401 - GELU's erf, exact in float64 with or without scipy
 from ..threads import elementwise as _par
 from ..threads import parallel_for, split
-from .jit import kernels
+from .jit import kernels, parallel
 
 #: Elements per piece of the compiled GELU passes (with numba): 256 KB of float32 per array, so a
 #: piece's input and outputs stay in the L2 cache; smaller arrays run in one call of the numpy code.
@@ -238,7 +238,12 @@ class ReLU(Op):
     gradient 0 where PyTorch passes it on)."""
 
     def forward(self, x):
-        y = _par(np.maximum, x, 0)  # large arrays on the intra-op threads
+        par = parallel() if x.size >= RELU_MIN_ELEMENTS and x.flags.c_contiguous else None
+        if par is not None:  # one compiled pass on OpenMP's threads
+            y = np.empty(x.shape, x.dtype)
+            par.relu_forward(x.reshape(-1), y.reshape(-1), RELU_PIECE)
+        else:
+            y = _par(np.maximum, x, 0)  # large arrays on the intra-op threads
         if self.needs is not None:  # what backward needs: none under no_grad
             large = y.size >= RELU_MIN_ELEMENTS and y.flags.c_contiguous
             self.jit = kernels() if large else None
@@ -255,7 +260,11 @@ class ReLU(Op):
             return (np.where(self.y <= 0, np.zeros((), gy.dtype), gy),)  # gy broadcast to another shape
         gf, yf = np.ascontiguousarray(gy).reshape(-1), self.y.reshape(-1)
         gx = np.empty(gf.shape, np.result_type(gy, self.y))
-        parallel_for(lambda a, e: self.jit.relu_backward(gf[a:e], yf[a:e], gx[a:e]), split(gf.size, RELU_PIECE))
+        par = parallel()
+        if par is not None:
+            par.relu_backward(gf, yf, gx, RELU_PIECE)
+        else:
+            parallel_for(lambda a, e: self.jit.relu_backward(gf[a:e], yf[a:e], gx[a:e]), split(gf.size, RELU_PIECE))
         return (gx.reshape(self.y.shape),)
 
 
@@ -300,7 +309,12 @@ class GELU(Op):
             if jit is not None and x.size >= GELU_PIECE:  # one compiled pass, pieces on the intra-op threads
                 flat = np.ascontiguousarray(x).reshape(-1)
                 y, cdf = np.empty_like(flat), np.empty_like(flat)
-                parallel_for(lambda a, e: jit.gelu_forward(flat[a:e], y[a:e], cdf[a:e]), split(flat.size, GELU_PIECE))
+                par = parallel()
+                if par is not None:
+                    par.gelu_forward(flat, y, cdf, GELU_PIECE)
+                else:
+                    parallel_for(lambda a, e: jit.gelu_forward(flat[a:e], y[a:e], cdf[a:e]),
+                                 split(flat.size, GELU_PIECE))
                 self.cdf = cdf.reshape(x.shape)
                 return y.reshape(x.shape)
             y, self.cdf = gelu_float32(x)

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..threads import parallel_for, split
+from . import jit
 
 
 def pair(v) -> tuple:
@@ -42,6 +43,11 @@ def flat_planes(x: np.ndarray, ph: int, pw: int, kw: int) -> np.ndarray:
     """
     n, c, h, w = x.shape
     hp, wp = h + 2 * ph, w + 2 * pw
+    drv = jit.blas_parallel() if x.dtype in (np.float32, np.float64) and x.flags.c_contiguous and h else None
+    if drv is not None:  # every value written in one compiled pass on OpenMP's threads
+        buf = np.empty((n, c, hp * wp + kw - 1), x.dtype)
+        drv.pad_flat(x, buf, ph, pw, max(1, n // 16))
+        return buf
     buf = np.zeros((n, c, hp * wp + kw - 1), x.dtype)
     planes = buf[:, :, :hp * wp].reshape(n, c, hp, wp)
 
@@ -65,7 +71,12 @@ def flat_windows(buf: np.ndarray, kh: int, kw: int, ho: int, wp: int) -> np.ndar
 
 def strided_windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
     """(N, C, kh, kw, Ho, Wo) view of the padded input's windows (any stride)."""
-    win = sliding_window_view(pad2d(x, ph, pw), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    return padded_windows(pad2d(x, ph, pw), kh, kw, sh, sw)
+
+
+def padded_windows(xpad: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
+    """(N, C, kh, kw, Ho, Wo) view of the windows of an already padded input (any stride)."""
+    win = sliding_window_view(xpad, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     return win.transpose(0, 1, 4, 5, 2, 3)
 
 

@@ -13,11 +13,22 @@ on disk (numba's ``cache=True``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+
+from .. import threads as _threads
 
 _kernels = None
 _tried = False
 _enabled = os.environ.get("TRAINKIT_NUMBA", "1") != "0"
+
+#: Run the kernels' pieces on numba's OpenMP threads (:mod:`._numba_par`) rather than on the intra-op
+#: pool; ``TRAINKIT_NUMBA_PARALLEL=0`` keeps the pool (for A/B measurements and tests).
+PARALLEL = os.environ.get("TRAINKIT_NUMBA_PARALLEL", "1") != "0"
+_par = None
+_par_tried = False
+_launched = False  # a driver ran in this process: OpenMP's threads exist
+_forked = False  # this process was forked from one whose OpenMP threads existed: GNU OpenMP would abort
 
 
 def kernels():
@@ -33,6 +44,140 @@ def kernels():
         except ImportError:
             _kernels = None
     return _kernels
+
+
+def _load_parallel():
+    """:mod:`._numba_par`, when numba has its OpenMP threading layer (workqueue, the fallback, makes its
+    workers sleep between regions and measured slower than the intra-op pool); else None."""
+    if kernels() is None:
+        return None
+    try:
+        import numba
+        from numba.np.ufunc import omppool  # noqa: F401  (ImportError without an OpenMP runtime)
+    except ImportError:
+        return None
+    layer = str(numba.config.THREADING_LAYER)
+    if layer not in ("default", "omp"):
+        return None  # the user asked numba for another layer
+    from numba.np.ufunc import parallel as _npar
+    if getattr(_npar, "_is_initialized", False):  # somebody launched numba's threads already
+        if numba.threading_layer() != "omp":
+            return None
+    else:
+        numba.config.THREADING_LAYER = "omp"
+    from . import _numba_par
+    return _numba_par
+
+
+def parallel():
+    """The OpenMP drivers of the kernels (:mod:`._numba_par`), or None: then ops run the kernels' pieces
+    on the intra-op pool (or serially).
+
+    None when numba or its OpenMP layer is missing, when disabled (``PARALLEL``), in a process forked
+    after OpenMP's threads started (GNU OpenMP is not fork-safe), and inside a piece already running on
+    the intra-op pool. numba's thread count follows :func:`trainkit.set_num_threads`.
+    """
+    global _par, _par_tried, _launched
+    if not (_enabled and PARALLEL) or _forked:
+        return None
+    if not _par_tried:
+        _par_tried = True
+        _par = _load_parallel()
+    if _par is None:
+        return None
+    if getattr(_threads._local, "busy", False):
+        return None
+    numba = _par.nb
+    want = max(1, min(_threads._num_threads, numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != want:  # numba's count is per calling thread
+        numba.set_num_threads(want)
+    _launched = True
+    return _par
+
+
+_conv = None
+_conv_tried = False
+_sp_set = _sp_get = None  # SciPy's OpenBLAS thread controls (numba's np.dot calls SciPy's BLAS)
+
+
+def _load_conv():
+    """:mod:`._numba_blas` when SciPy's BLAS (which numba's ``np.dot`` calls) can be found; else None."""
+    global _sp_set, _sp_get
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        return None
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ".so" in ln})
+    except OSError:
+        paths = []
+    numpy_blas = (_threads._blas.name or "").split(" ")[1:2]
+    for path in paths:
+        if numpy_blas and os.path.basename(path) == numpy_blas[0]:
+            continue  # numpy's own
+        try:
+            lib = ctypes.PyDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", ""):
+            for prefix in ("scipy_openblas", "openblas"):
+                st = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                gt = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                if st is not None and gt is not None:
+                    st.argtypes, st.restype, gt.argtypes, gt.restype = (ctypes.c_int,), None, (), ctypes.c_int
+                    _sp_set, _sp_get = st, gt
+                    break
+            if _sp_set is not None:
+                break
+        if _sp_set is not None:
+            break
+    from . import _numba_blas
+    return _numba_blas
+
+
+def blas_parallel():
+    """The compiled convolution passes (:mod:`._numba_blas`) when :func:`parallel` is available and SciPy
+    provides the BLAS numba calls; else None (the ops then run their numpy pieces on the intra-op pool)."""
+    global _conv, _conv_tried
+    if parallel() is None:
+        return None
+    if not _conv_tried:
+        _conv_tried = True
+        _conv = _load_conv()
+    return _conv
+
+
+@contextlib.contextmanager
+def serial_scipy_blas():
+    """SciPy's BLAS on one thread while a compiled loop's OpenMP threads each make their own products."""
+    prev = _sp_get() if _sp_get is not None else 1
+    if prev != 1:
+        _sp_set(1)
+    try:
+        yield
+    finally:
+        if prev != 1:
+            _sp_set(prev)
+
+
+def _after_fork_in_child():
+    global _forked
+    if _launched:
+        _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def set_parallel(flag: bool) -> bool:
+    """Use the OpenMP drivers when available (True) or the intra-op pool (False); returns the previous
+    setting. For tests and A/B measurements; ``TRAINKIT_NUMBA_PARALLEL=0`` sets False at import."""
+    global PARALLEL
+    prev, PARALLEL = PARALLEL, bool(flag)
+    return prev
 
 
 def set_enabled(flag: bool) -> bool:

@@ -5,7 +5,38 @@ import numpy as np
 
 from ..function import Op, sum_to
 from ..tensor import Tensor
-from ..threads import matmul as gemm
+from .. import threads
+from . import jit
+
+#: Products with at least this many multiply-adds and rows for ROWS_PER_THREAD per thread go to the
+#: compiled row blocks on OpenMP's threads (see :func:`gemm`).
+GEMM_MIN = 1 << 18
+ROWS_PER_THREAD = 32
+
+
+def gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D arrays.
+
+    With the compiled kernels (:func:`.jit.blas_parallel`) and several threads, a large product is cut
+    into one block of rows per thread, each multiplied on one of OpenMP's threads: OpenBLAS's own
+    worker threads would otherwise compete for the cores with OpenMP's, which spin for a moment after
+    each batch-norm, ReLU or optimizer pass (the MLP's step ran 2x slower at 2 threads than at 1 when
+    the scheduler put both on one core). Otherwise :func:`trainkit.autograd.threads.matmul`.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    nt = threads.get_num_threads()
+    if (nt > 1 and m >= ROWS_PER_THREAD * nt and m * n * k >= GEMM_MIN and a.dtype == b.dtype
+            and a.dtype in (np.float32, np.float64) and (b.flags.c_contiguous or b.flags.f_contiguous)):
+        drv = jit.blas_parallel()
+        if drv is not None:
+            a = np.ascontiguousarray(a)  # a row block of a transposed view would not be contiguous
+            out = np.empty((m, n), a.dtype)
+            size = -(-m // nt)
+            with jit.serial_scipy_blas():
+                drv.gemm_rows(a, b, out, -(-size // 16) * 16)
+            return out
+    return threads.matmul(a, b)
 
 
 class MatMul(Op):

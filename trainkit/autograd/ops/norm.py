@@ -15,7 +15,7 @@ import numpy as np
 from ..function import Op
 from ..random import uniform_for_batch
 from ..threads import parallel_for, split
-from .jit import kernels
+from .jit import kernels, parallel
 
 #: Bytes of input per piece (a piece and its temporaries stay in a core's L2 cache).
 PIECE_BYTES = 1 << 18
@@ -40,28 +40,36 @@ def _chan_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _vecdot = getattr(np, "vecdot", None)  # numpy >= 2.0: a BLAS-speed dot product per (image, channel) row
 
 
+def _step(x3: np.ndarray) -> int:
+    """Images per piece: about PIECE_BYTES of input."""
+    n, c, s = x3.shape
+    return max(1, PIECE_BYTES // max(1, c * s * x3.itemsize))
+
+
 def _pieces(x3: np.ndarray) -> list:
     """(index, start, stop) pieces of the batch axis of about PIECE_BYTES each."""
-    n, c, s = x3.shape
-    return [(i, a, e) for i, (a, e) in enumerate(split(n, PIECE_BYTES // max(1, c * s * x3.itemsize)))]
+    return [(i, a, e) for i, (a, e) in enumerate(split(x3.shape[0], _step(x3)))]
 
 
 def batch_stats(x3: np.ndarray, pieces: list):
     """Per-channel mean and biased variance of (N, C, S) over N and S (float64)."""
     parts = [None] * len(pieces)
-    jit = kernels()
+    jit, par = kernels(), parallel()
+    if par is not None:  # every piece in one compiled call on OpenMP's threads
+        means, m2s = par.moments(x3, _step(x3))
+        parts = [((e - a) * x3.shape[2], means[i], m2s[i]) for i, a, e in pieces]
+    else:
+        def piece(i, a, e):
+            xp = x3[a:e]
+            cnt = xp.shape[0] * xp.shape[2]
+            if jit is not None:
+                parts[i] = (cnt,) + jit.moments(xp)
+                return
+            mu = _chan_sum(xp) / cnt
+            d = xp - mu.reshape(1, -1, 1)
+            parts[i] = (cnt, mu.astype(np.float64), _chan_dot(d, d).astype(np.float64))
 
-    def piece(i, a, e):
-        xp = x3[a:e]
-        cnt = xp.shape[0] * xp.shape[2]
-        if jit is not None:
-            parts[i] = (cnt,) + jit.moments(xp)
-            return
-        mu = _chan_sum(xp) / cnt
-        d = xp - mu.reshape(1, -1, 1)
-        parts[i] = (cnt, mu.astype(np.float64), _chan_dot(d, d).astype(np.float64))
-
-    parallel_for(piece, pieces)
+        parallel_for(piece, pieces)
     cnt, mean, m2 = parts[0]
     for cb, mb, m2b in parts[1:]:  # Chan et al.: merge (count, mean, centred sum of squares)
         tot = cnt + cb
@@ -76,7 +84,10 @@ def _affine(x3: np.ndarray, scale: np.ndarray, shift: np.ndarray, pieces: list) 
     """x3 * scale + shift per channel, piece by piece."""
     y = np.empty(x3.shape, x3.dtype)
     sc, sh = scale.reshape(1, -1, 1), shift.reshape(1, -1, 1)
-    jit = kernels()
+    jit, par = kernels(), parallel()
+    if par is not None:
+        par.affine(x3, scale, shift, y, _step(x3))
+        return y
 
     def piece(i, a, e):
         out = y[a:e]
@@ -129,7 +140,7 @@ class BatchNorm(Op):
         x3, pieces, mean, invstd, scale = self.x3, self.pieces, self.mean, self.invstd, self.scale
         g3 = gy.reshape(x3.shape)
         dt = gy.dtype
-        jit = kernels()
+        jit, par = kernels(), parallel()
         nparams = len(self.needs) - 1
         need_x = self.needs[0]
         need_sums = nparams > 0 or (need_x and self.training)
@@ -145,7 +156,11 @@ class BatchNorm(Op):
                     return
                 parts[i] = (_chan_sum(gp).astype(np.float64), _chan_dot(gp, x3[a:e] - mu).astype(np.float64))
 
-            parallel_for(stats, pieces)
+            if par is not None:
+                p1s, p2s = par.grad_sums(x3, g3, mean, _step(x3))
+                parts = list(zip(p1s, p2s))
+            else:
+                parallel_for(stats, pieces)
             s1, s2 = parts[0]
             for p1, p2 in parts[1:]:  # in piece order, whatever thread computed each
                 s1, s2 = s1 + p1, s2 + p2
@@ -161,6 +176,10 @@ class BatchNorm(Op):
                 b = (-scale * invstd * invstd * s2 / n).astype(dt).reshape(1, -1, 1)
                 c = (-scale * s1 / n).astype(dt).reshape(1, -1, 1)
                 mu = mean.astype(dt).reshape(1, -1, 1)
+
+                if par is not None:
+                    par.grad_input(x3, g3, mu.ravel(), a.ravel(), b.ravel(), c.ravel(), gx, _step(x3))
+                    return (gx.reshape(gy.shape), gw, gb)[: 1 + nparams]
 
                 def piece(i, a0, e):
                     out = gx[a0:e]

@@ -9,7 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..function import Op
 from ..threads import parallel_for, split
 from .im2col import pad2d, pair
-from .jit import kernels
+from .jit import kernels, parallel
 
 
 #: Bytes of input per piece of the 2x2 max pool (a piece stays in cache; pieces spread over the threads).
@@ -33,6 +33,13 @@ class MaxPool2x2(Op):
         jit = kernels()
         if jit is not None and not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
+        step = POOL_PIECE_BYTES // max(1, c * h * w * x.itemsize)
+        par = parallel() if jit is not None else None
+        if par is not None:  # every piece in one compiled call on OpenMP's threads
+            par.maxpool2x2_forward(x, y, max(1, step))
+            if self.needs is not None:
+                self.x = x
+            return y
 
         def piece(a, e):
             if jit is not None:
@@ -54,6 +61,11 @@ class MaxPool2x2(Op):
         jit = kernels()
         # every element of an even-sized input is written below; odd edges stay zero
         g = np.empty(x.shape, gy.dtype) if (jit is not None or (h2 == h and w2 == w)) else np.zeros(x.shape, gy.dtype)
+        step = POOL_PIECE_BYTES // max(1, c * h * w * x.itemsize)
+        par = parallel() if jit is not None else None
+        if par is not None:
+            par.maxpool2x2_backward(x, gy, g, max(1, step))
+            return (g,)
 
         def piece(a, e):
             if jit is not None:

@@ -1,0 +1,253 @@
+"""Compiled loops that call BLAS, on numba's OpenMP threads: convolution passes and blocked products (see :func:`.jit.blas_parallel`).
+
+The same algorithm as :mod:`.conv` (im2col of a few images into columns that stay in cache, one GEMM
+per image), but each piece's column copies, GEMMs and output writes run in one ``prange`` loop with no
+GIL: on the intra-op pool every numpy call of a piece handed the GIL between the two threads, which on
+a VM that halts idle cores cost tens of microseconds each time. The GEMMs are numba's ``np.dot`` (BLAS
+through SciPy, set to one thread while these loops run: each OpenMP thread makes its own products).
+
+Pieces are cut by the data's sizes only, and each piece's weight-gradient partial is returned on its
+own for the caller to sum in piece order, so results do not depend on the thread count.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _fill_flat(cols, buf, i, c, kh, kw, wp, p0, p1):
+    """cols[(ci, ki, kj), :] = positions p0..p1 of window (ki, kj) of image i's flat planes."""
+    for ci in range(c):
+        for ki in range(kh):
+            for kj in range(kw):
+                r = (ci * kh + ki) * kw + kj
+                off = ki * wp + kj
+                cols[r, :] = buf[i, ci, off + p0:off + p1]
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _fill_strided(cols, xpad, i, c, kh, kw, sh, sw, wp, wo, r0, r1):
+    """cols[(ci, ki, kj), (row, col)] for output rows r0..r1 of image i's padded planes (stored flat,
+    rows of ``wp``), any stride."""
+    for ci in range(c):
+        for ki in range(kh):
+            for kj in range(kw):
+                r = (ci * kh + ki) * kw + kj
+                q = 0
+                for hh in range(r0, r1):
+                    base = (ki + sh * hh) * wp + kj
+                    if sw == 1:
+                        cols[r, q:q + wo] = xpad[i, ci, base:base + wo]
+                    else:
+                        for ww in range(wo):
+                            cols[r, q + ww] = xpad[i, ci, base + sw * ww]
+                    q += wo
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def forward(src, wm, bias, y, kept, flat, kh, kw, sh, sw, wp, ho, wo, piece, pblock):
+    """y = conv(x): ``src`` is the input's flat planes (``flat``, stride 1) or its padded planes stored
+    flat, (N, C, Hp*Wp).
+
+    wm (O, K); bias (O,) or empty; y (N, O, Ho, Wo); kept: (N, K, P) to keep the columns in (for the
+    weight gradient) or empty; positions per image P = Ho*Wp (flat, Wp-Wo junk columns per row dropped)
+    or Ho*Wo, multiplied in blocks of at most ``pblock`` (whole rows when strided).
+    """
+    n, c = src.shape[0], src.shape[1]
+    o, k = wm.shape
+    p = ho * wp if flat else ho * wo
+    has_bias = bias.size > 0
+    keep = kept.shape[0] > 0
+    npieces = (n + piece - 1) // piece
+    for t in nb.prange(npieces):
+        a = t * piece
+        e = min(n, a + piece)
+        yp = np.empty((o, p), y.dtype)
+        blk = min(p, pblock)
+        tmp = np.empty((k, 0 if keep and p <= pblock else blk), src.dtype)  # reused by every image
+        yb = np.empty((o, blk), y.dtype)
+        for i in range(a, e):
+            if p <= pblock:
+                cols = kept[i] if keep else tmp
+                if flat:
+                    _fill_flat(cols, src, i, c, kh, kw, wp, 0, p)
+                else:
+                    _fill_strided(cols, src, i, c, kh, kw, sh, sw, wp, wo, 0, ho)
+                np.dot(wm, cols, yp)
+            else:
+                for p0 in range(0, p, pblock):
+                    p1 = min(p, p0 + pblock)
+                    cols = tmp if p1 - p0 == blk else np.empty((k, p1 - p0), src.dtype)
+                    yo = yb if p1 - p0 == blk else np.empty((o, p1 - p0), y.dtype)
+                    if flat:
+                        _fill_flat(cols, src, i, c, kh, kw, wp, p0, p1)
+                    else:
+                        _fill_strided(cols, src, i, c, kh, kw, sh, sw, wp, wo, p0 // wo, p1 // wo)
+                    np.dot(wm, cols, yo)
+                    yp[:, p0:p1] = yo
+            width = wp if flat else wo
+            for oc in range(o):
+                if has_bias:
+                    bv = bias[oc]
+                    for hh in range(ho):
+                        for ww in range(wo):
+                            y[i, oc, hh, ww] = yp[oc, hh * width + ww] + bv
+                else:
+                    for hh in range(ho):
+                        y[i, oc, hh, :] = yp[oc, hh * width:hh * width + wo]
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def backward_same(gbuf, wf, xbuf, gx, gw_parts, kh, kw, wg, h, wd, xoff, piece, pblock, need_x, need_w):
+    """Input and weight gradients of a stride-1 "same" conv from one set of columns of the output gradient.
+
+    gbuf: the output gradient's flat planes padded by kh-1-ph, (N, O, Hg*Wg + kw-1); wf: the flipped
+    kernel as (C, O*kh*kw); xbuf: the input's flat planes (same width Wg), read at offset ``xoff``;
+    gx (N, C, H, W) written when ``need_x``; gw_parts (pieces, O*kh*kw, C) written when ``need_w``
+    (rows in flipped kernel order, as :class:`.conv.Conv2d` expects).
+    """
+    n, o = gbuf.shape[0], gbuf.shape[1]
+    c = wf.shape[0]
+    okk = o * kh * kw
+    size = h * wg
+    npieces = (n + piece - 1) // piece
+    for t in nb.prange(npieces):
+        a = t * piece
+        e = min(n, a + piece)
+        out = np.empty((c, size), gx.dtype)
+        part = np.empty((okk, c), gbuf.dtype)
+        blk = min(size, pblock)
+        gfull = np.empty((okk, blk), gbuf.dtype)  # buffers of a full block, reused by every image
+        ofull = np.empty((c, blk), gx.dtype)
+        xfull = np.empty((blk, c), xbuf.dtype)  # the input's positions x channels: a contiguous (P, C)
+        # operand (OpenBLAS ran these products 1.5x faster than from a transposed view)
+        first = True
+        for i in range(a, e):
+            for p0 in range(0, size, pblock):
+                p1 = min(size, p0 + pblock)
+                full = p1 - p0 == blk
+                gcols = gfull if full else np.empty((okk, p1 - p0), gbuf.dtype)
+                _fill_flat(gcols, gbuf, i, o, kh, kw, wg, p0, p1)
+                if need_x:
+                    if p1 - p0 == size:
+                        np.dot(wf, gcols, out)
+                    else:
+                        ob = ofull if full else np.empty((c, p1 - p0), gx.dtype)
+                        np.dot(wf, gcols, ob)
+                        out[:, p0:p1] = ob
+                if need_w:
+                    xt = xfull if full else np.empty((p1 - p0, c), xbuf.dtype)
+                    for ci in range(c):
+                        for q in range(p1 - p0):
+                            xt[q, ci] = xbuf[i, ci, xoff + p0 + q]
+                    if first:
+                        np.dot(gcols, xt, gw_parts[t])
+                        first = False
+                    else:
+                        np.dot(gcols, xt, part)
+                        gw_parts[t] += part
+            if need_x:
+                for ci in range(c):
+                    for hh in range(h):
+                        gx[i, ci, hh, :] = out[ci, hh * wg:hh * wg + wd]
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def pad_flat(x, buf, ph, pw, piece):
+    """buf (N, C, Hp*Wp + spare) = x (N, C, H, W) zero-padded by (ph, pw), each plane stored flat, the
+    spare values after each plane zero (see :func:`.im2col.flat_planes`); every value of buf written."""
+    n, c, h, w = x.shape
+    wp = w + 2 * pw
+    hp = h + 2 * ph
+    total = buf.shape[2]
+    zero = buf.dtype.type(0)
+    for t in nb.prange((n + piece - 1) // piece):
+        a = t * piece
+        e = min(n, a + piece)
+        for i in range(a, e):
+            for ci in range(c):
+                buf[i, ci, :ph * wp + pw] = zero
+                for r in range(h):
+                    base = (ph + r) * wp + pw
+                    buf[i, ci, base:base + w] = x[i, ci, r]
+                    end = (ph + r + 1) * wp + pw if r + 1 < h else total
+                    buf[i, ci, base + w:end] = zero
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def gemm_rows(a, b, out, size):
+    """out = a @ b, the rows cut into blocks of ``size`` (one product per block, each on one thread)."""
+    m = a.shape[0]
+    for t in nb.prange((m + size - 1) // size):
+        i0 = t * size
+        i1 = min(m, i0 + size)
+        np.dot(a[i0:i1], b, out[i0:i1])
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp, ho, wo, piece, need_x, need_w,
+                  wide):
+    """Input gradient by col2im (stride 1) and weight gradient from the input's columns, image by image.
+
+    src, kept, flat, kh..wo as for :func:`forward` (the columns are taken from ``kept`` when it is not
+    empty, else rebuilt from ``src``); gy (N, O, Ho, Wo); wm (O, K). gx (N, C, H, W): written when
+    ``need_x`` (stride 1 only), as Wᵀ @ g scattered back window by window into zeroed padded planes.
+    gw_parts (pieces, O, K), or (pieces, K, O) when ``wide``: each piece's weight gradient, summed image
+    by image.
+    """
+    n, o = gy.shape[0], gy.shape[1]
+    k = wm.shape[1]
+    c = k // (kh * kw)
+    p = ho * wp if flat else ho * wo
+    width = wp if flat else wo
+    keep = kept.shape[0] > 0
+    h, w = gx.shape[2], gx.shape[3]
+    ph, pw = (hp - h) // 2, (wp - w) // 2
+    npieces = (n + piece - 1) // piece
+    for t in nb.prange(npieces):
+        a = t * piece
+        e = min(n, a + piece)
+        gpos = np.zeros((o, p), gy.dtype)  # the gradient at the columns' positions (zero at junk ones)
+        tmp = np.empty((k, 0 if keep else p), gy.dtype)
+        part = np.empty(gw_parts.shape[1:], gy.dtype)
+        span = ho * wp
+        gpad = np.zeros((o, span), gy.dtype)
+        gcols = np.empty((k, span), gy.dtype)
+        planes = np.empty((c, hp * wp + kw), gy.dtype)
+        first = True
+        for i in range(a, e):
+            for oc in range(o):
+                for hh in range(ho):
+                    gpos[oc, hh * width:hh * width + wo] = gy[i, oc, hh]
+            if need_w:
+                cols = kept[i] if keep else tmp
+                if not keep:
+                    if flat:
+                        _fill_flat(cols, src, i, c, kh, kw, wp, 0, p)
+                    else:
+                        _fill_strided(cols, src, i, c, kh, kw, sh, sw, wp, wo, 0, ho)
+                dst = gw_parts[t] if first else part
+                if wide:
+                    np.dot(cols, gpos.T, dst)
+                else:
+                    np.dot(gpos, cols.T, dst)
+                if first:
+                    first = False
+                else:
+                    gw_parts[t] += part
+            if need_x:
+                for oc in range(o):
+                    for hh in range(ho):
+                        gpad[oc, hh * wp:hh * wp + wo] = gy[i, oc, hh]
+                np.dot(wm.T, gpad, gcols)
+                planes[:] = 0
+                for ci in range(c):
+                    for ki in range(kh):
+                        for kj in range(kw):
+                            r = (ci * kh + ki) * kw + kj
+                            off = ki * wp + kj
+                            planes[ci, off:off + span] += gcols[r]
+                for ci in range(c):
+                    for hh in range(h):
+                        gx[i, ci, hh, :] = planes[ci, (ph + hh) * wp + pw:(ph + hh) * wp + pw + w]
