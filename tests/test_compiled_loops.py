@@ -1,0 +1,265 @@
+"""The compiled loops on numba's OpenMP threads (trainkit/autograd/ops/_numba_par.py, _numba_blas.py) give the
+intra-op pool's results, whatever the geometry, dtype and thread count, and step aside where they cannot run.
+
+Each test runs an op twice, with :func:`jit.set_parallel` off (the numpy pieces on the intra-op pool) and on
+(one compiled loop), on the same data. The pieces are the same, so the values agree to the last bits
+(the comparison allows a few units in the last place where BLAS may pick another kernel).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+pytest.importorskip("scipy")
+
+import trainkit as tk  # noqa: E402
+from trainkit.autograd.ops import conv as conv_ops  # noqa: E402
+from trainkit.autograd.ops import im2col, jit  # noqa: E402
+from trainkit.autograd.ops.conv import Conv2d  # noqa: E402
+from trainkit.autograd.ops.matmul import gemm  # noqa: E402
+from trainkit.autograd.ops.norm import BatchNorm  # noqa: E402
+from trainkit.autograd.ops.pool import MaxPool2x2  # noqa: E402
+
+pytestmark = pytest.mark.skipif(jit.blas_parallel() is None, reason="numba's OpenMP layer is not available")
+
+TOL = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-13, atol=1e-13)}
+
+
+def _both(fn, expect=None):
+    """fn() with the compiled loops off, then on; the two results. ``expect``: names of compiled loops that
+    must have run in the second call (so that a test cannot pass by comparing the pool with itself)."""
+    from trainkit.autograd.ops import _numba_blas, _numba_par
+    out, calls = [], []
+    for flag in (False, True):
+        prev = jit.set_parallel(flag)
+        saved = {}
+        if flag:
+            for mod in (_numba_blas, _numba_par):
+                for name in ("forward", "backward_same", "backward_cols", "pad_flat", "gemm_rows", "moments",
+                             "affine", "grad_sums", "grad_input", "relu_forward", "relu_backward",
+                             "maxpool2x2_forward", "maxpool2x2_backward"):
+                    if hasattr(mod, name):
+                        f = getattr(mod, name)
+                        saved[(mod, name)] = f
+                        setattr(mod, name, lambda *a, _f=f, _n=name: (calls.append(_n), _f(*a))[1])
+        try:
+            out.append(fn())
+        finally:
+            jit.set_parallel(prev)
+            for (mod, name), f in saved.items():
+                setattr(mod, name, f)
+    assert not (set(expect or ()) - set(calls)), (expect, calls)
+    return out
+
+
+def _close(a, b, dtype):
+    for u, v in zip(a, b):
+        if u is None or v is None:
+            assert u is None and v is None
+            continue
+        assert u.shape == v.shape and u.dtype == v.dtype
+        np.testing.assert_allclose(v, u, **TOL[dtype])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 9), c=st.integers(1, 5), o=st.integers(1, 18), size=st.integers(3, 12),
+       k=st.sampled_from([1, 2, 3, 5]), stride=st.sampled_from([1, 2, (2, 1)]), pad=st.integers(0, 2),
+       bias=st.booleans(), needs_x=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2 ** 16))
+def test_conv_compiled_passes_match_the_pool(two_threads, n, c, o, size, k, stride, pad, bias, needs_x, dtype, seed):
+    if size + 2 * pad < k:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, size, size)).astype(dtype)
+    w = rng.standard_normal((o, c, k, k)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+
+    def run():
+        op = Conv2d(stride, pad)
+        op.needs = (needs_x, True) + ((True,) if bias else ())
+        y = op.forward(x, w, b)
+        gy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(dtype)
+        return (y,) + tuple(op.backward(gy))
+
+    direct = k == 1 and stride == 1 and pad == 0  # a 1x1 conv's columns are the input: one numpy product
+    pool, compiled = _both(run, expect=[] if direct else ["forward"])
+    _close(pool, compiled, dtype)
+
+
+@pytest.mark.parametrize("chunk", [20000, 1 << 20])  # several pieces per op, and the usual size
+def test_resnet_layers_give_the_same_values_with_and_without_compiled_loops(two_threads, monkeypatch, chunk):
+    """The residual net's layer shapes: 3x3 'same' (columns of the output gradient), strided 3x3, strided 1x1,
+    a 3-channel stem whose columns are kept, LeNet's 5x5 convs without padding (col2im)."""
+    monkeypatch.setattr(conv_ops, "COLUMN_CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(0)
+    for (c, o, size, k, s, p, needs_x) in [(16, 16, 16, 3, 1, 1, True), (16, 32, 16, 3, 2, 1, True),
+                                           (16, 32, 16, 1, 2, 0, True), (3, 16, 32, 3, 1, 1, False),
+                                           (3, 6, 32, 5, 1, 0, False), (6, 16, 14, 5, 1, 0, True),
+                                           (4, 16, 32, 3, 1, 1, True)]:
+        x = rng.standard_normal((10, c, size, size)).astype(np.float32)
+        w = rng.standard_normal((o, c, k, k)).astype(np.float32)
+        gy = None
+
+        def run():
+            op = Conv2d(s, p)
+            op.needs = (needs_x, True)
+            y = op.forward(x, w)
+            return (y,) + tuple(op.backward(gy if gy is not None else np.ones_like(y)))
+
+        pool, compiled = _both(run, expect=["forward", "backward_same" if (k, s, p) == (3, 1, 1) and needs_x
+                                            else "backward_cols" if s == 1 else "forward"])
+        for u, v in zip(pool, compiled):
+            if u is not None:
+                np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3, 5, 5), (7, 16, 16, 16), (33, 4, 9, 7), (5, 8)])
+def test_batch_norm_relu_and_max_pool_match_the_pool(two_threads, shape, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[::7] = 0.0  # ties and ReLU's zeros
+    gy = rng.standard_normal(shape).astype(dtype)
+    wt, bs = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+
+    def run():
+        bn = BatchNorm(np.zeros(shape[1], dtype), np.ones(shape[1], dtype), training=True)
+        bn.needs = (True, True, True)
+        y = bn.forward(x, wt, bs)
+        out = [y, *bn.backward(gy), bn.rm.copy(), bn.rv.copy()]
+        relu = tk.nn.ReLU()
+        t = tk.tensor(np.repeat(x.reshape(-1), 1 + (1 << 16) // x.size), requires_grad=True)  # the kernel's size
+        r = relu(t)
+        r.backward(tk.tensor(np.ones(r.shape, dtype)))
+        out += [r.detach().numpy(), t.grad.numpy()]
+        if len(shape) == 4:
+            mp = MaxPool2x2()
+            mp.needs = (True,)
+            out += [mp.forward(x), *mp.backward(np.ones((shape[0], shape[1], shape[2] // 2, shape[3] // 2), dtype))]
+        return out
+
+    expect = ["moments", "affine", "grad_sums", "grad_input", "relu_forward", "relu_backward"]
+    pool, compiled = _both(run, expect=expect + (["maxpool2x2_forward", "maxpool2x2_backward"] if len(shape) == 4 else []))
+    for u, v in zip(pool, compiled):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("ph,pw,kw", [(1, 1, 3), (0, 2, 5), (2, 0, 1), (0, 0, 3)])
+def test_flat_planes_compiled_pass_writes_every_value(ph, pw, kw):
+    x = np.random.default_rng(2).standard_normal((5, 3, 6, 7)).astype(np.float32)
+    pool, compiled = _both(lambda: im2col.flat_planes(x, ph, pw, kw), expect=["pad_flat"])
+    np.testing.assert_array_equal(pool, compiled)
+
+
+@pytest.mark.parametrize("m,k,n", [(128, 300, 64), (512, 128, 300), (70, 33, 129), (64, 3072, 512)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_row_blocks_match_numpy(two_threads, m, k, n, dtype):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype)
+    for lhs, rhs in [(a, b.T), (np.asfortranarray(a), np.ascontiguousarray(b.T)), (a[:, :].T.T, b.T)]:
+        pool, compiled = _both(lambda: gemm(lhs, rhs), expect=["gemm_rows"])
+        ref = lhs.astype(np.float64) @ rhs.astype(np.float64)
+        scale = np.abs(ref).max()
+        assert np.abs(compiled - ref).max() <= (1e-5 if dtype == np.float32 else 1e-12) * scale
+        assert np.abs(compiled - pool).max() <= (1e-5 if dtype == np.float32 else 1e-12) * scale
+
+
+def test_training_steps_are_bitwise_the_same_on_one_and_two_threads_with_compiled_loops(monkeypatch):
+    """The compiled loops' pieces depend on the data's sizes only: 1 and 2 threads give the same weights."""
+    from trainkit import nn, optim
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((11, 3, 16, 16)).astype(np.float32) for _ in range(2)]
+    ys = [rng.integers(0, 10, 11) for _ in range(2)]
+
+    def train():
+        tk.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.MaxPool2d(2), nn.Conv2d(8, 16, 5), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(16 * 4 * 4, 10))
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+        for x, y in zip(xs, ys):
+            opt.zero_grad()
+            loss = nn.CrossEntropyLoss()(model(tk.tensor(x)), tk.tensor(y))
+            loss.backward()
+            opt.step()
+        return [p.detach().numpy().copy() for p in model.parameters()]
+
+    prev = tk.get_num_threads()
+    try:
+        tk.set_num_threads(1)
+        one = train()
+        tk.set_num_threads(2)
+        two = train()
+    finally:
+        tk.set_num_threads(prev)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def _run(code: str, env=None):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_a_child_forked_after_openmp_started_runs_the_pool_instead():
+    """GNU OpenMP aborts a forked child that starts a parallel region: the child must not use the loops."""
+    r = _run("""
+        import os, sys, numpy as np
+        import trainkit
+        from trainkit.autograd.ops import jit
+        from trainkit.autograd.ops.conv import Conv2d
+        trainkit.set_num_threads(2)
+        x = np.random.default_rng(0).standard_normal((8, 4, 12, 12)).astype(np.float32)
+        w = np.random.default_rng(1).standard_normal((6, 4, 3, 3)).astype(np.float32)
+        def conv():
+            op = Conv2d(1, 1); op.needs = (True, True)
+            y = op.forward(x, w)
+            return y, op.backward(np.ones_like(y))[1]
+        assert jit.blas_parallel() is not None
+        y0, g0 = conv()
+        pid = os.fork()
+        if pid == 0:
+            ok = jit.parallel() is None and jit.blas_parallel() is None
+            y1, g1 = conv()
+            os._exit(0 if ok and np.array_equal(y0, y1) and np.array_equal(g0, g1) else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        """)
+    assert r.returncode == 0, r.stderr
+    assert "child 0" in r.stdout, r.stdout + r.stderr
+
+
+def test_another_threading_layer_keeps_the_pool():
+    """numba's workqueue layer makes its workers sleep between regions (slower than the pool): not used."""
+    r = _run("""
+        import numpy as np, trainkit
+        from trainkit.autograd.ops import jit
+        from trainkit.autograd.ops.norm import BatchNorm
+        trainkit.set_num_threads(2)
+        print("parallel", jit.parallel())
+        bn = BatchNorm(None, None, training=True); bn.needs = (True,)
+        x = np.random.default_rng(0).standard_normal((6, 3, 4, 4)).astype(np.float32)
+        y = bn.forward(x)
+        print("mean", float(abs(y.mean(axis=(0, 2, 3))).max()) < 1e-6)
+        """, env={"NUMBA_THREADING_LAYER": "workqueue"})
+    assert r.returncode == 0, r.stderr
+    assert "parallel None" in r.stdout and "mean True" in r.stdout, r.stdout
+
+
+def test_scipy_blas_is_serial_inside_the_loops_and_restored(two_threads):
+    jit.blas_parallel()
+    if jit._sp_get is None:
+        pytest.skip("SciPy's BLAS controls were not found")
+    before = jit._sp_get()
+    with jit.serial_scipy_blas():
+        assert jit._sp_get() == 1
+    assert jit._sp_get() == before
