@@ -30,7 +30,9 @@ from trainkit.autograd.ops.pool import MaxPool2x2  # noqa: E402
 
 pytestmark = pytest.mark.skipif(jit.blas_parallel() is None, reason="numba's OpenMP layer is not available")
 
-TOL = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-13, atol=1e-13)}
+#: Differences allowed, relative to the largest magnitude: a strided conv's input gradient is summed phase by
+#: phase on the pool and tap by tap in the loop, so its last bits may differ (a few float32 units).
+TOL = {np.float32: 4e-6, np.float64: 1e-13}
 
 
 def _both(fn, expect=None):
@@ -66,7 +68,7 @@ def _close(a, b, dtype):
             assert u is None and v is None
             continue
         assert u.shape == v.shape and u.dtype == v.dtype
-        np.testing.assert_allclose(v, u, **TOL[dtype])
+        np.testing.assert_allclose(v, u, rtol=0, atol=TOL[dtype] * max(1.0, float(np.abs(u).max())))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -115,10 +117,14 @@ def test_resnet_layers_give_the_same_values_with_and_without_compiled_loops(two_
             return (y,) + tuple(op.backward(gy if gy is not None else np.ones_like(y)))
 
         pool, compiled = _both(run, expect=["forward", "backward_same" if (k, s, p) == (3, 1, 1) and needs_x
-                                            else "backward_cols" if s == 1 else "forward"])
+                                            else "backward_cols"])
         for u, v in zip(pool, compiled):
-            if u is not None:
+            if u is None:
+                continue
+            if s == 1:
                 np.testing.assert_array_equal(u, v)
+            else:  # the pool sums a strided conv's input gradient phase by phase, the loop tap by tap
+                np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-5 * np.abs(u).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -188,11 +188,11 @@ def gemm_rows(a, b, out, size):
 @nb.njit(nogil=True, parallel=True, cache=True)
 def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp, ho, wo, piece, need_x, need_w,
                   wide):
-    """Input gradient by col2im (stride 1) and weight gradient from the input's columns, image by image.
+    """Input gradient by col2im and weight gradient from the input's columns, image by image.
 
     src, kept, flat, kh..wo as for :func:`forward` (the columns are taken from ``kept`` when it is not
     empty, else rebuilt from ``src``); gy (N, O, Ho, Wo); wm (O, K). gx (N, C, H, W): written when
-    ``need_x`` (stride 1 only), as Wᵀ @ g scattered back window by window into zeroed padded planes.
+    ``need_x``, as Wᵀ @ g scattered back window by window into zeroed padded planes.
     gw_parts (pieces, O, K), or (pieces, K, O) when ``wide``: each piece's weight gradient, summed image
     by image.
     """
@@ -212,9 +212,11 @@ def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp,
         tmp = np.empty((k, 0 if keep else p), gy.dtype)
         part = np.empty(gw_parts.shape[1:], gy.dtype)
         span = ho * wp
-        gpad = np.zeros((o, span), gy.dtype)
-        gcols = np.empty((k, span), gy.dtype)
+        unit = sh == 1 and sw == 1
+        gpad = np.zeros((o, span if unit else 0), gy.dtype)
+        gcols = np.empty((k, span if unit else 0), gy.dtype)
         planes = np.empty((c, hp * wp + kw), gy.dtype)
+        gstr = np.empty((k, 0 if unit else ho * wo), gy.dtype)
         first = True
         for i in range(a, e):
             for oc in range(o):
@@ -236,7 +238,7 @@ def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp,
                     first = False
                 else:
                     gw_parts[t] += part
-            if need_x:
+            if need_x and unit:  # rows of Wp columns: each window one contiguous add
                 for oc in range(o):
                     for hh in range(ho):
                         gpad[oc, hh * wp:hh * wp + wo] = gy[i, oc, hh]
@@ -248,6 +250,21 @@ def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp,
                             r = (ci * kh + ki) * kw + kj
                             off = ki * wp + kj
                             planes[ci, off:off + span] += gcols[r]
+            elif need_x:  # strided: Wᵀ @ g at the output positions, each added at its input position
+                for oc in range(o):
+                    for hh in range(ho):
+                        gpos[oc, hh * wo:hh * wo + wo] = gy[i, oc, hh]
+                np.dot(wm.T, gpos, gstr)
+                planes[:] = 0
+                for ci in range(c):
+                    for ki in range(kh):
+                        for kj in range(kw):
+                            r = (ci * kh + ki) * kw + kj
+                            for hh in range(ho):
+                                base = (ki + sh * hh) * wp + kj
+                                for ww in range(wo):
+                                    planes[ci, base + sw * ww] += gstr[r, hh * wo + ww]
+            if need_x:
                 for ci in range(c):
                     for hh in range(h):
                         gx[i, ci, hh, :] = planes[ci, (ph + hh) * wp + pw:(ph + hh) * wp + pw + w]

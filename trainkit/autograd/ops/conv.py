@@ -332,7 +332,7 @@ class Conv2d(Op):
         drv = cols_drv = None
         if transposed and (from_gcols or not needs_w) and _compiled_ok(gy, w):
             drv = jit.blas_parallel()
-        elif (not transposed and phases is None and self.x is None and _compiled_ok(gy, w)
+        elif (not transposed and self.x is None and _compiled_ok(gy, w)
               and (not needs_w or self.kept is not None or getattr(self, "src", None) is not None)):
             cols_drv = drv = jit.blas_parallel()  # col2im and the input columns' weight gradient, compiled
         if cols_drv is not None:
