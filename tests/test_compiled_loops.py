@@ -24,6 +24,7 @@ import trainkit as tk  # noqa: E402
 from trainkit.autograd.ops import conv as conv_ops  # noqa: E402
 from trainkit.autograd.ops import im2col, jit  # noqa: E402
 from trainkit.autograd.ops.conv import Conv2d  # noqa: E402
+from trainkit.autograd.ops import matmul as matmul_ops  # noqa: E402
 from trainkit.autograd.ops.matmul import gemm  # noqa: E402
 from trainkit.autograd.ops.norm import BatchNorm  # noqa: E402
 from trainkit.autograd.ops.pool import MaxPool2x2  # noqa: E402
@@ -45,7 +46,7 @@ def _both(fn, expect=None):
         saved = {}
         if flag:
             for mod in (_numba_blas, _numba_par):
-                for name in ("forward", "backward_same", "backward_cols", "pad_flat", "gemm_rows", "moments",
+                for name in ("forward", "backward_same", "backward_cols", "pad_flat", "gemm_rows", "gemm_k", "moments",
                              "affine", "grad_sums", "grad_input", "relu_forward", "relu_backward",
                              "maxpool2x2_forward", "maxpool2x2_backward"):
                     if hasattr(mod, name):
@@ -165,14 +166,17 @@ def test_flat_planes_compiled_pass_writes_every_value(ph, pw, kw):
     np.testing.assert_array_equal(pool, compiled)
 
 
-@pytest.mark.parametrize("m,k,n", [(128, 300, 64), (512, 128, 300), (70, 33, 129), (64, 3072, 512)])
+@pytest.mark.parametrize("m,k,n", [(128, 300, 64), (512, 128, 300), (70, 33, 129), (64, 3072, 512),
+                                   (128, 4160, 96)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_row_blocks_match_numpy(two_threads, m, k, n, dtype):
+def test_gemm_row_and_reduction_blocks_match_numpy(two_threads, m, k, n, dtype):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((n, k)).astype(dtype)
-    for lhs, rhs in [(a, b.T), (np.asfortranarray(a), np.ascontiguousarray(b.T)), (a[:, :].T.T, b.T)]:
-        pool, compiled = _both(lambda: gemm(lhs, rhs), expect=["gemm_rows"])
+    big_t = a.nbytes > matmul_ops.TRANSPOSE_COPY_MAX_BYTES  # a transposed a: blocks along the reduction
+    for lhs, rhs, loop in [(a, b.T, "gemm_rows"), (np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T),
+                                                   "gemm_k" if big_t else "gemm_rows")]:
+        pool, compiled = _both(lambda: gemm(lhs, rhs), expect=[loop])
         ref = lhs.astype(np.float64) @ rhs.astype(np.float64)
         scale = np.abs(ref).max()
         assert np.abs(compiled - ref).max() <= (1e-5 if dtype == np.float32 else 1e-12) * scale

@@ -268,3 +268,15 @@ def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp,
                 for ci in range(c):
                     for hh in range(h):
                         gx[i, ci, hh, :] = planes[ci, (ph + hh) * wp + pw:(ph + hh) * wp + pw + w]
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def gemm_k(at, b, parts, size):
+    """parts[t] = atᵀ[:, K block t] @ b[K block t] for blocks of ``size`` along the reduction (the caller sums
+    them in block order). ``at`` is the transposed left operand, C-contiguous (a weight gradient's gy): its
+    row blocks are contiguous."""
+    k = at.shape[0]
+    for t in nb.prange((k + size - 1) // size):
+        k0 = t * size
+        k1 = min(k, k0 + size)
+        np.dot(at[k0:k1].T, b[k0:k1], parts[t])
