@@ -155,7 +155,10 @@ def test_batch_norm_relu_and_max_pool_match_the_pool(two_threads, shape, dtype):
 
     expect = ["moments", "affine", "grad_sums", "grad_input", "relu_forward", "relu_backward"]
     pool, compiled = _both(run, expect=expect + (["maxpool2x2_forward", "maxpool2x2_backward"] if len(shape) == 4 else []))
-    for u, v in zip(pool, compiled):
+    # batch norm's float64 sums are vectorised (fastmath reassociation): the kernel compiled inside the loop
+    # may order them differently in the last bit than when called alone; ReLU and max pool are exact
+    _close(pool[:6], compiled[:6], dtype)
+    for u, v in zip(pool[6:], compiled[6:]):
         np.testing.assert_array_equal(u, v)
 
 
