@@ -1,5 +1,9 @@
 """Intra-op threads: a small pool that runs the pieces of one kernel on several cores.
 
+(With numba's OpenMP layer available, the hot kernels run their pieces as compiled loops on OpenMP's
+threads instead, see :func:`trainkit.autograd.ops.jit.parallel`; this pool is their fallback and runs
+the rest.)
+
 numpy releases the GIL inside its array loops and BLAS calls, so Python
 threads that each run large numpy calls on their own slice of an array use
 several cores at once. The conv, pooling and batch-norm kernels split their

@@ -159,7 +159,6 @@ def pad_flat(x, buf, ph, pw, piece):
     spare values after each plane zero (see :func:`.im2col.flat_planes`); every value of buf written."""
     n, c, h, w = x.shape
     wp = w + 2 * pw
-    hp = h + 2 * ph
     total = buf.shape[2]
     zero = buf.dtype.type(0)
     for t in nb.prange((n + piece - 1) // piece):

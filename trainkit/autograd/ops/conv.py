@@ -7,6 +7,11 @@ columns that were just written. The pieces are independent, so
 (numpy releases the GIL in the copies and GEMMs); partial weight and bias
 gradients are summed in piece order, so results do not depend on the number
 of threads.
+
+With numba and SciPy (the ``fast`` extra), the same pieces run as one compiled
+loop on numba's OpenMP threads (:mod:`._numba_blas`): no GIL hand-over between
+threads per numpy call, which on a VM that halts idle cores cost more than the
+second core gave. The numpy pieces below stay the path without them.
 """
 from __future__ import annotations
 
