@@ -138,6 +138,11 @@ def _compiled_ok(*arrays) -> bool:
     return len(dts) == 1 and next(iter(dts)) in (np.float32, np.float64)
 
 
+def _bias_grad(gp: np.ndarray) -> np.ndarray:
+    """A piece's bias gradient: gy summed over images, then positions (batch axis first: 2-4x faster)."""
+    return gp.reshape(gp.shape[0], gp.shape[1], -1).sum(axis=0).sum(axis=1)
+
+
 def _empty(dtype) -> np.ndarray:
     return np.empty(0, dtype)
 
@@ -356,9 +361,6 @@ class Conv2d(Op):
                                   needs_w, wide)
             if needs_w:
                 gw_parts = [q.T if wide else q for q in parts]
-            if needs_b:
-                for i, a, e in pieces:
-                    gb_parts[i] = gy[a:e].reshape(e - a, o, -1).sum(axis=0).sum(axis=1)
         elif drv is not None:  # the transposed path as one compiled loop on OpenMP's threads
             gbuf = flat_planes(gy, q, q, kw)
             xb = xbuf if from_gcols else np.empty((n, c, 0), dt)
@@ -370,15 +372,15 @@ class Conv2d(Op):
                                   from_gcols)
             if from_gcols:
                 gw_parts = list(parts)
-            if needs_b:
-                for i, a, e in pieces:
-                    gb_parts[i] = gy[a:e].reshape(e - a, o, -1).sum(axis=0).sum(axis=1)
+        if drv is not None and needs_b:  # the bias gradient as the pieces below sum it
+            for i, a, e in pieces:
+                gb_parts[i] = _bias_grad(gy[a:e])
 
         def piece(i, a, e):
             m = e - a
             gp = gy[a:e]
             if needs_b:
-                gb_parts[i] = gp.reshape(m, o, -1).sum(axis=0).sum(axis=1)  # batch axis first: 2-4x faster
+                gb_parts[i] = _bias_grad(gp)
             if transposed:
                 out = np.empty((m, c, h * wg), dt)
                 for p0, p1 in tblocks:
