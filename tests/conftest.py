@@ -13,11 +13,18 @@ modification time, so an edited module is recompiled as usual.
 from __future__ import annotations
 
 import compileall
+import os
 from pathlib import Path
 
 import pytest
 
-import trainkit
+# The suite runs in several xdist workers on few cores, each with two intra-op threads: OpenMP's threads
+# (trainkit's compiled loops, numba's OpenMP layer) would spin between regions on cores another worker
+# needs. They sleep at once here; GNU OpenMP reads this when it loads, on the first compiled loop, and
+# the CLI processes the tests start inherit it. Benchmarks and users keep OpenMP's default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import trainkit  # noqa: E402
 
 
 def pytest_configure(config):
