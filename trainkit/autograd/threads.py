@@ -47,11 +47,12 @@ _CORES = ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
 
 
 class _Blas:
-    """numpy's OpenBLAS thread controls, or nothing when numpy uses another BLAS."""
+    """numpy's OpenBLAS thread controls, or nothing when numpy uses another BLAS. ``exclude``: library
+    paths to pass over (another loaded OpenBLAS is then found: SciPy's, for the compiled loops)."""
 
-    def __init__(self):
+    def __init__(self, exclude=()):
         self.set = self.get = None
-        self.name = None
+        self.name = self.path = None
         import numpy  # noqa: F401  (loads the BLAS library before /proc/self/maps is read)
         try:
             with open("/proc/self/maps") as f:
@@ -59,6 +60,8 @@ class _Blas:
         except OSError:  # not Linux: leave the BLAS as it is
             return
         for path in paths:
+            if path in exclude:
+                continue
             try:
                 lib = ctypes.PyDLL(path)  # calls keep the GIL: no hand-over to a waiting thread per call
             except OSError:
@@ -69,7 +72,7 @@ class _Blas:
                 continue
             setter.argtypes, setter.restype = (ctypes.c_int,), None
             getter.argtypes, getter.restype = (), ctypes.c_int
-            self.set, self.get = setter, getter
+            self.set, self.get, self.path = setter, getter, path
             core = next((getattr(lib, s) for s in _CORES if hasattr(lib, s)), None)
             kernel = ""
             if core is not None:

@@ -107,32 +107,8 @@ def _load_conv():
         import scipy.linalg.cython_blas  # noqa: F401
     except ImportError:
         return None
-    import ctypes
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ".so" in ln})
-    except OSError:
-        paths = []
-    numpy_blas = (_threads._blas.name or "").split(" ")[1:2]
-    for path in paths:
-        if numpy_blas and os.path.basename(path) == numpy_blas[0]:
-            continue  # numpy's own
-        try:
-            lib = ctypes.PyDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", ""):
-            for prefix in ("scipy_openblas", "openblas"):
-                st = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                gt = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                if st is not None and gt is not None:
-                    st.argtypes, st.restype, gt.argtypes, gt.restype = (ctypes.c_int,), None, (), ctypes.c_int
-                    _sp_set, _sp_get = st, gt
-                    break
-            if _sp_set is not None:
-                break
-        if _sp_set is not None:
-            break
+    scipy_blas = _threads._Blas(exclude={_threads._blas.path})  # the other OpenBLAS loaded: SciPy's
+    _sp_set, _sp_get = scipy_blas.set, scipy_blas.get
     from . import _numba_blas
     return _numba_blas
 
