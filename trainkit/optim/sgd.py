@@ -29,7 +29,7 @@ def _fused_step(param, g, buf, lr, momentum, dampening, weight_decay, nesterov) 
     same values bit for bit.
     """
     jit = kernels()
-    if (jit is None or param.size < FUSED_MIN or param.dtype.kind != "f" or g.dtype != param.dtype
+    if (jit is None or param.size < FUSED_MIN or param.dtype not in (np.float32, np.float64) or g.dtype != param.dtype
             or buf.dtype != param.dtype or g.shape != param.shape or buf.shape != param.shape
             or not (param.flags.c_contiguous and g.flags.c_contiguous and buf.flags.c_contiguous)):
         return False

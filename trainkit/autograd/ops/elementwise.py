@@ -228,6 +228,8 @@ class Sigmoid(Op):
 RELU_PIECE = 1 << 16
 #: Outputs smaller than this keep the numpy mask path (a small model's run then never imports numba).
 RELU_MIN_ELEMENTS = 1 << 16
+#: The dtypes the compiled kernels take (numba has no float16 arrays).
+_COMPILED_DTYPES = (np.float32, np.float64)
 
 
 class ReLU(Op):
@@ -238,14 +240,15 @@ class ReLU(Op):
     gradient 0 where PyTorch passes it on)."""
 
     def forward(self, x):
-        par = parallel() if x.size >= RELU_MIN_ELEMENTS and x.flags.c_contiguous else None
+        big = x.size >= RELU_MIN_ELEMENTS and x.dtype in _COMPILED_DTYPES
+        par = parallel() if big and x.flags.c_contiguous else None
         if par is not None:  # one compiled pass on OpenMP's threads
             y = np.empty(x.shape, x.dtype)
             par.relu_forward(x.reshape(-1), y.reshape(-1), RELU_PIECE)
         else:
             y = _par(np.maximum, x, 0)  # large arrays on the intra-op threads
         if self.needs is not None:  # what backward needs: none under no_grad
-            large = y.size >= RELU_MIN_ELEMENTS and y.flags.c_contiguous
+            large = big and y.flags.c_contiguous
             self.jit = kernels() if large else None
             if self.jit is not None:
                 self.y = y
