@@ -276,3 +276,23 @@ def test_scipy_blas_is_serial_inside_the_loops_and_restored(two_threads):
     with jit.serial_scipy_blas():
         assert jit._sp_get() == 1
     assert jit._sp_get() == before
+
+
+def test_float16_takes_the_numpy_path(two_threads):
+    """numba has no float16 arrays: batch norm, max pool, a large ReLU and the fused SGD step in float16 run
+    their numpy code (they used to stop with numba's NotImplementedError)."""
+    from trainkit import nn, optim
+    rng = np.random.default_rng(4)
+    x = tk.tensor(rng.standard_normal((4, 3, 6, 6)).astype(np.float16), requires_grad=True)
+    y = nn.MaxPool2d(2)(nn.BatchNorm2d(3)(x))
+    y.sum().backward()
+    assert y.dtype == tk.float16 and x.grad.dtype == tk.float16 and np.isfinite(x.grad.numpy()).all()
+    big = tk.tensor(rng.standard_normal(1 << 17).astype(np.float16), requires_grad=True)
+    r = nn.ReLU()(big)
+    r.sum().backward()
+    np.testing.assert_array_equal(big.grad.numpy(), (big.detach().numpy() > 0).astype(np.float16))
+    p = tk.tensor(np.ones(1 << 15, np.float16), requires_grad=True)
+    opt = optim.SGD([p], lr=0.5, momentum=0.9)
+    (p * p).sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(p.detach().numpy(), np.zeros(1 << 15, np.float16))

@@ -28,15 +28,15 @@ def _fused_step(param, g, buf, lr, momentum, dampening, weight_decay, nesterov) 
     the kernel reads p, g and the buffer once and rounds every operation as numpy does, so both give the
     same values bit for bit.
     """
-    jit = kernels()
-    if (jit is None or param.size < FUSED_MIN or param.dtype not in (np.float32, np.float64) or g.dtype != param.dtype
+    jit = kernels(param.dtype)
+    if (jit is None or param.size < FUSED_MIN or g.dtype != param.dtype
             or buf.dtype != param.dtype or g.shape != param.shape or buf.shape != param.shape
             or not (param.flags.c_contiguous and g.flags.c_contiguous and buf.flags.c_contiguous)):
         return False
     f = param.dtype.type
     pf, gf, bf = param.reshape(-1), g.reshape(-1), buf.reshape(-1)
     args = (f(lr), f(momentum), f(1 - dampening), f(weight_decay), weight_decay != 0, dampening != 0, nesterov)
-    par = parallel()
+    par = parallel(param.dtype)
     if par is not None:  # every piece in one compiled call on OpenMP's threads
         par.sgd_momentum_step(pf, gf, bf, *args, FUSED_PIECE)
         return True

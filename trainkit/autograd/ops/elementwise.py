@@ -228,8 +228,6 @@ class Sigmoid(Op):
 RELU_PIECE = 1 << 16
 #: Outputs smaller than this keep the numpy mask path (a small model's run then never imports numba).
 RELU_MIN_ELEMENTS = 1 << 16
-#: The dtypes the compiled kernels take (numba has no float16 arrays).
-_COMPILED_DTYPES = (np.float32, np.float64)
 
 
 class ReLU(Op):
@@ -240,8 +238,8 @@ class ReLU(Op):
     gradient 0 where PyTorch passes it on)."""
 
     def forward(self, x):
-        big = x.size >= RELU_MIN_ELEMENTS and x.dtype in _COMPILED_DTYPES
-        par = parallel() if big and x.flags.c_contiguous else None
+        big = x.size >= RELU_MIN_ELEMENTS
+        par = parallel(x.dtype) if big and x.flags.c_contiguous else None
         if par is not None:  # one compiled pass on OpenMP's threads
             y = np.empty(x.shape, x.dtype)
             par.relu_forward(x.reshape(-1), y.reshape(-1), RELU_PIECE)
@@ -249,7 +247,7 @@ class ReLU(Op):
             y = _par(np.maximum, x, 0)  # large arrays on the intra-op threads
         if self.needs is not None:  # what backward needs: none under no_grad
             large = big and y.flags.c_contiguous
-            self.jit = kernels() if large else None
+            self.jit = kernels(y.dtype) if large else None
             if self.jit is not None:
                 self.y = y
             else:
@@ -263,7 +261,7 @@ class ReLU(Op):
             return (np.where(self.y <= 0, np.zeros((), gy.dtype), gy),)  # gy broadcast to another shape
         gf, yf = np.ascontiguousarray(gy).reshape(-1), self.y.reshape(-1)
         gx = np.empty(gf.shape, np.result_type(gy, self.y))
-        par = parallel()
+        par = parallel(gx.dtype)
         if par is not None:
             par.relu_backward(gf, yf, gx, RELU_PIECE)
         else:
@@ -308,11 +306,11 @@ class GELU(Op):
             self.t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.t)
         if x.dtype == np.float32:  # float32 accuracy is enough there, and the float64-exact erf costs 3x
-            jit = kernels()
+            jit = kernels(x.dtype)
             if jit is not None and x.size >= GELU_PIECE:  # one compiled pass, pieces on the intra-op threads
                 flat = np.ascontiguousarray(x).reshape(-1)
                 y, cdf = np.empty_like(flat), np.empty_like(flat)
-                par = parallel()
+                par = parallel(x.dtype)
                 if par is not None:
                     par.gelu_forward(flat, y, cdf, GELU_PIECE)
                 else:

@@ -31,10 +31,15 @@ _launched = False  # a driver ran in this process: OpenMP's threads exist
 _forked = False  # this process was forked from one whose OpenMP threads existed: GNU OpenMP would abort
 
 
-def kernels():
-    """The compiled kernel module, or None when numba is missing or disabled."""
+#: The dtypes the compiled kernels take (numba has no float16 arrays; integers go to numpy).
+DTYPES = ("float32", "float64")
+
+
+def kernels(dtype=None):
+    """The compiled kernel module, or None when numba is missing or disabled, or ``dtype`` (when given) is
+    not one the kernels take (:data:`DTYPES`)."""
     global _kernels, _tried
-    if not _enabled:
+    if not _enabled or (dtype is not None and str(dtype) not in DTYPES):
         return None
     if not _tried:
         _tried = True
@@ -69,16 +74,17 @@ def _load_parallel():
     return _numba_par
 
 
-def parallel():
+def parallel(dtype=None):
     """The OpenMP drivers of the kernels (:mod:`._numba_par`), or None: then ops run the kernels' pieces
     on the intra-op pool (or serially).
 
-    None when numba or its OpenMP layer is missing, when disabled (``PARALLEL``), in a process forked
+    None when numba or its OpenMP layer is missing, for a ``dtype`` the kernels do not take, when
+    disabled (``PARALLEL``), in a process forked
     after OpenMP's threads started (GNU OpenMP is not fork-safe), and inside a piece already running on
     the intra-op pool. numba's thread count follows :func:`trainkit.set_num_threads`.
     """
     global _par, _par_tried, _launched
-    if not (_enabled and PARALLEL) or _forked:
+    if not (_enabled and PARALLEL) or _forked or (dtype is not None and str(dtype) not in DTYPES):
         return None
     if not _par_tried:
         _par_tried = True

@@ -54,7 +54,7 @@ def _pieces(x3: np.ndarray) -> list:
 def batch_stats(x3: np.ndarray, pieces: list):
     """Per-channel mean and biased variance of (N, C, S) over N and S (float64)."""
     parts = [None] * len(pieces)
-    jit, par = kernels(), parallel()
+    jit, par = kernels(x3.dtype), parallel(x3.dtype)
     if par is not None:  # every piece in one compiled call on OpenMP's threads
         means, m2s = par.moments(x3, _step(x3))
         parts = [((e - a) * x3.shape[2], means[i], m2s[i]) for i, a, e in pieces]
@@ -84,7 +84,7 @@ def _affine(x3: np.ndarray, scale: np.ndarray, shift: np.ndarray, pieces: list) 
     """x3 * scale + shift per channel, piece by piece."""
     y = np.empty(x3.shape, x3.dtype)
     sc, sh = scale.reshape(1, -1, 1), shift.reshape(1, -1, 1)
-    jit, par = kernels(), parallel()
+    jit, par = kernels(x3.dtype), parallel(x3.dtype)
     if par is not None:
         par.affine(x3, scale, shift, y, _step(x3))
         return y
@@ -140,7 +140,7 @@ class BatchNorm(Op):
         x3, pieces, mean, invstd, scale = self.x3, self.pieces, self.mean, self.invstd, self.scale
         g3 = gy.reshape(x3.shape)
         dt = gy.dtype
-        jit, par = kernels(), parallel()
+        jit, par = kernels(dt), parallel(dt)
         nparams = len(self.needs) - 1
         need_x = self.needs[0]
         need_sums = nparams > 0 or (need_x and self.training)

@@ -30,11 +30,11 @@ class MaxPool2x2(Op):
         n, c, h, w = x.shape
         h2, w2 = h // 2 * 2, w // 2 * 2
         y = np.empty((n, c, h // 2, w // 2), x.dtype)
-        jit = kernels()
+        jit = kernels(x.dtype)
         if jit is not None and not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         step = POOL_PIECE_BYTES // max(1, c * h * w * x.itemsize)
-        par = parallel() if jit is not None else None
+        par = parallel(x.dtype) if jit is not None else None
         if par is not None:  # every piece in one compiled call on OpenMP's threads
             par.maxpool2x2_forward(x, y, max(1, step))
             if self.needs is not None:
@@ -58,11 +58,11 @@ class MaxPool2x2(Op):
         x = self.x
         n, c, h, w = x.shape
         h2, w2 = h // 2 * 2, w // 2 * 2
-        jit = kernels()
+        jit = kernels(x.dtype)
         # every element of an even-sized input is written below; odd edges stay zero
         g = np.empty(x.shape, gy.dtype) if (jit is not None or (h2 == h and w2 == w)) else np.zeros(x.shape, gy.dtype)
         step = POOL_PIECE_BYTES // max(1, c * h * w * x.itemsize)
-        par = parallel() if jit is not None else None
+        par = parallel(x.dtype) if jit is not None else None
         if par is not None:
             par.maxpool2x2_backward(x, gy, g, max(1, step))
             return (g,)
