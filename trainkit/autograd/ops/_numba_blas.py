@@ -212,10 +212,11 @@ def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp,
         part = np.empty(gw_parts.shape[1:], gy.dtype)
         span = ho * wp
         unit = sh == 1 and sw == 1
-        gpad = np.zeros((o, span if unit else 0), gy.dtype)
-        gcols = np.empty((k, span if unit else 0), gy.dtype)
+        # Wᵀ @ g is taken on rows of Wp values at stride 1 (each window then one contiguous add), else of Wo
+        wx = wp if unit else wo
+        gsrc = gpos if wx == width else np.zeros((o, ho * wx if need_x else 0), gy.dtype)
+        gcols = np.empty((k, ho * wx if need_x else 0), gy.dtype)
         planes = np.empty((c, hp * wp + kw), gy.dtype)
-        gstr = np.empty((k, 0 if unit else ho * wo), gy.dtype)
         first = True
         for i in range(a, e):
             for oc in range(o):
@@ -237,32 +238,25 @@ def backward_cols(src, kept, gy, wm, gx, gw_parts, flat, kh, kw, sh, sw, wp, hp,
                     first = False
                 else:
                     gw_parts[t] += part
-            if need_x and unit:  # rows of Wp columns: each window one contiguous add
-                for oc in range(o):
-                    for hh in range(ho):
-                        gpad[oc, hh * wp:hh * wp + wo] = gy[i, oc, hh]
-                np.dot(wm.T, gpad, gcols)
+            if need_x:
+                if wx != width:
+                    for oc in range(o):
+                        for hh in range(ho):
+                            gsrc[oc, hh * wx:hh * wx + wo] = gy[i, oc, hh]
+                np.dot(wm.T, gsrc, gcols)
                 planes[:] = 0
                 for ci in range(c):
                     for ki in range(kh):
                         for kj in range(kw):
                             r = (ci * kh + ki) * kw + kj
-                            off = ki * wp + kj
-                            planes[ci, off:off + span] += gcols[r]
-            elif need_x:  # strided: Wᵀ @ g at the output positions, each added at its input position
-                for oc in range(o):
-                    for hh in range(ho):
-                        gpos[oc, hh * wo:hh * wo + wo] = gy[i, oc, hh]
-                np.dot(wm.T, gpos, gstr)
-                planes[:] = 0
-                for ci in range(c):
-                    for ki in range(kh):
-                        for kj in range(kw):
-                            r = (ci * kh + ki) * kw + kj
-                            for hh in range(ho):
-                                base = (ki + sh * hh) * wp + kj
-                                for ww in range(wo):
-                                    planes[ci, base + sw * ww] += gstr[r, hh * wo + ww]
+                            if unit:
+                                off = ki * wp + kj
+                                planes[ci, off:off + span] += gcols[r]
+                            else:  # each output position added at its input position
+                                for hh in range(ho):
+                                    base = (ki + sh * hh) * wp + kj
+                                    for ww in range(wo):
+                                        planes[ci, base + sw * ww] += gcols[r, hh * wo + ww]
             if need_x:
                 for ci in range(c):
                     for hh in range(h):
