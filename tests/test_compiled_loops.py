@@ -46,7 +46,7 @@ def _both(fn, expect=None):
         saved = {}
         if flag:
             for mod in (_numba_blas, _numba_par):
-                for name in ("forward", "backward_same", "backward_cols", "pad_flat", "gemm_rows", "gemm_k", "moments",
+                for name in ("forward", "backward_same", "backward_cols", "pad_flat", "gemm_blocks", "gemm_t", "gemm_k", "moments",
                              "affine", "grad_sums", "grad_input", "relu_forward", "relu_backward",
                              "maxpool2x2_forward", "maxpool2x2_backward"):
                     if hasattr(mod, name):
@@ -169,21 +169,70 @@ def test_flat_planes_compiled_pass_writes_every_value(ph, pw, kw):
     np.testing.assert_array_equal(pool, compiled)
 
 
-@pytest.mark.parametrize("m,k,n", [(128, 300, 64), (512, 128, 300), (70, 33, 129), (64, 3072, 512),
-                                   (128, 4160, 96)])
+def _product(rng, m, k, n, dtype, a_t, b_t):
+    """a (m, k) and b (k, n), each C-contiguous or (``*_t``) the transpose of a C-contiguous array."""
+    a = rng.standard_normal((k, m) if a_t else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if b_t else (k, n)).astype(dtype)
+    return (a.T if a_t else a), (b.T if b_t else b)
+
+
+def _check_product(got, lhs, rhs, bias, dtype):
+    ref = lhs.astype(np.float64) @ rhs.astype(np.float64) + (0 if bias is None else bias)
+    assert got.shape == ref.shape and got.dtype == dtype and got.flags.c_contiguous
+    assert np.abs(got - ref).max() <= (2e-6 if dtype == np.float32 else 1e-13) * max(1.0, np.abs(ref).max()) * 8
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.integers(1, 90), k=st.integers(1, 70), n=st.integers(1, 90), dtype=st.sampled_from([np.float32, np.float64]),
+       a_t=st.booleans(), b_t=st.booleans(), bias=st.booleans(), swap_k=st.sampled_from([1, 30, 10 ** 9]),
+       seed=st.integers(0, 2 ** 16))
+def test_gemm_blocks_match_numpy_for_any_shape_and_layout(two_threads, monkeypatch, m, k, n, dtype, a_t, b_t, bias,
+                                                          swap_k, seed):
+    """Every product goes through the blocks here (GEMM_MIN 1): rows, columns or swapped roles, edge blocks of
+    one row or column, transposed operands (BLAS's flags and leading dimensions), with and without a bias."""
+    monkeypatch.setattr(matmul_ops, "GEMM_MIN", 1)
+    monkeypatch.setattr(matmul_ops, "ROWS_PER_THREAD", 4)
+    monkeypatch.setattr(matmul_ops, "SWAP_MIN_K", swap_k)  # 1: every short product swaps; 10**9: none
+    rng = np.random.default_rng(seed)
+    lhs, rhs = _product(rng, m, k, n, dtype, a_t, b_t)
+    b = rng.standard_normal(n).astype(dtype) if bias else None
+    swap = m <= matmul_ops.SWAP_MAX_ROWS and k >= swap_k
+    blocks = m >= 8 and n <= m or n >= 32
+    expect = ["gemm_t"] if swap else (["gemm_blocks"] if blocks else [])
+    pool, compiled = _both(lambda: gemm(lhs, rhs, b), expect=expect)
+    _check_product(compiled, lhs, rhs, b, dtype)
+    _check_product(pool, lhs, rhs, b, dtype)
+
+
+@pytest.mark.parametrize("m,k,n,loop", [(128, 3072, 512, "gemm_t"), (512, 128, 3072, "gemm_blocks"),
+                                        (300, 128, 64, "gemm_blocks"), (70, 33, 129, "gemm_blocks"),
+                                        (20, 33, 30, None), (256, 4160, 96, "gemm_k")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_row_and_reduction_blocks_match_numpy(two_threads, m, k, n, dtype):
+def test_gemm_paths_at_real_sizes(two_threads, m, k, n, loop, dtype):
+    """The MLP's products (swapped roles for its first layer, column blocks for its weight gradient), row and
+    column blocks, one too small for blocks, and a weight gradient over many rows cut along the reduction."""
     rng = np.random.default_rng(3)
-    a = rng.standard_normal((m, k)).astype(dtype)
-    b = rng.standard_normal((n, k)).astype(dtype)
-    big_t = a.nbytes > matmul_ops.TRANSPOSE_COPY_MAX_BYTES  # a transposed a: blocks along the reduction
-    for lhs, rhs, loop in [(a, b.T, "gemm_rows"), (np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T),
-                                                   "gemm_k" if big_t else "gemm_rows")]:
-        pool, compiled = _both(lambda: gemm(lhs, rhs), expect=[loop])
-        ref = lhs.astype(np.float64) @ rhs.astype(np.float64)
-        scale = np.abs(ref).max()
-        assert np.abs(compiled - ref).max() <= (1e-5 if dtype == np.float32 else 1e-12) * scale
-        assert np.abs(compiled - pool).max() <= (1e-5 if dtype == np.float32 else 1e-12) * scale
+    lhs, rhs = _product(rng, m, k, n, dtype, loop == "gemm_k", True)
+    bias = rng.standard_normal(n).astype(dtype)
+    pool, compiled = _both(lambda: gemm(lhs, rhs, bias), expect=[loop] if loop else [])
+    _check_product(compiled, lhs, rhs, bias, dtype)
+    assert np.abs(compiled - pool).max() <= (1e-5 if dtype == np.float32 else 1e-12) * np.abs(pool).max()
+
+
+def test_swapped_products_are_bitwise_the_same_on_one_and_two_threads():
+    """The swapped roles run on one thread too; their column blocks do not change a value's sum."""
+    rng = np.random.default_rng(4)
+    x, wt = _product(rng, 100, 2000, 300, np.float32, False, True)
+    bias = rng.standard_normal(300).astype(np.float32)
+    prev = tk.get_num_threads()
+    try:
+        outs = []
+        for nt in (1, 2):
+            tk.set_num_threads(nt)
+            outs.append(_both(lambda: gemm(x, wt, bias), expect=["gemm_t"])[1])
+    finally:
+        tk.set_num_threads(prev)
+    np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def test_training_steps_are_bitwise_the_same_on_one_and_two_threads_with_compiled_loops(monkeypatch):

@@ -8,52 +8,98 @@ from ..tensor import Tensor
 from .. import threads
 from . import jit
 
-#: Products with at least this many multiply-adds and rows for ROWS_PER_THREAD per thread go to the
-#: compiled row blocks on OpenMP's threads (see :func:`gemm`).
+#: Products with at least this many multiply-adds go to the compiled blocks on OpenMP's threads (see
+#: :func:`gemm`): row blocks when the product has ROWS_PER_THREAD rows per thread and no more columns than
+#: rows, else column blocks of at least 16 columns per thread.
 GEMM_MIN = 1 << 18
 ROWS_PER_THREAD = 32
-#: A transposed left operand up to this size is copied contiguous for row blocks (the MLP's gyᵀ, 256 KB);
-#: a larger one is cut along the reduction instead (a ViT's gyᵀ over 4,160 tokens: a transposing copy of
-#: its 8.5 MB made the weight gradient 2-6x slower than the product itself).
+#: A transposed left operand larger than this, over a reduction long enough for every thread, is cut along
+#: the reduction instead (a ViT's gyᵀ over 4,160 tokens: a transposing copy of its 8.5 MB for row blocks
+#: made the weight gradient 2-6x slower than the product itself).
 TRANSPOSE_COPY_MAX_BYTES = 1 << 20
+#: Products of at most SWAP_MAX_ROWS rows over a reduction of at least SWAP_MIN_K run with BLAS's roles
+#: swapped (:func:`._numba_blas.gemm_t`), on any thread count. Swept at 2 threads over 36 shapes x @ Wᵀ
+#: (rows 64-512, columns 256-1024, reduction 256-3072) against column blocks: 0.84-0.98 of the time for
+#: rows <= 128 and reduction >= 1024 (the MLP's first layer 0.92), 1.03-1.30 for 256 rows and more.
+SWAP_MAX_ROWS = 128
+SWAP_MIN_K = 1024
+_N, _T = ord("n"), ord("t")  # BLAS's transpose flags
 
 
-def gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D arrays.
+def _operand(x: np.ndarray):
+    """A C- or F-contiguous 2-D array as BLAS takes it: (flat view, C-contiguous?, leading dimension)."""
+    c = bool(x.flags.c_contiguous)
+    return x.ravel(order="C" if c else "F"), c, (x.shape[1] if c else x.shape[0])
 
-    With the compiled kernels (:func:`.jit.blas_parallel`) and several threads, a large product is cut
-    into one block of rows per thread, each multiplied on one of OpenMP's threads: OpenBLAS's own
-    worker threads would otherwise compete for the cores with OpenMP's, which spin for a moment after
-    each batch-norm, ReLU or optimizer pass (the MLP's step ran 2x slower at 2 threads than at 1 when
-    the scheduler put both on one core). Otherwise :func:`trainkit.autograd.threads.matmul`.
-    """
+
+def _compiled_gemm(a: np.ndarray, b: np.ndarray, bias):
+    """``a @ b`` (+ ``bias``) by the compiled blocks (:mod:`._numba_blas`); None where they do not apply.
+    The bias is always added after the product, as ``y += b`` does."""
     m, k = a.shape
     n = b.shape[1]
+    if (m * n * k < GEMM_MIN or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
+            or not (a.flags.c_contiguous or a.flags.f_contiguous) or not (b.flags.c_contiguous or b.flags.f_contiguous)):
+        return None
     nt = threads.get_num_threads()
-    if (nt > 1 and m * n * k >= GEMM_MIN and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-            and (a.flags.c_contiguous or a.flags.f_contiguous) and (b.flags.c_contiguous or b.flags.f_contiguous)):
-        drv = jit.blas_parallel()
-        if drv is not None:
-            if not a.flags.c_contiguous and k >= ROWS_PER_THREAD * nt and a.nbytes > TRANSPOSE_COPY_MAX_BYTES:
-                # a large transposed ``a`` (gyᵀ of a weight gradient over many rows): blocks along the
-                # reduction, whose columns of ``a`` are contiguous, summed in block order (a transposing
-                # copy for row blocks ran 2-6x slower than the product)
-                size = -(-(-(-k // nt)) // 16) * 16
-                parts = np.empty((-(-k // size), m, n), a.dtype)
-                with jit.serial_scipy_blas():
-                    drv.gemm_k(a.T, b if b.flags.c_contiguous else np.ascontiguousarray(b), parts, size)
-                out = parts[0]
-                for p in parts[1:]:
-                    out += p
-                return out
-            if m >= ROWS_PER_THREAD * nt:
-                a = np.ascontiguousarray(a)  # a small transposed ``a``: copied
-                out = np.empty((m, n), a.dtype)
-                size = -(-m // nt)
-                with jit.serial_scipy_blas():
-                    drv.gemm_rows(a, b, out, -(-size // 16) * 16)
-                return out
-    return threads.matmul(a, b)
+    swap = m <= SWAP_MAX_ROWS and k >= SWAP_MIN_K
+    if not swap and nt == 1:
+        return None
+    drv = jit.blas_parallel()
+    if drv is None:
+        return None
+    if not swap and not a.flags.c_contiguous and k >= ROWS_PER_THREAD * nt and a.nbytes > TRANSPOSE_COPY_MAX_BYTES:
+        # a large transposed ``a`` (gyᵀ of a weight gradient over many rows): blocks along the reduction,
+        # whose columns of ``a`` are contiguous, summed in block order
+        size = -(-(-(-k // nt)) // 16) * 16
+        parts = np.empty((-(-k // size), m, n), a.dtype)
+        with jit.serial_scipy_blas():
+            drv.gemm_k(a.T, b if b.flags.c_contiguous else np.ascontiguousarray(b), parts, size)
+        out = parts[0]
+        for p in parts[1:]:
+            out += p
+        if bias is not None:
+            out += bias
+        return out
+    cols = -(-n // (16 * nt)) * 16  # a thread's columns, whole cache lines
+    if not swap and not (m >= ROWS_PER_THREAD * nt and n <= m) and n < 16 * nt:
+        return None
+    fa, ca, lda = _operand(a)
+    fb, cb, ldb = _operand(b)
+    kind = ord("s") if a.dtype == np.float32 else ord("d")
+    fused = bias is not None and bias.dtype == a.dtype and bias.shape == (n,)
+    out = np.empty((m, n), a.dtype)
+    with jit.serial_scipy_blas():
+        if swap:
+            drv.gemm_t(kind, _T if ca else _N, _T if cb else _N, m, n, k, fa, lda, fb, ldb, out, cols,
+                       np.ascontiguousarray(bias) if fused else np.empty(0, a.dtype))
+        else:
+            # BLAS's column-major view of ``out`` is outᵀ = bᵀ aᵀ: out's columns are its rows
+            rows = -(-m // nt) if m >= ROWS_PER_THREAD * nt and n <= m else m
+            drv.gemm_blocks(kind, _N if cb else _T, _N if ca else _T, n, m, k, fb, ldb, fa, lda, out.reshape(-1),
+                            n if rows < m else cols, rows)
+            fused = False
+    if bias is not None and not fused:
+        out += bias
+    return out
+
+
+def gemm(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays, plus ``bias`` (broadcast over the rows) when given.
+
+    With the compiled kernels (:func:`.jit.blas_parallel`), a large product is cut into blocks of rows or
+    columns, one per thread, each multiplied by one BLAS call on one of OpenMP's threads: OpenBLAS's own
+    worker threads would otherwise compete for the cores with OpenMP's, which spin for a moment after each
+    batch-norm, ReLU or optimizer pass (the MLP's step ran 2x slower at 2 threads than at 1 when the
+    scheduler put both on one core). A product of few rows over a long reduction runs with BLAS's roles
+    swapped on any thread count (:data:`SWAP_MAX_ROWS`). Otherwise
+    :func:`trainkit.autograd.threads.matmul`.
+    """
+    out = _compiled_gemm(a, b, bias)
+    if out is None:
+        out = threads.matmul(a, b)
+        if bias is not None:
+            out += bias
+    return out
 
 
 class MatMul(Op):
@@ -93,10 +139,7 @@ class Linear(Op):
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        y = gemm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
-        if b is not None:
-            y += b
-        return y
+        return gemm(x.reshape(-1, x.shape[-1]), w.T, b).reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, gy):
         x, w = self.x, self.w
