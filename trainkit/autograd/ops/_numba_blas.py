@@ -186,10 +186,13 @@ def pad_flat(x, buf, ph, pw, piece):
                     buf[i, ci, base + w:end] = zero
 
 
-@nb.njit(nogil=True, cache=True, inline="always")
+@nb.njit(nogil=True, cache=True)
 def _cm_gemm(kind, ta, tb, i0, i1, j0, j1, k, a, lda, b, ldb, beta, c, coff, ldc):
     """One BLAS call for rows i0:i1 and columns j0:j1 of BLAS's column-major product C = op(A) op(B) (+ beta C),
-    written at ``c[coff:]`` with leading dimension ``ldc``; A, B, C are flat arrays (see :func:`gemm_blocks`)."""
+    written at ``c[coff:]`` with leading dimension ``ldc``; A, B, C are flat arrays (see :func:`gemm_blocks`).
+
+    A plain call, not ``inline="always"``: a product helper inlined into the conv loops' ``prange`` bodies
+    gave garbage weight gradients (cause not found; called, it gave the right values)."""
     one = np.ones(1, c.dtype)
     bt = np.full(1, beta, c.dtype)
     aoff = i0 if ta == _N else i0 * lda
