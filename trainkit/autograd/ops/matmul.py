@@ -33,8 +33,8 @@ def _operand(x: np.ndarray):
 
 
 def _compiled_gemm(a: np.ndarray, b: np.ndarray, bias):
-    """``a @ b`` (+ ``bias``) by the compiled blocks (:mod:`._numba_blas`); None where they do not apply.
-    The bias is always added after the product, as ``y += b`` does."""
+    """(``a @ b``, whether ``bias`` was added) by the compiled blocks (:mod:`._numba_blas`); None where they
+    do not apply. Only the swapped roles add the bias, in their store (after the product, as ``y += b``)."""
     m, k = a.shape
     n = b.shape[1]
     if (m * n * k < GEMM_MIN or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
@@ -57,30 +57,25 @@ def _compiled_gemm(a: np.ndarray, b: np.ndarray, bias):
         out = parts[0]
         for p in parts[1:]:
             out += p
-        if bias is not None:
-            out += bias
-        return out
-    cols = -(-n // (16 * nt)) * 16  # a thread's columns, whole cache lines
-    if not swap and not (m >= ROWS_PER_THREAD * nt and n <= m) and n < 16 * nt:
+        return out, False
+    row_blocks = m >= ROWS_PER_THREAD * nt and n <= m
+    if not swap and not row_blocks and n < 16 * nt:
         return None
+    cols = -(-n // (16 * nt)) * 16  # a thread's columns, whole cache lines
     fa, ca, lda = _operand(a)
     fb, cb, ldb = _operand(b)
     kind = ord("s") if a.dtype == np.float32 else ord("d")
-    fused = bias is not None and bias.dtype == a.dtype and bias.shape == (n,)
     out = np.empty((m, n), a.dtype)
     with jit.serial_scipy_blas():
         if swap:
+            fused = bias is not None and bias.dtype == a.dtype and bias.shape == (n,)
             drv.gemm_t(kind, _T if ca else _N, _T if cb else _N, m, n, k, fa, lda, fb, ldb, out, cols,
                        np.ascontiguousarray(bias) if fused else np.empty(0, a.dtype))
-        else:
-            # BLAS's column-major view of ``out`` is outᵀ = bᵀ aᵀ: out's columns are its rows
-            rows = -(-m // nt) if m >= ROWS_PER_THREAD * nt and n <= m else m
-            drv.gemm_blocks(kind, _N if cb else _T, _N if ca else _T, n, m, k, fb, ldb, fa, lda, out.reshape(-1),
-                            n if rows < m else cols, rows)
-            fused = False
-    if bias is not None and not fused:
-        out += bias
-    return out
+            return out, fused
+        # BLAS's column-major view of ``out`` is outᵀ = bᵀ aᵀ: out's columns are its rows
+        drv.gemm_blocks(kind, _N if cb else _T, _N if ca else _T, n, m, k, fb, ldb, fa, lda, out.reshape(-1),
+                        n if row_blocks else cols, -(-m // nt) if row_blocks else m)
+    return out, False
 
 
 def gemm(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -94,11 +89,10 @@ def gemm(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.nda
     swapped on any thread count (:data:`SWAP_MAX_ROWS`). Otherwise
     :func:`trainkit.autograd.threads.matmul`.
     """
-    out = _compiled_gemm(a, b, bias)
-    if out is None:
-        out = threads.matmul(a, b)
-        if bias is not None:
-            out += bias
+    done = _compiled_gemm(a, b, bias)
+    out, added = done if done is not None else (threads.matmul(a, b), False)
+    if bias is not None and not added:
+        out += bias
     return out
 
 
