@@ -219,6 +219,38 @@ def test_gemm_paths_at_real_sizes(two_threads, m, k, n, loop, dtype):
     assert np.abs(compiled - pool).max() <= (1e-5 if dtype == np.float32 else 1e-12) * np.abs(pool).max()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_linear_layer_on_the_compiled_products_matches_torch(two_threads, dtype):
+    """nn.Linear through the public API, large enough for the swapped roles (forward, with the bias) and column
+    blocks (both gradients), against torch.nn.functional.linear."""
+    torch = pytest.importorskip("torch")
+    from trainkit import nn
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((100, 1100)).astype(dtype)
+    gy = rng.standard_normal((100, 300)).astype(dtype)
+    layer = nn.Linear(1100, 300).to(tk.float32 if dtype == np.float32 else tk.float64)
+
+    def run():
+        xt = tk.tensor(x, requires_grad=True)
+        layer.zero_grad()
+        y = layer(xt)
+        y.backward(tk.tensor(gy))
+        return y.detach().numpy(), xt.grad.numpy(), layer.weight.grad.numpy(), layer.bias.grad.numpy()
+
+    pool, compiled = _both(run, expect=["gemm_t", "gemm_blocks"])
+    w = torch.from_numpy(layer.weight.detach().numpy().copy()).requires_grad_()
+    b = torch.from_numpy(layer.bias.detach().numpy().copy()).requires_grad_()
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.functional.linear(xt, w, b)
+    yt.backward(torch.from_numpy(gy))
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for ours, theirs in zip(compiled, (yt.detach(), xt.grad, w.grad, b.grad)):
+        theirs = theirs.numpy()
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=tol * np.abs(theirs).max())
+    _close(pool, compiled, dtype)
+
+
 def test_swapped_products_are_bitwise_the_same_on_one_and_two_threads():
     """The swapped roles run on one thread too; their column blocks do not change a value's sum."""
     rng = np.random.default_rng(4)
