@@ -48,7 +48,8 @@ def _both(fn, expect=None):
             for mod in (_numba_blas, _numba_par):
                 for name in ("forward", "backward_same", "backward_cols", "pad_flat", "gemm_blocks", "gemm_t", "gemm_k", "moments",
                              "affine", "grad_sums", "grad_input", "relu_forward", "relu_backward",
-                             "maxpool2x2_forward", "maxpool2x2_backward"):
+                             "maxpool2x2_forward", "maxpool2x2_backward", "layer_norm_forward",
+                             "layer_norm_backward"):
                     if hasattr(mod, name):
                         f = getattr(mod, name)
                         saved[(mod, name)] = f
@@ -249,6 +250,80 @@ def test_a_linear_layer_on_the_compiled_products_matches_torch(two_threads, dtyp
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=tol * np.abs(theirs).max())
     _close(pool, compiled, dtype)
+
+
+def _layer_norm(x, gy, weight, bias, nd):
+    """LayerNorm's op forward and backward on arrays: (y, gx[, gw[, gb]])."""
+    from trainkit.autograd.ops.layer_norm import LayerNorm
+    params = [p for p in (weight, bias) if p is not None]
+    op = LayerNorm(nd, 1e-5)
+    op.needs = (True,) * (1 + len(params))
+    y = op.forward(x, *params)
+    return (y,) + tuple(op.backward(gy))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lead=st.lists(st.integers(1, 9), min_size=1, max_size=2), norm=st.lists(st.integers(1, 40), min_size=1,
+       max_size=2), params=st.integers(0, 2), dtype=st.sampled_from([np.float32, np.float64]),
+       offset=st.sampled_from([0.0, 50.0]), seed=st.integers(0, 2 ** 16))
+def test_layer_norm_compiled_rows_match_the_numpy_path(two_threads, monkeypatch, lead, norm, params, dtype, offset,
+                                                       seed):
+    """Any shape (one or two normalised dimensions, rows of one value, pieces of one row), with and without
+    weight and bias, and inputs far from zero mean: the compiled pieces give the numpy path's values."""
+    from trainkit.autograd.ops import layer_norm
+    monkeypatch.setattr(layer_norm, "COMPILED_MIN", 1)
+    monkeypatch.setattr(layer_norm, "PIECE_VALUES", 64)
+    rng = np.random.default_rng(seed)
+    shape = tuple(lead) + tuple(norm)
+    x = (rng.standard_normal(shape) * 2 + offset).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal(norm).astype(dtype) if params >= 1 else None
+    bias = rng.standard_normal(norm).astype(dtype) if params >= 2 else None
+    pool, compiled = _both(lambda: _layer_norm(x, gy, weight, bias, len(norm)),
+                           expect=["layer_norm_forward", "layer_norm_backward"])
+    tol = 2e-5 if dtype == np.float32 else 1e-11
+    for u, v in zip(pool, compiled):
+        assert u.shape == v.shape and u.dtype == v.dtype == dtype
+        np.testing.assert_allclose(v, u, rtol=0, atol=tol * max(1.0, float(np.abs(u).max())))
+
+
+def test_layer_norm_compiled_rows_match_torch_and_do_not_depend_on_threads():
+    """A ViT's (4160, 128) activations through nn.LayerNorm: torch's values, and bitwise the same on 1 and 2
+    threads (per-piece sums of the parameter gradients added in piece order)."""
+    torch = pytest.importorskip("torch")
+    from trainkit import nn
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((4160, 128)) * 3 + 1).astype(np.float32)
+    gy = rng.standard_normal((4160, 128)).astype(np.float32)
+    w, b = rng.standard_normal(128).astype(np.float32), rng.standard_normal(128).astype(np.float32)
+
+    def run():
+        layer = nn.LayerNorm(128)
+        layer.weight.data, layer.bias.data = tk.tensor(w), tk.tensor(b)
+        xt = tk.tensor(x, requires_grad=True)
+        layer(xt).backward(tk.tensor(gy))
+        return [a.numpy().copy() for a in (layer(xt).detach(), xt.grad, layer.weight.grad, layer.bias.grad)]
+
+    prev = tk.get_num_threads()
+    try:
+        outs = []
+        for nt in (1, 2):
+            tk.set_num_threads(nt)
+            outs.append(_both(run, expect=["layer_norm_forward", "layer_norm_backward"])[1])
+    finally:
+        tk.set_num_threads(prev)
+    for u, v in zip(*outs):
+        np.testing.assert_array_equal(u, v)
+    tl = torch.nn.LayerNorm(128)
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(w))
+        tl.bias.copy_(torch.from_numpy(b))
+    xx = torch.from_numpy(x).requires_grad_()
+    yy = tl(xx)
+    yy.backward(torch.from_numpy(gy))
+    for ours, theirs in zip(outs[0], (yy.detach(), xx.grad, tl.weight.grad, tl.bias.grad)):
+        theirs = theirs.numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-6 * np.abs(theirs).max())
 
 
 def test_swapped_products_are_bitwise_the_same_on_one_and_two_threads():

@@ -161,6 +161,50 @@ def gelu_forward(x, y, cdf):
         y[i] = v * c
 
 
+@nb.njit(nogil=True, cache=True, error_model="numpy")
+def layer_norm_forward(x, w, b, eps, xhat, y, invstd):
+    """Rows of x (R, N): invstd = 1 / sqrt(var + eps) (biased variance; mean and variance in float64, two
+    passes), xhat = (x - mean) * invstd, y = xhat * w + b (w, b of size N; ``y`` may be ``xhat``)."""
+    r, n = x.shape
+    for i in range(r):
+        acc = 0.0
+        for j in range(n):
+            acc += x[i, j]
+        mean = acc / n
+        acc2 = 0.0
+        for j in range(n):
+            d = x[i, j] - mean
+            acc2 += d * d
+        inv = 1.0 / np.sqrt(acc2 / n + eps)
+        invstd[i] = inv
+        mu, sc = x.dtype.type(mean), x.dtype.type(inv)
+        for j in range(n):
+            h = (x[i, j] - mu) * sc
+            xhat[i, j] = h
+            y[i, j] = h * w[j] + b[j]
+
+
+@nb.njit(nogil=True, cache=True, error_model="numpy")
+def layer_norm_backward(gy, xhat, w, invstd, gx, gw, gb):
+    """Rows (R, N) of layer norm's gradients: gx = invstd (g w - mean(g w) - xhat mean(g w xhat)); gw and gb
+    (float64, size N) get the rows' sums of gy * xhat and gy added (row sums in float64)."""
+    r, n = gy.shape
+    for i in range(r):
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(n):
+            g = gy[i, j]
+            h = xhat[i, j]
+            gw_ = g * w[j]
+            s1 += gw_
+            s2 += gw_ * h
+            gw[j] += g * h
+            gb[j] += g
+        m1, m2, sc = gx.dtype.type(s1 / n), gx.dtype.type(s2 / n), gx.dtype.type(invstd[i])
+        for j in range(n):
+            gx[i, j] = (gy[i, j] * w[j] - m1 - xhat[i, j] * m2) * sc
+
+
 @nb.njit(nogil=True, cache=True)
 def relu_forward(x, y):
     """y = max(x, 0) for flat arrays, as ``np.maximum(x, 0)``: NaN stays NaN, -0.0 stays -0.0."""
