@@ -14,7 +14,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
@@ -266,6 +266,7 @@ def _layer_norm(x, gy, weight, bias, nd):
 @given(lead=st.lists(st.integers(1, 9), min_size=1, max_size=2), norm=st.lists(st.integers(1, 40), min_size=1,
        max_size=2), params=st.integers(0, 2), dtype=st.sampled_from([np.float32, np.float64]),
        offset=st.sampled_from([0.0, 50.0]), seed=st.integers(0, 2 ** 16))
+@example(lead=[2], norm=[4], params=0, dtype=np.float32, offset=50.0, seed=263)  # a row of spread 0.08 near 50
 def test_layer_norm_compiled_rows_match_the_numpy_path(two_threads, monkeypatch, lead, norm, params, dtype, offset,
                                                        seed):
     """Any shape (one or two normalised dimensions, rows of one value, pieces of one row), with and without
@@ -281,7 +282,11 @@ def test_layer_norm_compiled_rows_match_the_numpy_path(two_threads, monkeypatch,
     bias = rng.standard_normal(norm).astype(dtype) if params >= 2 else None
     pool, compiled = _both(lambda: _layer_norm(x, gy, weight, bias, len(norm)),
                            expect=["layer_norm_forward", "layer_norm_backward"])
-    tol = 2e-5 if dtype == np.float32 else 1e-11
+    # Both paths subtract a mean rounded to the input's dtype, so each row's result is exact to about
+    # eps * max|x| / std: a row of values near 50 with a spread of 0.08 loses 600 ulp in either path.
+    rows = x.reshape(-1, int(np.prod(norm))).astype(np.float64)
+    cond = float(np.max(np.abs(rows).max(axis=1) / np.sqrt(rows.var(axis=1) + 1e-5)))
+    tol = max(2e-5 if dtype == np.float32 else 1e-11, 4 * float(np.finfo(dtype).eps) * cond)
     for u, v in zip(pool, compiled):
         assert u.shape == v.shape and u.dtype == v.dtype == dtype
         np.testing.assert_allclose(v, u, rtol=0, atol=tol * max(1.0, float(np.abs(u).max())))
