@@ -460,6 +460,9 @@ def main(argv=None) -> int:
     unknown = [k for k in keys if k not in keys_all]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {keys_all}")
+    trainable = [w.key for w in WORKLOADS if w.train]
+    if not args.no_profile and args.profile not in trainable:
+        parser.error(f"--profile {args.profile!r}: the per-op profile times a training step; choose from {trainable}")
     info = machine_info()
     thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [int(info["threads"])]
     if args.clock == "cpu" and thread_counts != [1]:

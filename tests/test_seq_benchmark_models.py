@@ -37,3 +37,15 @@ def test_benchmark_models_agree_with_torch(build, make):
     grads = dict(ours.named_parameters())
     for name, p in theirs.named_parameters():
         np.testing.assert_allclose(grads[name].grad.numpy(), p.grad.numpy(), rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_throughput_refuses_a_profile_it_cannot_take_before_measuring(capsys):
+    """``--profile`` names a training workload: an inference one or an unknown key is a usage error (exit 2,
+    the trainable keys listed) before any workload runs, not an AttributeError after the whole benchmark."""
+    import throughput
+    for key in ("resnet8_infer256", "nope"):
+        with pytest.raises(SystemExit) as e:
+            throughput.main(["--workloads", "lenet32", "--profile", key])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--profile '{key}'" in err and "resnet8_128" in err and "resnet8_infer256'," not in err
