@@ -163,6 +163,9 @@ NOTES: dict[str, str] = {
     "cuda": "is_available() is False",
     "device": "'cpu' only",
     "models.resnet18": "torchvision's architecture and state-dict layout, random init (weights=None)",
+    **dict.fromkeys("add_ sub_ mul_ div_ zero_ fill_ copy_ uniform_ normal_ clamp_ scatter_ masked_fill_".split(),
+                    "changes data only, not recorded in the autograd graph: under grad mode it refuses a tensor or "
+                    "operand that requires grad (a RuntimeError, not a wrong gradient); free under no_grad"),
 }
 
 

@@ -385,64 +385,82 @@ class Tensor(TensorMethods):
         return self @ other
 
     # ----------------------------------------------------------------- in place (data only)
-    def _check_inplace(self) -> None:
-        if self.requires_grad and self.grad_fn is None and is_grad_enabled():
+    def _check_inplace(self, name: str, *others) -> None:
+        """In-place methods change data only: they are not recorded in the autograd graph. Under grad mode
+        they refuse a tensor that requires grad (PyTorch's message for a leaf) and an operand that
+        requires grad, whose gradients would otherwise be silently wrong."""
+        if not is_grad_enabled():
+            return
+        if self.requires_grad and self.grad_fn is None:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if self.requires_grad or any(getattr(o, "requires_grad", False) for o in others):
+            base = name[:-1]
+            how = (f"write it out of place (y = y.{base}(...)) or run it" if hasattr(Tensor, base) and base != "copy"
+                   else "make a new tensor instead, or run it")
+            raise RuntimeError(
+                f"{name}() on a tensor that requires grad: trainkit does not record in-place operations in "
+                f"the autograd graph, so the gradients would be wrong; {how} under trainkit.no_grad()")
 
     def add_(self, other, alpha=1):
-        self._check_inplace()
+        self._check_inplace("add_", other)
         o = _ew.raw(other)
         self._array += o if alpha == 1 else o * alpha
         return self
 
     def sub_(self, other, alpha=1):
+        self._check_inplace("sub_", other)
         return self.add_(other, -alpha)
 
     def mul_(self, other):
-        self._check_inplace()
+        self._check_inplace("mul_", other)
         self._array *= _ew.raw(other)
         return self
 
     def div_(self, other):
-        self._check_inplace()
+        self._check_inplace("div_", other)
         self._array /= _ew.raw(other)
         return self
 
     def zero_(self):
-        self._check_inplace()
+        self._check_inplace("zero_")
         self._array[...] = 0
         return self
 
     def fill_(self, value):
-        self._check_inplace()
+        self._check_inplace("fill_", value)
         self._array[...] = value
         return self
 
     def copy_(self, src):
-        self._check_inplace()
+        self._check_inplace("copy_", src)
         self._array[...] = _ew.raw(src)
         return self
 
     def clamp_(self, min=None, max=None):
-        self._check_inplace()
+        self._check_inplace("clamp_", min, max)
         np.clip(self._array, min, max, out=self._array)
         return self
 
     def uniform_(self, a=0.0, b=1.0, *, generator=None):
         from .random import default_generator
-        self._check_inplace()
+        self._check_inplace("uniform_")
         self._array[...] = (generator or default_generator()).uniform(a, b, self.shape)
         return self
 
     def normal_(self, mean=0.0, std=1.0, *, generator=None):
         from .random import default_generator
-        self._check_inplace()
+        self._check_inplace("normal_")
         self._array[...] = (generator or default_generator()).normal(mean, std, self.shape)
         return self
 
     def __setitem__(self, key, value):
-        if self.requires_grad and is_grad_enabled():
-            raise RuntimeError("in-place assignment into a tensor that requires grad is not supported")
+        if is_grad_enabled() and (self.requires_grad or getattr(value, "requires_grad", False)):
+            raise RuntimeError(
+                "in-place assignment into a tensor that requires grad is not supported"
+                if self.requires_grad else
+                "in-place assignment of a value that requires grad is not supported: trainkit does not record "
+                "it in the autograd graph, so that value's gradient would be lost; build the tensor out of "
+                "place (trainkit.cat, trainkit.where) or assign under trainkit.no_grad()")
         self._array[_sh.index_key(key)] = _ew.raw(value)
 
     # ----------------------------------------------------------------- elementwise methods

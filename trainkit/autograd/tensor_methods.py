@@ -193,19 +193,19 @@ class TensorMethods:
 
     # in place (data only, like the other ``_`` methods: for buffers and parameters under no_grad)
     def masked_fill_(self, mask, value):
-        self._check_inplace()
+        self._check_inplace("masked_fill_", value)
         self._array[...] = ops.index.masked_fill(self.detach(), mask, value)._array
         return self
 
     def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
-        self._check_inplace()
+        self._check_inplace("scatter_", src)
         self._array[...] = ops.index.scatter(self.detach(), dim, index,
                                              None if src is None else _detached(src), value=value,
                                              reduce=reduce)._array
         return self
 
     def scatter_add_(self, dim, index, src):
-        self._check_inplace()
+        self._check_inplace("scatter_add_", src)
         self._array[...] = ops.index.scatter_add(self.detach(), dim, index, _detached(src))._array
         return self
 
@@ -278,12 +278,12 @@ class TensorMethods:
         return ops.linalg.triu(self, diagonal)
 
     def tril_(self, diagonal=0):
-        self._check_inplace()
+        self._check_inplace("tril_")
         self._array[...] = np.tril(self._array, diagonal)
         return self
 
     def triu_(self, diagonal=0):
-        self._check_inplace()
+        self._check_inplace("triu_")
         self._array[...] = np.triu(self._array, diagonal)
         return self
 
@@ -321,7 +321,7 @@ class TensorMethods:
     def bernoulli_(self, p=0.5, *, generator=None):
         """Fill with 1 (probability ``p``, a scalar or a tensor) or 0."""
         from .random import default_generator
-        self._check_inplace()
+        self._check_inplace("bernoulli_", p)
         rng = generator or default_generator()
         self._array[...] = rng.random(self._array.shape) < np.asarray(ops.elementwise.raw(p))
         return self
@@ -329,7 +329,7 @@ class TensorMethods:
     def exponential_(self, lambd=1.0, *, generator=None):
         """Fill with exponential samples of rate ``lambd``."""
         from .random import default_generator
-        self._check_inplace()
+        self._check_inplace("exponential_")
         rng = generator or default_generator()
         self._array[...] = rng.exponential(1.0 / lambd, self._array.shape)
         return self
