@@ -248,3 +248,25 @@ def test_float32_inputs_give_float32_outputs_and_gradients_in_every_op_case():
         for t in inputs:
             if isinstance(t, tk.Tensor) and t.requires_grad and t.grad is not None:
                 assert t.grad.dtype == np.float32, case.name
+
+
+_PROMOTION_DTYPES = ["bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(a=st.sampled_from(_PROMOTION_DTYPES), b=st.sampled_from(_PROMOTION_DTYPES),
+       shapes=st.sampled_from([((2,), ()), ((), (2,)), ((), ()), ((2,), (2,)), ((2, 1), (3,))]),
+       op=st.sampled_from(["add", "sub", "mul", "div"]))
+def test_binary_ops_follow_torchs_type_promotion(a, b, shapes, op):
+    """Result dtypes of tensor-tensor arithmetic are torch's, including its rule that a 0-d tensor of the
+    same category does not widen a dimensioned one (float32 vector + float64 0-d tensor is float32)."""
+    sa, sb = shapes
+    ta, tb = torch.ones(sa, dtype=getattr(torch, a)), torch.ones(sb, dtype=getattr(torch, b))
+    try:
+        expected = getattr(torch, op)(ta, tb)
+    except RuntimeError:  # torch refuses bool subtraction; trainkit allows it
+        return
+    ours = getattr(tk, op)(tk.ones(sa, dtype=getattr(tk, a)), tk.ones(sb, dtype=getattr(tk, b)))
+    assert str(ours.dtype).split(".")[-1] == str(expected.dtype).split(".")[-1]
+    assert tuple(ours.shape) == tuple(expected.shape)
+    np.testing.assert_array_equal(ours.numpy(), expected.numpy())

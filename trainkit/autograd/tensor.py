@@ -326,6 +326,58 @@ class Tensor(TensorMethods):
     def __rmatmul__(self, other):
         return _mm.matmul(other, self)
 
+    # augmented assignment (``x += y``): in place, as in PyTorch, wherever no gradient is involved, so
+    # that ``w -= lr * w.grad`` under no_grad updates the parameter itself and aliases see the change. In
+    # the autograd graph, which does not record in-place ops, ``x += h`` is ``x = x + h``: the same values
+    # and gradients, only the name rebound. A leaf that requires grad is refused, with torch's message.
+    def _inplace_operator(self, other, ufunc, out_of_place):
+        if is_grad_enabled():
+            if self.requires_grad and self.grad_fn is None:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if self.requires_grad or getattr(other, "requires_grad", False):
+                y = out_of_place(self, other)
+                if y.shape != self.shape:
+                    raise RuntimeError(f"in-place {ufunc.__name__}: the result's shape {tuple(y.shape)} is not "
+                                       f"the tensor's {tuple(self.shape)}")
+                return y if y._array.dtype == self._array.dtype else y.to(self.dtype)  # torch keeps the dtype
+        o = _ew.promote(self, other)[1]._array  # the operand in torch's result dtype (its promotion rules)
+        try:
+            ufunc(self._array, o, out=self._array, casting="same_kind")
+        except (TypeError, ValueError) as e:  # numpy's casting or broadcasting refusal: torch's RuntimeError
+            raise RuntimeError(f"in-place {ufunc.__name__} on a tensor of shape {tuple(self.shape)} and "
+                               f"dtype {self.dtype}: {e}") from None
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace_operator(other, np.add, Tensor.__add__)
+
+    def __isub__(self, other):
+        return self._inplace_operator(other, np.subtract, Tensor.__sub__)
+
+    def __imul__(self, other):
+        return self._inplace_operator(other, np.multiply, Tensor.__mul__)
+
+    def __itruediv__(self, other):
+        return self._inplace_operator(other, np.true_divide, Tensor.__truediv__)
+
+    def __ipow__(self, other):
+        return self._inplace_operator(other, np.power, Tensor.__pow__)
+
+    def __ifloordiv__(self, other):
+        return self._inplace_operator(other, np.floor_divide, Tensor.__floordiv__)
+
+    def __imod__(self, other):
+        return self._inplace_operator(other, np.remainder, Tensor.__mod__)
+
+    def __iand__(self, other):
+        return self._inplace_operator(other, np.bitwise_and, Tensor.__and__)
+
+    def __ior__(self, other):
+        return self._inplace_operator(other, np.bitwise_or, Tensor.__or__)
+
+    def __ixor__(self, other):
+        return self._inplace_operator(other, np.bitwise_xor, Tensor.__xor__)
+
     # comparisons give bool tensors outside the graph
     def __eq__(self, other):  # type: ignore[override]
         return Tensor(self._array == _ew.raw(other))

@@ -61,9 +61,17 @@ def promote(a, b) -> tuple:
         elif fb and not fa:
             a = a.to(db)
         else:
-            common = np.promote_types(da, db)
+            za, zb = a._array.ndim == 0, b._array.ndim == 0
+            if za != zb and _CATEGORY[da.kind] == _CATEGORY[db.kind]:
+                common = db if za else da  # a 0-d tensor of the same category does not widen (torch's rule)
+            else:
+                common = np.promote_types(da, db)
             a, b = a.to(common), b.to(common)
     return a, b
+
+
+#: PyTorch's dtype categories for promotion (bool < integer < floating).
+_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
 
 
 class _Binary(Op):
