@@ -48,7 +48,7 @@ NAMESPACES: list[tuple[str, str, dict[str, str]]] = [
     }),
     ("torch.Tensor", "Tensor", {
         "conversion": "item tolist numpy to cpu cuda double float half long int bool type type_as clone detach "
-                      "detach_ contiguous",
+                      "detach_ contiguous is_contiguous stride",
         "shape": "shape size dim ndim numel view view_as reshape reshape_as flatten squeeze unsqueeze transpose t T "
                  "permute expand expand_as repeat split chunk narrow flip roll movedim unfold",
         "math": "abs neg exp log sqrt pow sigmoid tanh relu clamp clamp_ sum mean std var prod norm max min argmax "

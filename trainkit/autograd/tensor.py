@@ -137,8 +137,18 @@ class Tensor(TensorMethods):
         from .ops.elementwise import Clone
         return Clone.apply(self)
 
-    def contiguous(self) -> "Tensor":
-        return self
+    def contiguous(self, memory_format=None) -> "Tensor":
+        """This tensor when its data is C-contiguous, else a C-contiguous copy (in the graph)."""
+        return self if self._array.flags.c_contiguous else self.clone()
+
+    def is_contiguous(self, memory_format=None) -> bool:
+        """Whether the data is C-contiguous (row-major without gaps), as torch's default memory format."""
+        return bool(self._array.flags.c_contiguous)
+
+    def stride(self, dim=None):
+        """Steps in elements between neighbours along each dimension (``dim``: one of them), as torch's."""
+        steps = tuple(s // self._array.itemsize for s in self._array.strides)
+        return steps if dim is None else steps[dim]
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self._array.dtype.kind not in "fc":
