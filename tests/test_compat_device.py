@@ -281,3 +281,16 @@ def test_factories_take_device_and_new_methods_match_torch():
     assert ours.is_floating_point() and not trainkit.arange(2).is_floating_point()
     assert ours.element_size() == ref.element_size() and ours.nbytes == ref.nbytes
     assert ours.get_device() == ref.get_device() == -1
+
+
+def test_randint_takes_torchs_two_overloads():
+    """``randint(high, size)`` (nanoGPT's ``torch.randint(len(data) - block, (batch,))``) and
+    ``randint(low, high, size)``, with a tuple, a list or a Size: in range, int64 unless ``dtype``."""
+    for args, lo, hi in [((10, (500,)), 0, 10), ((10, [500]), 0, 10), ((3, 7, (500,)), 3, 7),
+                         ((5, trainkit.Size([20, 25])), 0, 5)]:
+        t = trainkit.randint(*args)
+        assert t.dtype == trainkit.int64 and t.numel() == 500
+        v = t.numpy()
+        assert v.min() == lo and v.max() == hi - 1
+    assert tuple(trainkit.randint(4, (2, 3), dtype=trainkit.int32).shape) == (2, 3)
+    assert trainkit.randint(4, (2, 3), dtype=trainkit.int32).dtype == trainkit.int32

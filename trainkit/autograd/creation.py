@@ -122,9 +122,11 @@ def randn(*size, dtype=None, generator=None, device=None, requires_grad=False) -
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, *, device=None) -> Tensor:
-    """Uniform integers in [low, high) (int64 unless ``dtype``)."""
+    """Uniform integers in [low, high) (int64 unless ``dtype``); ``randint(high, size)`` as torch's too."""
     check_cpu(device)
-    if high is None:
+    if isinstance(high, (tuple, list)):  # torch's randint(high, size) overload (Size is a tuple)
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
     rng = generator or default_generator()
     return Tensor(rng.integers(low, high, size=tuple(size)).astype(dtypes.to_dtype(dtype) or dtypes.int64))
