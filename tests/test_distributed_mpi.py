@@ -226,11 +226,12 @@ train: {{epochs: 40}}
     res = trainkit("train", tmp_path / "fail.yaml", "--procs", "2", "--run-dir", run, "-q")
     ended = time.time()
     assert res.returncode == 1, res.stdout + res.stderr
-    assert ended - float(note.read_text()) < 10
     info = run_json(run)
-    assert info["status"] == "failed"
-    assert info["message"].startswith("rank 1 (on ") and "RuntimeError: injected failure" in info["message"]
-    assert "error: rank 1" in res.stderr and "Traceback" in res.stderr  # the rank's own traceback, and why
+    said = f"{info}\nstdout: {res.stdout}\nstderr: {res.stderr}"  # the whole story when a line fails
+    assert ended - float(note.read_text()) < 10, said
+    assert info["status"] == "failed", said
+    assert info["message"].startswith("rank 1 (on ") and "RuntimeError: injected failure" in info["message"], said
+    assert "error: rank 1" in res.stderr and "Traceback" in res.stderr, said  # the rank's own traceback, and why
 
 
 def test_bad_input_is_refused_before_training_with_one_message(tmp_path):
