@@ -47,10 +47,11 @@ from .autograd.ops.layout import (  # noqa: F401
     unbind,
 )
 from .autograd.ops.linalg import (  # noqa: F401
-    bmm, diag, diag_embed, diagonal, dot, eye, ger, mm, norm, outer, trace, tril, triu,
+    addmm, baddbmm, bmm, diag, diag_embed, diagonal, dot, eye, ger, mm, norm, outer, trace, tril, triu,
 )
 from .autograd.ops.math import (  # noqa: F401
-    acos, arctan2, asin, atan, atan2, ceil, cos, cosh, erf, expm1, fix, floor, frac, log1p, log2, log10, neg, negative,
+    acos, arctan2, asin, atan, atan2, ceil, cos, cosh, erf, expm1, fix, floor, frac, lerp, log1p, log2, log10, neg,
+    negative,
     reciprocal, round, rsqrt, sign, sin, sinh, square, tan, trunc,
 )
 from .autograd.ops.reduce import all, amax, amin, any, std  # noqa: F401

@@ -34,7 +34,7 @@ NAMESPACES: list[tuple[str, str, dict[str, str]]] = [
                     "sort argsort topk kthvalue unique searchsorted bucketize",
         "shape": "cat concat stack reshape flatten squeeze unsqueeze transpose permute split chunk unbind tril triu "
                  "diag flip roll repeat_interleave narrow movedim tile broadcast_to meshgrid",
-        "linear algebra": "mm bmm dot outer einsum trace cdist",
+        "linear algebra": "mm bmm addmm baddbmm dot outer einsum trace cdist",
         "random": "manual_seed seed initial_seed get_rng_state set_rng_state Generator normal bernoulli multinomial "
                   "poisson",
         "autograd": "no_grad enable_grad set_grad_enabled is_grad_enabled inference_mode autograd",
@@ -52,7 +52,7 @@ NAMESPACES: list[tuple[str, str, dict[str, str]]] = [
         "shape": "shape size dim ndim numel view view_as reshape reshape_as flatten squeeze unsqueeze transpose t T "
                  "permute expand expand_as repeat split chunk narrow flip roll movedim unfold",
         "math": "abs neg exp log sqrt pow sigmoid tanh relu clamp clamp_ sum mean std var prod norm max min argmax "
-                "argmin cumsum softmax log_softmax matmul mm bmm dot",
+                "argmin cumsum softmax log_softmax matmul mm bmm addmm baddbmm dot lerp",
         "comparison and indexing": "eq ne gt lt ge le isnan any all gather scatter scatter_ index_select masked_fill "
                                    "masked_fill_ masked_select nonzero sort topk unique where",
         "in place": "add_ sub_ mul_ div_ zero_ fill_ copy_ uniform_ normal_ clamp_ requires_grad_",
@@ -139,9 +139,9 @@ NOT_COVERED: dict[str, str] = {
     "models.vgg16": "only the ResNet family is provided (random init, no pretrained weights)",
     "models.mobilenet_v2": "only the ResNet family (with ResNeXt and wide ResNets) is provided",
     **dict.fromkeys("fmod remainder".split(), "not yet as functions: the % operator covers remainder"),
-    **dict.fromkeys("empty_like randint_like logspace erfinv lerp mode std_mean var_mean count_nonzero searchsorted "
+    **dict.fromkeys("empty_like randint_like logspace erfinv mode std_mean var_mean count_nonzero searchsorted "
                     "bucketize tile broadcast_to meshgrid cdist detach_ unfold where ParameterList ParameterDict "
-                    "Bilinear Unflatten AlphaDropout CELU Hardsigmoid ReLU6 Softsign Tanhshrink Threshold GLU glu "
+                    "Bilinear Unflatten AlphaDropout CELU Hardsigmoid ReLU6 Softsign Tanhshrink Threshold GLU "
                     "logsigmoid softsign PoissonNLLLoss GaussianNLLLoss MultiLabelSoftMarginLoss ASGD Rprop "
                     "transforms.CenterCrop transforms.ColorJitter".split(), _RARE),
     **dict.fromkeys("MaxPool1d AvgPool1d AdaptiveAvgPool1d AdaptiveMaxPool2d adaptive_max_pool2d Upsample "

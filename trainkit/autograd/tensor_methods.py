@@ -308,6 +308,15 @@ class TensorMethods:
     def outer(self, vec2):
         return ops.linalg.outer(self, vec2)
 
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        return ops.linalg.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return ops.linalg.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def lerp(self, end, weight):
+        return ops.math.lerp(self, end, weight)
+
     # ------------------------------------------------------------ random
     def bernoulli(self, p=None, *, generator=None):
         from .sampling import bernoulli

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..function import Op
+from ..function import Op, is_grad_enabled
 from ..tensor import Tensor
 from .elementwise import promote
 from .matmul import MatMul
@@ -56,6 +56,36 @@ def outer(input: Tensor, vec2: Tensor) -> Tensor:  # noqa: A002
 
 
 ger = outer
+
+
+def _add_scaled(input, product, beta, alpha):  # noqa: A002
+    """``beta * input + alpha * product`` as torch's addmm family. With beta 0 the input's values are
+    ignored, NaN and infinities too, and its gradient is zeros, as in torch."""
+    try:
+        fits = np.broadcast_shapes(tuple(input.shape), tuple(product.shape)) == tuple(product.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise RuntimeError(f"the input of shape {tuple(input.shape)} does not broadcast to the product's shape "
+                           f"{tuple(product.shape)}")
+    if alpha != 1:
+        product = product * alpha
+    if beta != 0:
+        return product + (input if beta == 1 else input * beta)
+    if input.requires_grad and is_grad_enabled():  # a zero gradient for input, its values not read
+        from ..functional import where
+        return product + where(input.isfinite(), input, 0.0) * 0
+    return product
+
+
+def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:  # noqa: A002
+    """``beta * input + alpha * (mat1 @ mat2)``: 2-D matrices, ``input`` broadcast to the product."""
+    return _add_scaled(input, mm(mat1, mat2), beta, alpha)
+
+
+def baddbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:  # noqa: A002
+    """``beta * input + alpha * (batch1 @ batch2)``: batches of matrices, ``input`` broadcast."""
+    return _add_scaled(input, bmm(batch1, batch2), beta, alpha)
 
 
 class Tri(Op):

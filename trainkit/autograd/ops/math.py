@@ -298,6 +298,16 @@ def log1p(input: Tensor) -> Tensor:  # noqa: A002
     return _unary(Log1p, input)
 
 
+def lerp(input: Tensor, end: Tensor, weight) -> Tensor:  # noqa: A002
+    """``input + weight * (end - input)``, in torch's two-sided form: from ``end`` when ``|weight| >= 0.5``
+    (exact at weight 1). ``weight``: a number or a tensor broadcast with both."""
+    from ..functional import where
+    diff = end - input
+    if isinstance(weight, Tensor):
+        return where(weight.abs() < 0.5, input + weight * diff, end - diff * (1 - weight))
+    return input + weight * diff if abs(weight) < 0.5 else end - diff * (1 - weight)
+
+
 def expm1(input: Tensor) -> Tensor:  # noqa: A002
     """``exp(x) - 1``, accurate for small x."""
     return _unary(Expm1, input)
