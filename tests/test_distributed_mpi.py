@@ -309,3 +309,22 @@ def test_collectives_sync_batchnorm_and_gradients_against_the_whole_batch(ranks)
                          capture_output=True, text=True, timeout=TIMEOUT, env=_env())
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("ok ") == 5, res.stdout
+
+
+@pytest.mark.parametrize("note,status,expected", [({"exit": 1}, 9, 1), ({"exit": 3}, 137, 3), ({}, 9, 9),
+                                                   ({"exit": 130}, 0, 0)])
+def test_the_launcher_returns_the_code_rank_0_ended_the_job_with(tmp_path, monkeypatch, note, status, expected):
+    """MPICH's mpiexec reports the status of whichever rank it saw end first: after rank 0's MPI_Abort(1) that
+    was sometimes 9, the SIGKILL of the other rank. The launcher returns the code rank 0 noted in the launch
+    file, and mpiexec's own status when there is none (or when the job ended well)."""
+    from trainkit.distributed import launch as launcher
+    fake = tmp_path / "mpiexec"
+    fake.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                    f"open(os.environ['TRAINKIT_LAUNCH_INFO'], 'w').write({json.dumps(json.dumps(note))})\n"
+                    f"sys.exit({status if status < 128 else 1})\n" if status < 128 else
+                    f"#!{sys.executable}\nimport json, os, signal\n"
+                    f"open(os.environ['TRAINKIT_LAUNCH_INFO'], 'w').write({json.dumps(json.dumps(note))})\n"
+                    f"os.kill(os.getpid(), {status - 128})\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(launcher, "find_mpiexec", lambda: str(fake))
+    assert launcher.launch(2, config="c.yaml", run_dir=str(tmp_path / "run")) == expected

@@ -16,7 +16,10 @@ Post-mortem. Rank 0 notes the run directory in a file this launcher names
 out-of-memory killer), the MPI launcher ends the others at once and no rank
 can record anything; the launcher then finds the run still ``running`` and
 marks it ``failed`` (or ``interrupted`` after a second Ctrl-C), with the way
-to resume it.
+to resume it. When rank 0 ends the job itself (a rank's error, a divergence),
+it notes its exit code in the same file and the launcher returns that code:
+``mpiexec`` reports the status of whichever rank it saw end first, which for a
+rank the abort killed is 9.
 """
 from __future__ import annotations
 
@@ -117,9 +120,10 @@ def launch(procs: int, *, config=None, overrides=(), run_dir=None, runs_dir=None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     try:
-        run_path = json.loads(Path(info_path).read_text() or "{}").get("run")
-    except (OSError, ValueError):
-        run_path = None
+        note = json.loads(Path(info_path).read_text() or "{}")
+        run_path, intended = note.get("run"), note.get("exit")
+    except (OSError, ValueError, AttributeError):
+        run_path, intended = None, None
     finally:
         try:
             os.unlink(info_path)
@@ -136,6 +140,8 @@ def launch(procs: int, *, config=None, overrides=(), run_dir=None, runs_dir=None
             print(f"a training process ended abnormally; the run is marked "
                   f"{'interrupted' if len(signals) > 1 else 'failed'}. Resume with:  trainkit train --resume "
                   f"{marked}", file=sys.stderr, flush=True)
+    if code != 0 and isinstance(intended, int) and not isinstance(intended, bool):
+        return intended  # rank 0 ended the job with this code (mpiexec may report another rank's status)
     if code < 0:  # mpiexec itself killed by a signal: the shell's convention
         return 128 - code
     return code

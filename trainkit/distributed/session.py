@@ -206,6 +206,19 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _abort(comm: Communicator, code: int) -> None:
+    """Rank 0 ends the job with ``code``. The launcher returns that code: MPICH's ``mpiexec`` reports the exit
+    status of whichever rank it saw end first, which for a rank killed by the abort can be 9 (SIGKILL)."""
+    where = os.environ.get(LAUNCH_INFO_ENV)
+    if where:
+        try:
+            note = json.loads(Path(where).read_text() or "{}")
+            atomic_write_json(Path(where), {**(note if isinstance(note, dict) else {}), "exit": code})
+        except (OSError, ValueError, StorageError):
+            pass  # the launcher then returns mpiexec's status
+    comm.abort(code)
+
+
 def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None, quiet=False, console=None,
           command=None, trust_code: bool = False) -> int:
     """``trainkit train`` on one rank of an MPI job; returns the exit code (as the single-process train)."""
@@ -244,12 +257,12 @@ def train(config_path, overrides=(), *, run_dir=None, runs_dir=None, resume=None
             parallel.run.fail_quietly("interrupted", str(exc))
         if isinstance(exc, TrainkitError):
             _say(f"error: {exc}")
-            comm.abort(130 if isinstance(exc, RankFailed) and exc.kind == "interrupted" else exc.exit_code)
+            _abort(comm, 130 if isinstance(exc, RankFailed) and exc.kind == "interrupted" else exc.exit_code)
         if isinstance(exc, KeyboardInterrupt):
             _say("interrupted")
-            comm.abort(130)
+            _abort(comm, 130)
         _say(traceback.format_exc())
-        comm.abort(1)
+        _abort(comm, 1)
         raise
     comm.finish()
     return code
