@@ -21,6 +21,10 @@ def _dims(args) -> tuple:
     return tuple(args)
 
 
+#: PyTorch's message for an in-place change of a leaf that requires grad (methods and ``+=`` alike).
+_LEAF_IN_PLACE = "a leaf Variable that requires grad is being used in an in-place operation."
+
+
 class Tensor(TensorMethods):
     """A multi-dimensional array with reverse-mode automatic differentiation.
 
@@ -343,7 +347,7 @@ class Tensor(TensorMethods):
     def _inplace_operator(self, other, ufunc, out_of_place):
         if is_grad_enabled():
             if self.requires_grad and self.grad_fn is None:
-                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+                raise RuntimeError(_LEAF_IN_PLACE)
             if self.requires_grad or getattr(other, "requires_grad", False):
                 y = out_of_place(self, other)
                 if y.shape != self.shape:
@@ -454,7 +458,7 @@ class Tensor(TensorMethods):
         if not is_grad_enabled():
             return
         if self.requires_grad and self.grad_fn is None:
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            raise RuntimeError(_LEAF_IN_PLACE)
         if self.requires_grad or any(getattr(o, "requires_grad", False) for o in others):
             base = name[:-1]
             how = (f"write it out of place (y = y.{base}(...)) or run it" if hasattr(Tensor, base) and base != "copy"
